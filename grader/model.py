@@ -1,0 +1,100 @@
+"""The result data model: plain dataclasses, no presentation.
+
+Every renderer (JSON, terminal, Markdown, ...) reads these and nothing else, so
+a new output format never needs to touch grading code, and the grading code
+never decides how something looks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+SCHEMA = "grader.report/1"
+
+#: The four functions students write, in the order the notebook asks for them.
+GRADED_FUNCTIONS: tuple[str, ...] = ("activation", "d_activation", "forward", "backward")
+
+Status = Literal["graded", "error"]
+
+
+@dataclass
+class FunctionInfo:
+    """What the grader found for one of the graded names in the notebook."""
+
+    name: str
+    found: bool
+    #: "function", "lambda", "builtin" or "other callable"; None when not found.
+    kind: str | None = None
+    #: Recognised activation family ("relu", "sigmoid", ...) for activation only.
+    recognised_as: str | None = None
+
+
+@dataclass
+class CheckResult:
+    """The verdict of one check, computed on the trusted side.
+
+    ``fraction`` is the share of probes that passed, which the rubric may turn
+    into partial credit; ``score``/``max_score`` are filled in by scoring.
+    """
+
+    id: str
+    function: str
+    passed: bool
+    message: str
+    fraction: float = 0.0
+    score: float = 0.0
+    max_score: float = 0.0
+    #: JSON-safe evidence, e.g. one failing probe: {"inputs": ..., "expected": ..., "got": ...}.
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Diagnosis:
+    """A recognised bug (an id of the catalog) or an integrity concern."""
+
+    id: str
+    function: str
+    message: str
+
+
+@dataclass
+class CellRun:
+    """How one code cell of the notebook ran in the sandbox."""
+
+    index: int
+    status: Literal["ok", "error", "timeout", "crashed", "skipped"]
+    error: str | None = None
+
+
+@dataclass
+class Training:
+    """The end-to-end run from the notebook's initialisation, driven from the trusted side."""
+
+    iterations: int
+    final_prediction: float | None
+    target: float
+    loss: list[float] = field(default_factory=list)
+    reference_loss: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    submission: str
+    rubric: str
+    status: Status
+    score: float = 0.0
+    max_score: float = 0.0
+    error: str | None = None
+    functions: dict[str, FunctionInfo] = field(default_factory=dict)
+    checks: list[CheckResult] = field(default_factory=list)
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    cells: list[CellRun] = field(default_factory=list)
+    training: Training | None = None
+    #: Activation pair the forward/backward checks were graded with ("relu", "sigmoid", ...).
+    graded_with_activation: str | None = None
+    seed: int = 0
+    backend: str = "subprocess"
+    duration_s: float = 0.0
+    #: Bounded excerpt of what the notebook printed (never parsed for verdicts).
+    output_excerpt: str = ""
