@@ -1,0 +1,511 @@
+"""The check stage: every verdict, computed on the trusted side from returned numbers.
+
+The sandbox is only ever asked "what does f return for these inputs?". Which
+inputs, what the answer should be, and whether it is right are all decided
+here, against the reference in ``grader.reference`` and against finite
+differences of the student's own functions.
+
+Error isolation: ``forward`` and ``backward`` are judged in two *contexts* —
+the primary activation pair (ReLU, or the student's own pair when it is a
+self-consistent, recognised activation), and the student's own activation and
+derivative exactly as written (tabulated from the sandbox at the probe points).
+A forward or backward that is right given the student's own helpers passes, so a
+mistake in ``d_activation`` costs points once, in ``d_activation``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from grader.compare import arrays_close, as_array, outcomes_agree, trusted_call, values_close
+from grader.execute import CallOutcome, CallRequest, Sandbox
+from grader.model import CheckResult, Training
+from grader.probe import (
+    NOTEBOOK_ITERATIONS, ActivationProbe, NetworkProbe, activation_probes, derivative_grid,
+    network_probes, notebook_probe,
+)
+from grader.reference import simple_nn as ref
+from grader.reference.simple_nn import ActivationPair
+
+# Gradient-check tolerances, after torch.autograd.gradcheck (eps 1e-6, atol
+# 1e-5, rtol 1e-3): central differences in float64 with a 1e-6 step are
+# accurate to ~1e-9 on these smooth, kink-free probes, so 1e-3 relative error
+# only fails a genuinely wrong gradient (a wrong one is off by O(1); CS231n
+# calls > 1e-2 wrong). A float32 submission gets a 1e-3 step, whose truncation
+# error (~1e-6) still sits well inside the tolerance.
+GRAD_EPS_FLOAT64 = 1e-6
+GRAD_EPS_FLOAT32 = 1e-3
+GRAD_ATOL = 1e-5
+GRAD_RTOL = 1e-3
+#: |final prediction - y| accepted after the notebook's 200 iterations
+#: (the reference reaches 1.0000000; the template's bug stops at 0.96689).
+TRAINING_TOLERANCE = 1e-3
+
+
+@dataclass
+class Context:
+    """An activation pair under which forward/backward are judged."""
+
+    name: str
+    pair: ActivationPair
+
+
+@dataclass
+class Evidence:
+    """The calls made to one student function, kept for diagnosis."""
+
+    args: list[tuple[Any, ...]] = field(default_factory=list)
+    outcomes: list[CallOutcome] = field(default_factory=list)
+    dont_care: list[np.ndarray | None] = field(default_factory=list)
+
+
+@dataclass
+class CheckRun:
+    results: list[CheckResult]
+    evidence: dict[str, Evidence]
+    contexts: list[Context]
+    recognised: str | None
+    graded_with: str
+    training: Training | None
+    warnings: list[str]
+
+
+class _Tabulated:
+    """An activation known only at the points where the sandbox was asked for it."""
+
+    def __init__(self) -> None:
+        self.table: dict[bytes, np.ndarray] = {}
+
+    @staticmethod
+    def _key(z: Any) -> bytes:
+        z = np.asarray(z, dtype=float)
+        return z.shape.__repr__().encode() + z.tobytes()
+
+    def add(self, z: np.ndarray, value: np.ndarray) -> None:
+        self.table[self._key(z)] = value
+
+    def __call__(self, z: Any) -> np.ndarray:
+        try:
+            return self.table[self._key(z)]
+        except KeyError:
+            raise LookupError("value not tabulated") from None
+
+
+def _describe(value: Any, limit: int = 160) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_describe(v, limit // 2) for v in value) + ")"
+    if isinstance(value, CallOutcome):
+        return _describe(value.value) if value.ok else f"{value.status}: {value.error or ''}".strip()
+    array = as_array(value)
+    text = repr(value) if array is None else np.array2string(np.round(array, 6), separator=", ", threshold=20)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, CallOutcome):
+        return _json(value.value) if value.ok else {"status": value.status, "error": value.error}
+    if isinstance(value, (tuple, list)):
+        return [_json(v) for v in value]
+    array = as_array(value)
+    if array is None:
+        return None if value is None else repr(value)
+    return np.round(array, 8).tolist()
+
+
+class Grading:
+    """Runs every check for one submission against one live sandbox."""
+
+    def __init__(self, sandbox: Sandbox, found: dict[str, bool], accepted_activations: Sequence[str], seed: int) -> None:
+        self.sandbox = sandbox
+        self.found = found
+        self.accepted = tuple(accepted_activations)
+        rng = np.random.default_rng(seed)
+        self.network = network_probes(rng)
+        self.activation_inputs = activation_probes(rng, self.network)
+        self.results: list[CheckResult] = []
+        self.evidence: dict[str, Evidence] = {}
+        self.warnings: list[str] = []
+
+    # --- helpers --------------------------------------------------------------
+
+    def _call(self, function: str, arg_tuples: Sequence[tuple[Any, ...]]) -> list[CallOutcome]:
+        if not self.found.get(function):
+            return [CallOutcome("missing") for _ in arg_tuples]
+        return self.sandbox.call_many([CallRequest(function, args) for args in arg_tuples])
+
+    def _missing(self, check_id: str, function: str) -> CheckResult:
+        return CheckResult(check_id, function, False, f"No function named {function} is defined in the notebook.")
+
+    def _add(self, result: CheckResult) -> None:
+        self.results.append(result)
+
+    # --- activation and its derivative -----------------------------------------
+
+    def run(self) -> CheckRun:
+        grid = derivative_grid()
+        recognised, consistent, student_pair = self._activation_checks(grid)
+        primary = self._primary_context(recognised, consistent)
+        contexts = [primary]
+        if student_pair is not None and not (consistent and recognised == primary.name):
+            contexts.append(Context("your own activation and derivative", student_pair))
+        forward_ok = self._forward_check(contexts)
+        self._backward_checks(contexts, forward_ok)
+        training = self._training_check(primary)
+        graded_with = primary.name
+        return CheckRun(self.results, self.evidence, contexts, recognised, graded_with, training, self.warnings)
+
+    def _activation_checks(self, grid: np.ndarray) -> tuple[str | None, bool, ActivationPair | None]:
+        probes = self.activation_inputs
+        eps = GRAD_EPS_FLOAT64
+        z_args = [(p.z,) for p in probes]
+        grid_args = [(grid,), (grid + eps,), (grid - eps,)]
+        net_args = [(p.hidden_pre_activation,) for p in self.network]
+        act = self._call("activation", z_args + grid_args + net_args)
+        dact = self._call("d_activation", z_args + [(grid,)] + net_args)
+        act_probe, act_grid, act_net = act[: len(probes)], act[len(probes): len(probes) + 3], act[len(probes) + 3:]
+        dact_probe, dact_grid, dact_net = dact[: len(probes)], dact[len(probes)], dact[len(probes) + 1:]
+
+        recognised = self._recognise(grid, act_grid[0])
+        family = self._family_pair(recognised, grid, act_grid[0])
+        self._family = family
+        accepted = family if (family is not None and recognised in self.accepted) else ref.RELU
+        zero_masks = [np.asarray(p.z) == 0 if accepted.name in ("relu", "leaky_relu") else None for p in probes]
+
+        self._values_check("activation.values", "activation", probes, z_args, act_probe, accepted.act, None, accepted.name)
+        self._values_check("d_activation.values", "d_activation", probes, z_args, dact_probe, accepted.dact,
+                           zero_masks, accepted.name, derivative=True)
+        consistent = self._derivative_gradient_check(grid, eps, act_grid, dact_grid)
+
+        student_pair = None
+        if all(o.ok and as_array(o.value) is not None for o in act_net + dact_net):
+            act_table, dact_table = _Tabulated(), _Tabulated()
+            for probe, a, d in zip(self.network, act_net, dact_net):
+                h = probe.hidden_pre_activation
+                a_val, d_val = as_array(a.value), as_array(d.value)
+                if a_val.shape == h.shape and d_val.shape == h.shape:
+                    act_table.add(h, a_val)
+                    dact_table.add(h, d_val)
+            if len(act_table.table) == len({p.hidden_pre_activation.tobytes() for p in self.network}):
+                student_pair = ActivationPair("yours", act_table, dact_table)
+        return recognised, consistent, student_pair
+
+    def _values_check(self, check_id: str, function: str, probes: list[ActivationProbe], args: list[tuple],
+                      outcomes: list[CallOutcome], expected_fn: Callable, masks: list | None, family: str,
+                      derivative: bool = False) -> None:
+        evidence = Evidence(list(args), list(outcomes), list(masks or [None] * len(args)))
+        self.evidence[function] = evidence
+        if not self.found.get(function):
+            self._add(self._missing(check_id, function))
+            return
+        scored = [i for i, p in enumerate(probes) if p.scored]
+        passed, first_failure = 0, None
+        for i in scored:
+            expected = expected_fn(np.asarray(probes[i].z, dtype=float))
+            if outcomes[i].ok and arrays_close(outcomes[i].value, expected, evidence.dont_care[i]):
+                passed += 1
+            elif first_failure is None:
+                first_failure = (i, expected)
+        what = f"the slope of {family}" if derivative else family
+        if first_failure is None:
+            self._add(CheckResult(check_id, function, True, f"matches {what} on {len(scored)} probes", 1.0))
+            return
+        i, expected = first_failure
+        message = (f"{function} differs from {what} on {len(scored) - passed} of {len(scored)} probes "
+                   f"(e.g. {probes[i].name}: got {_describe(outcomes[i])})")
+        details = {"probe": probes[i].name, "inputs": {"z": _json(probes[i].z)},
+                   "expected": _json(expected), "got": _json(outcomes[i])}
+        self._add(CheckResult(check_id, function, False, message, passed / len(scored), details=details))
+
+    def _recognise(self, grid: np.ndarray, outcome: CallOutcome) -> str | None:
+        values = as_array(outcome.value) if outcome.ok else None
+        if values is None or values.shape != grid.shape or not np.all(np.isfinite(values)):
+            return None
+        for family in ref.FIXED_FAMILIES:
+            if np.allclose(values, family.act(grid), rtol=1e-4, atol=1e-6):
+                return family.name
+        if self._leaky_alpha(grid, values) is not None:
+            return "leaky_relu"
+        return None
+
+    @staticmethod
+    def _leaky_alpha(grid: np.ndarray, values: np.ndarray) -> float | None:
+        positive, negative = grid > 0, grid < 0
+        if not np.allclose(values[positive], grid[positive], rtol=1e-4, atol=1e-6):
+            return None
+        ratios = values[negative] / grid[negative]
+        alpha = float(np.median(ratios))
+        if 0 < alpha < 1 and np.allclose(ratios, alpha, rtol=1e-4, atol=1e-7):
+            return alpha
+        return None
+
+    def _family_pair(self, name: str | None, grid: np.ndarray, outcome: CallOutcome) -> ActivationPair | None:
+        if name is None:
+            return None
+        if name == "leaky_relu":
+            return ref.leaky_relu(self._leaky_alpha(grid, as_array(outcome.value)))
+        return next(f for f in ref.FIXED_FAMILIES if f.name == name)
+
+    def _derivative_gradient_check(self, grid: np.ndarray, eps: float, act_grid: list[CallOutcome],
+                                   dact_grid: CallOutcome) -> bool:
+        """d_activation against central differences of the student's own activation; True if consistent."""
+        check_id, function = "d_activation.gradient", "d_activation"
+        if not self.found.get(function):
+            self._add(self._missing(check_id, function))
+            return False
+        values = [as_array(o.value) if o.ok else None for o in act_grid]
+        slope = as_array(dact_grid.value) if dact_grid.ok else None
+        values_passed = any(r.id == "d_activation.values" and r.passed for r in self.results)
+        usable = all(v is not None and v.shape == grid.shape for v in values)
+        if not usable or slope is None or slope.shape != grid.shape:
+            reason = ("your activation does not return an array for an array input, so it cannot be "
+                      "differentiated numerically" if not usable else
+                      f"d_activation(z) for an array z gave {_describe(dact_grid)}")
+            self._add(CheckResult(check_id, function, values_passed,
+                                  ("matches ReLU's slope; " if values_passed else "") + reason, float(values_passed)))
+            return False
+        numeric = (values[1] - values[2]) / (2 * eps)
+        rel_error = float(np.max(np.abs(slope - numeric) / np.maximum(1e-8, np.abs(slope) + np.abs(numeric))))
+        consistent = bool(np.all(np.abs(slope - numeric) <= GRAD_ATOL + GRAD_RTOL * np.abs(numeric)))
+        if consistent:
+            message = f"matches the numerical derivative of your activation (max relative error {rel_error:.1e})"
+        elif values_passed:
+            message = "matches ReLU's slope, but not the numerical derivative of your activation: check activation"
+        else:
+            worst = int(np.argmax(np.abs(slope - numeric)))
+            message = (f"does not match the numerical derivative of your activation (relative error {rel_error:.1e}; "
+                       f"at z = {grid[worst]:.3f}: got {slope[worst]:.6g}, finite differences give {numeric[worst]:.6g})")
+        passed = consistent or values_passed
+        self._add(CheckResult(check_id, function, passed, message, float(passed),
+                              details={} if passed else {"max_relative_error": rel_error}))
+        return consistent
+
+    def _primary_context(self, recognised: str | None, consistent: bool) -> Context:
+        if consistent and self._family is not None and recognised != "relu":
+            self.warnings.append(f"Your activation was recognised as {recognised}; forward and backward were graded with it.")
+            return Context(recognised, self._family)
+        return Context("relu", ref.RELU)
+
+    # --- forward ------------------------------------------------------------------
+
+    def _network_check(self, check_id: str, function: str, probes: list[NetworkProbe], args: list[tuple],
+                       outcomes: list[CallOutcome], expected: dict[str, list[Any]]) -> tuple[bool, str | None]:
+        """Pass when every probe matches under one context; returns (passed, matching context)."""
+        if not self.found.get(function):
+            self._add(self._missing(check_id, function))
+            return False, None
+        scores = {}
+        for name, values in expected.items():
+            scores[name] = [o.ok and values[i] is not None and values_close(o.value, values[i]) for i, o in enumerate(outcomes)]
+        best = max(scores, key=lambda n: sum(scores[n]))
+        hits = scores[best]
+        total = len(outcomes)
+        if all(hits):
+            note = "" if best == next(iter(expected)) else f" (with {best})"
+            self._add(CheckResult(check_id, function, True, f"matches the reference on {total} probes{note}", 1.0))
+            return True, best
+        i = hits.index(False)
+        first = next(iter(expected))
+        message = (f"{function} differs from the reference on {total - sum(hits)} of {total} probes "
+                   f"(e.g. {probes[i].name}: got {_describe(outcomes[i])}, expected {_describe(expected[first][i])})")
+        details = {"probe": probes[i].name, "inputs": _json_inputs(function, args[i]),
+                   "expected": _json(expected[first][i]), "got": _json(outcomes[i])}
+        self._add(CheckResult(check_id, function, False, message, sum(hits) / total, details=details))
+        return False, None
+
+    def _forward_check(self, contexts: list[Context]) -> bool:
+        args = [(p.x, p.w1, p.w2) for p in self.network]
+        outcomes = self._call("forward", args)
+        self.evidence["forward"] = Evidence(args, outcomes, [None] * len(args))
+        expected = {c.name: [_safe(lambda: ref.forward(p.x, p.w1, p.w2, c.pair)) for p in self.network] for c in contexts}
+        passed, _ = self._network_check("forward.values", "forward", self.network, args, outcomes, expected)
+        self._forward_outcomes = outcomes
+        return passed
+
+    # --- backward -------------------------------------------------------------------
+
+    def _loss_function(self, use_student: bool, pair: ActivationPair) -> Callable[[list[tuple]], list[float | None]]:
+        """Batch evaluator of L(forward(x, w1, w2), y) — the student's forward if it passed, else the reference's."""
+        def evaluate(points: list[tuple]) -> list[float | None]:
+            if use_student:
+                outcomes = self._call("forward", [(x, w1, w2) for x, w1, w2, _ in points])
+                values = [as_array(o.value) if o.ok else None for o in outcomes]
+                return [ref.loss(float(v.reshape(())), y) if v is not None and v.size == 1 else None
+                        for v, (_, _, _, y) in zip(values, points)]
+            return [ref.loss(ref.forward(x, w1, w2, pair), y) for x, w1, w2, y in points]
+        return evaluate
+
+    def _backward_checks(self, contexts: list[Context], forward_ok: bool) -> None:
+        primary = contexts[0]
+        # y_hat must be forward(x, w1, w2) for the gradient check to mean anything:
+        # take the student's own value when their forward is right, else the reference's.
+        y_hats = []
+        for probe, outcome in zip(self.network, self._forward_outcomes):
+            value = as_array(outcome.value) if (forward_ok and outcome.ok) else None
+            y_hats.append(float(value.reshape(())) if value is not None and value.size == 1
+                          else ref.forward(probe.x, probe.w1, probe.w2, primary.pair))
+        args = [(p.x, p.y, y_hat, p.w1, p.w2, p.eta) for p, y_hat in zip(self.network, y_hats)]
+        outcomes = self._call("backward", args)
+        self.evidence["backward"] = Evidence(args, outcomes, [None] * len(args))
+        self.backward_y_hats = y_hats
+        expected = {c.name: [_safe(lambda: ref.backward(p.x, p.y, yh, p.w1, p.w2, p.eta, c.pair))
+                             for p, yh in zip(self.network, y_hats)] for c in contexts}
+        values_passed, matched = self._network_check("backward.values", "backward", self.network, args, outcomes, expected)
+        self._report_mutation(args, outcomes)
+        self._gradient_check(contexts, forward_ok, args, outcomes, expected, matched)
+
+    def _report_mutation(self, args: list[tuple], outcomes: list[CallOutcome]) -> None:
+        names = ("x", "y", "y_hat", "w1", "w2", "eta")
+        changed: set[str] = set()
+        for call_args, outcome in zip(args, outcomes):
+            if outcome.ok and outcome.args_after and len(outcome.args_after) == len(call_args):
+                for name, before, after in zip(names, call_args, outcome.args_after):
+                    if not values_close(after, np.asarray(before, dtype=float)):
+                        changed.add(name)
+        if changed:
+            listed = ", ".join(n for n in names if n in changed)
+            self.warnings.append(f"backward changes its arguments in place ({listed}); the caller's arrays change too.")
+
+    def _gradient_check(self, contexts: list[Context], forward_ok: bool, args: list[tuple],
+                        outcomes: list[CallOutcome], expected: dict[str, list[Any]], matched: str | None) -> None:
+        check_id, function = "backward.gradient", "backward"
+        if not self.found.get(function):
+            self._add(self._missing(check_id, function))
+            return
+        primary = contexts[0]
+        float32 = any(o.ok and getattr(o.value, "dtype", None) == np.float32 for o in self._forward_outcomes)
+        eps = GRAD_EPS_FLOAT32 if float32 else GRAD_EPS_FLOAT64
+        loss_of = self._loss_function(forward_ok, primary.pair)
+        passed, worst_error, first_failure = 0, 0.0, None
+        for index, (probe, call_args, outcome) in enumerate(zip(self.network, args, outcomes)):
+            implied = _implied_gradients(probe, outcome)
+            ok = False
+            if implied is not None:
+                numeric = _numerical_gradients(probe, eps, loss_of)
+                if numeric is not None:
+                    flat_a, flat_n = np.concatenate([g.ravel() for g in implied]), np.concatenate([g.ravel() for g in numeric])
+                    rel = np.abs(flat_a - flat_n) / np.maximum(1e-8, np.abs(flat_a) + np.abs(flat_n))
+                    worst_error = max(worst_error, float(rel.max()))
+                    ok = bool(np.all(np.abs(flat_a - flat_n) <= GRAD_ATOL + GRAD_RTOL * np.abs(flat_n)))
+            if not ok and len(contexts) > 1 and matched == contexts[1].name:
+                ok = True  # right given the student's own d_activation: that mistake is charged there
+            passed += ok
+            if not ok and first_failure is None:
+                first_failure = (index, implied)
+        total = len(outcomes)
+        if first_failure is None:
+            note = " (given your own d_activation)" if matched and len(contexts) > 1 and matched == contexts[1].name else ""
+            self._add(CheckResult(check_id, function, True,
+                                  f"implied gradients match finite differences on {total} probes{note}", 1.0,
+                                  details={"max_relative_error": worst_error}))
+            return
+        index, implied = first_failure
+        probe = self.network[index]
+        if implied is None:
+            why = f"backward did not return new (w1, w2) of the right shapes ({_describe(outcomes[index])})"
+        else:
+            why = f"the gradient implied by (w - w_new) / eta is off (largest relative error {worst_error:.2g})"
+        self._add(CheckResult(check_id, function, False,
+                              f"gradient wrong on {total - passed} of {total} probes, e.g. {probe.name}: {why}",
+                              passed / total, details={"probe": probe.name, "max_relative_error": worst_error}))
+
+    # --- end to end -------------------------------------------------------------------
+
+    def _training_check(self, primary: Context) -> Training | None:
+        check_id, function = "training.converges", "training"
+        start = notebook_probe()
+        reference_loss, w1, w2 = [], start.w1.copy(), start.w2.copy()
+        for _ in range(NOTEBOOK_ITERATIONS):
+            y_hat = ref.forward(start.x, w1, w2, primary.pair)
+            reference_loss.append(ref.loss(y_hat, start.y))
+            w1, w2 = ref.backward(start.x, start.y, y_hat, w1, w2, start.eta, primary.pair)
+        training = Training(NOTEBOOK_ITERATIONS, None, start.y, [], reference_loss)
+        if not (self.found.get("forward") and self.found.get("backward")):
+            self._add(CheckResult(check_id, function, False, "needs both forward and backward to be defined"))
+            return training
+        w1, w2 = start.w1.copy(), start.w2.copy()
+        failure = None
+        for step in range(NOTEBOOK_ITERATIONS):
+            (out,) = self._call("forward", [(start.x, w1, w2)])
+            y_hat = as_array(out.value) if out.ok else None
+            if y_hat is None or y_hat.size != 1 or not np.isfinite(y_hat).all():
+                failure = f"iteration {step + 1}: forward gave {_describe(out)}"
+                break
+            y_hat = float(y_hat.reshape(()))
+            training.final_prediction = y_hat
+            training.loss.append(ref.loss(y_hat, start.y))
+            (out,) = self._call("backward", [(start.x, start.y, y_hat, w1, w2, start.eta)])
+            new = _weights(out, w1.shape, w2.shape)
+            if new is None:
+                failure = f"iteration {step + 1}: backward gave {_describe(out)}"
+                break
+            w1, w2 = new
+        if failure is None:
+            final = training.final_prediction
+            ok = final is not None and abs(final - start.y) <= TRAINING_TOLERANCE
+            verdict = "reaches" if ok else "does not reach"
+            message = (f"after {NOTEBOOK_ITERATIONS} iterations from the notebook's initialisation the prediction is "
+                       f"{final:.6f} and {verdict} y = {start.y:g} within {TRAINING_TOLERANCE:g}")
+            self._add(CheckResult(check_id, function, ok, message, float(ok), details={"final_prediction": final}))
+        else:
+            self._add(CheckResult(check_id, function, False, f"training stopped at {failure}"))
+        return training
+
+
+def _safe(compute: Callable[[], Any]) -> Any:
+    """The reference's answer, or None when it is undefined for this context (e.g. an untabulated point)."""
+    try:
+        with np.errstate(all="ignore"):
+            return compute()
+    except (LookupError, ValueError, FloatingPointError):
+        return None
+
+
+def _json_inputs(function: str, args: tuple) -> dict[str, Any]:
+    names = {"forward": ("x", "w1", "w2"), "backward": ("x", "y", "y_hat", "w1", "w2", "eta")}[function]
+    return {n: _json(a) for n, a in zip(names, args)}
+
+
+def _weights(outcome: CallOutcome, shape1: tuple, shape2: tuple) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (w1, w2) a backward call returned, if it is a pair of finite arrays of the right shapes."""
+    if not outcome.ok or not isinstance(outcome.value, (tuple, list)) or len(outcome.value) != 2:
+        return None
+    w1, w2 = (as_array(v) for v in outcome.value)
+    if w1 is None or w2 is None or w1.shape != shape1:
+        return None
+    if w2.shape != shape2:
+        if w2.size != int(np.prod(shape2)):
+            return None
+        w2 = w2.reshape(shape2)
+    if not (np.isfinite(w1).all() and np.isfinite(w2).all()):
+        return None
+    return w1, w2
+
+
+def _implied_gradients(probe: NetworkProbe, outcome: CallOutcome) -> tuple[np.ndarray, np.ndarray] | None:
+    new = _weights(outcome, probe.w1.shape, probe.w2.shape)
+    if new is None:
+        return None
+    return (probe.w1 - new[0]) / probe.eta, (probe.w2 - new[1]) / probe.eta
+
+
+def _numerical_gradients(probe: NetworkProbe, eps: float, loss_of) -> tuple[np.ndarray, np.ndarray] | None:
+    """Central differences of L(forward(x, w1, w2), y) over every weight, evaluated in one batch."""
+    points = []
+    for which, weights in ((0, probe.w1), (1, probe.w2)):
+        for index in np.ndindex(weights.shape):
+            for sign in (1.0, -1.0):
+                w1, w2 = probe.w1.copy(), probe.w2.copy()
+                (w1, w2)[which][index] += sign * eps
+                points.append((probe.x, w1, w2, probe.y))
+    losses = loss_of(points)
+    if any(v is None for v in losses):
+        return None
+    diffs = (np.array(losses[0::2]) - np.array(losses[1::2])) / (2 * eps)
+    n1 = probe.w1.size
+    return diffs[:n1].reshape(probe.w1.shape), diffs[n1:].reshape(probe.w2.shape)
+
+
+def run_checks(sandbox: Sandbox, found: dict[str, bool], accepted_activations: Sequence[str], seed: int) -> CheckRun:
+    return Grading(sandbox, found, accepted_activations, seed).run()

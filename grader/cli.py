@@ -1,0 +1,123 @@
+"""Command line: ``grader check`` (one notebook) and ``grader calibrate`` (the rubric against the catalog).
+
+``main(argv) -> int`` in the manner of pypa/build: every domain error is one
+sentence on stderr and a documented exit code, never a traceback.
+  0  graded (and at or above --fail-under)
+  1  graded, but under --fail-under
+  2  cannot grade (the report, with status "error", is still printed)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from grader.errors import EXIT_CANNOT_GRADE, EXIT_GRADED, EXIT_UNDER_THRESHOLD, GraderError
+
+FORMATS = ("text", "json", "md")
+
+
+def _percentage(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 100, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 100, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _add_grading_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rubric", default=None, metavar="NAME|PATH",
+                        help="bundled rubric name or path to a rubric .toml (default: simple_nn)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the random probes (default: 0)")
+    limits = parser.add_argument_group("limits (override the rubric's [limits])")
+    limits.add_argument("--cell-timeout", type=_positive, metavar="S", help="wall seconds per notebook cell")
+    limits.add_argument("--call-timeout", type=_positive, metavar="S", help="wall seconds per function call")
+    limits.add_argument("--total-timeout", type=_positive, metavar="S", help="wall seconds per submission")
+    limits.add_argument("--memory-mb", type=_positive, metavar="MB", help="memory limit of the sandbox")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grader", description="Grade 'simple neural network from scratch' notebooks.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="grade one notebook and print its report")
+    check.add_argument("notebook", metavar="NOTEBOOK", help="path to the .ipynb file")
+    check.add_argument("--format", choices=FORMATS, default="text", help="report format (default: text)")
+    check.add_argument("--fail-under", type=_percentage, metavar="N",
+                       help="exit 1 when the score is under N percent of the maximum")
+    check.add_argument("--no-color", action="store_true", help="never colour the text report")
+    _add_grading_options(check)
+
+    calibrate = commands.add_parser("calibrate", help="grade the reference and every mutant; exit 1 on a rubric gap")
+    calibrate.add_argument("--format", choices=("text", "json"), default="text")
+    _add_grading_options(calibrate)
+    return parser
+
+
+def _limits(args: argparse.Namespace, rubric):
+    overrides = {"cell_timeout_s": args.cell_timeout, "call_timeout_s": args.call_timeout,
+                 "total_timeout_s": args.total_timeout, "memory_mb": args.memory_mb}
+    return rubric.limits.merged({k: v for k, v in overrides.items() if v is not None}, "the command line")
+
+
+def _colour(args: argparse.Namespace) -> bool:
+    return not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+
+
+def _check(args: argparse.Namespace) -> int:
+    from grader.grade import Options, grade_notebook
+    from grader.rubric import load_rubric
+
+    rubric = load_rubric(args.rubric)
+    report = grade_notebook(args.notebook, rubric, Options(seed=args.seed, limits=_limits(args, rubric)))
+    if args.format == "text":
+        from grader.render import text
+        output = text.render(report, colour=_colour(args))
+    else:
+        from grader.render import render
+        output = render(report, args.format)
+    sys.stdout.write(output if output.endswith("\n") else output + "\n")
+    if report.status != "graded":
+        return EXIT_CANNOT_GRADE
+    if args.fail_under is not None and report.max_score > 0:
+        if 100.0 * report.score / report.max_score < args.fail_under:
+            return EXIT_UNDER_THRESHOLD
+    return EXIT_GRADED
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from grader.calibrate import main as calibrate_main
+    return calibrate_main(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return EXIT_CANNOT_GRADE if exit_.code else EXIT_GRADED
+    try:
+        return {"check": _check, "calibrate": _calibrate}[args.command](args)
+    except GraderError as exc:
+        print(f"grader: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("grader: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""How the trusted side decides whether two outcomes are "the same".
+
+Shared by the checks (student vs reference) and diagnosis (student vs mutant),
+so a submission is judged by one rule everywhere. Returns of lists, float32,
+bools, 0-d arrays and size-1 arrays are accepted when the values are right;
+shapes must otherwise agree exactly, which is what exposes transposes.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from grader.execute import CallOutcome
+from grader.wire import Unsupported
+
+#: Values are compared with a relative tolerance of 1e-5 and an absolute one of
+#: 1e-6 times the expected magnitude: loose enough for a float32 computation
+#: (about 7 significant digits), while every catalogued bug changes some value
+#: by far more than 1e-3 on the probes.
+RTOL = 1e-5
+ATOL_SCALE = 1e-6
+
+
+def as_array(value: Any) -> np.ndarray | None:
+    """A numeric float array for ``value``, or None when it is not numeric data."""
+    if value is None or isinstance(value, Unsupported):
+        return None
+    if isinstance(value, (list, tuple)):
+        if any(isinstance(v, (list, tuple, Unsupported)) or v is None for v in value):
+            return None
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    return array
+
+
+def arrays_close(got: Any, expected: Any, dont_care: np.ndarray | None = None) -> bool:
+    got_arr, exp_arr = as_array(got), np.asarray(expected, dtype=float)
+    if got_arr is None:
+        return False
+    if got_arr.size == 1 and exp_arr.size == 1:
+        got_arr, exp_arr = got_arr.reshape(()), exp_arr.reshape(())
+    if got_arr.shape != exp_arr.shape:
+        return False
+    if not np.all(np.isfinite(got_arr)):
+        return bool(np.array_equal(got_arr, exp_arr, equal_nan=True))
+    atol = ATOL_SCALE * max(1.0, float(np.max(np.abs(exp_arr), initial=0.0)))
+    close = np.isclose(got_arr, exp_arr, rtol=RTOL, atol=atol)
+    if dont_care is not None:
+        # ReLU's slope at exactly 0 is a convention: accept any value in [0, 1].
+        mask = np.broadcast_to(np.asarray(dont_care, dtype=bool), close.shape)
+        close = np.where(mask, (got_arr >= -atol) & (got_arr <= 1 + atol), close)
+    return bool(np.all(close))
+
+
+def values_close(got: Any, expected: Any, dont_care: np.ndarray | None = None) -> bool:
+    """Structure-aware comparison: a tuple expected means a tuple or list of the same length."""
+    if isinstance(expected, tuple):
+        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
+            return False
+        return all(values_close(g, e) for g, e in zip(got, expected))
+    if expected is None:
+        return got is None
+    return arrays_close(got, expected, dont_care)
+
+
+def trusted_call(function: Callable[..., Any], args: tuple[Any, ...]) -> CallOutcome:
+    """Run reference or mutant code on copies of ``args``, recording the outcome like the sandbox does."""
+    copies = tuple(np.array(a, dtype=float) if isinstance(a, np.ndarray) else a for a in args)
+    try:
+        with np.errstate(all="ignore"):
+            value = function(*copies)
+    except LookupError:
+        # A tabulated activation asked for a point the sandbox never evaluated:
+        # this model is undefined here, which must never count as agreement.
+        return CallOutcome("protocol", error="undefined for this context")
+    except Exception as exc:
+        return CallOutcome("raised", error=f"{type(exc).__name__}: {exc}")
+    if isinstance(value, list):
+        value = tuple(value)
+    return CallOutcome("ok", value=value, args_after=copies)
+
+
+def outcomes_agree(student: CallOutcome, model: CallOutcome, dont_care: np.ndarray | None = None) -> bool:
+    """Did the student's call behave like the model's (raise alike, or return the same values)?"""
+    if model.status == "raised":
+        return student.status == "raised"
+    if model.status != "ok" or student.status != "ok":
+        return False
+    if model.value is None:
+        # A function that updates in place and returns nothing is told apart by what it did to its arguments.
+        if student.value is not None or student.args_after is None or model.args_after is None:
+            return False
+        return len(student.args_after) == len(model.args_after) and all(
+            values_close(s, m) for s, m in zip(student.args_after, model.args_after)
+        )
+    return values_close(student.value, model.value, dont_care)

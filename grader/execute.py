@@ -1,0 +1,452 @@
+"""The execute stage: run a notebook's code in a separate, limited process and call its functions.
+
+The sandbox process is a fresh ``python -I`` running ``sandbox_worker.py`` (with
+``wire.py`` prepended as source, so the grader package is never imported
+there). The grader talks to it over a dedicated pipe pair; the student's own
+stdout and stderr go to a third pipe that is drained into a bounded excerpt and
+never parsed. When the sandbox dies or hangs, it is killed (its whole process
+group), restarted, and the cells that ran cleanly before are replayed, so one
+bad call costs that call only.
+"""
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
+
+from grader import wire
+from grader.errors import SandboxError
+from grader.limits import Limits
+from grader.model import GRADED_FUNCTIONS, CellRun, FunctionInfo
+
+if TYPE_CHECKING:
+    from grader.load import Cell
+
+CallStatus = Literal["ok", "raised", "timeout", "crashed", "missing", "protocol"]
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+#: Extra wall time the watchdog allows beyond a limit before it kills the sandbox:
+#: the in-process alarm should have fired by then; if not, the code ignores signals.
+WATCHDOG_GRACE_S = 1.0
+MAX_RESTARTS = 4
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    function: str
+    args: tuple[Any, ...]
+
+
+@dataclass
+class CallOutcome:
+    """What one call of a student function did, as reported by the sandbox (untrusted data)."""
+
+    status: CallStatus
+    value: Any = None
+    error: str | None = None
+    args_after: tuple[Any, ...] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class Execution:
+    cells: list[CellRun] = field(default_factory=list)
+    functions: dict[str, FunctionInfo] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class Sandbox(Protocol):
+    """What every execution backend offers the probe stage."""
+
+    name: str
+
+    def run_notebook(self, cells: Sequence[Cell]) -> Execution: ...
+
+    def call_many(self, requests: Sequence[CallRequest]) -> list[CallOutcome]: ...
+
+    def output_excerpt(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+def _worker_program() -> str:
+    return (_PACKAGE_DIR / "wire.py").read_text() + "\n" + (_PACKAGE_DIR / "sandbox_worker.py").read_text()
+
+
+def _mpl_cache_dir() -> str:
+    """A persistent matplotlib cache, so the sandbox does not rebuild the font list on every run."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "grader", "matplotlib")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+class OutputDrain:
+    """Reads the student's output pipe to the end, keeping only the first ``limit`` bytes."""
+
+    def __init__(self, fd: int, limit: int) -> None:
+        self.limit = limit
+        self.kept = bytearray()
+        self.dropped = 0
+        self._fd = fd
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._fd, 1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            room = self.limit - len(self.kept)
+            self.kept += chunk[:max(room, 0)]
+            self.dropped += max(len(chunk) - max(room, 0), 0)
+        os.close(self._fd)
+
+    def excerpt(self) -> str:
+        text = self.kept.decode("utf-8", "replace")
+        if self.dropped:
+            text += f"\n[grader] ... {self.dropped} more bytes of output not kept"
+        return text
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
+def _limit_child(limits: Limits) -> None:
+    """Runs in the child between fork and exec: own process group, resource limits."""
+    import resource
+
+    os.setsid()
+    mib = 1 << 20
+    for which, value in (
+        (resource.RLIMIT_AS, limits.memory_mb * mib),
+        (resource.RLIMIT_CPU, int(limits.cpu_time_s) + 1),
+        (resource.RLIMIT_FSIZE, limits.file_size_mb * mib),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            pass
+
+
+class _Process:
+    """One live sandbox process and its channel."""
+
+    def __init__(self, limits: Limits, workdir: str, drain_limit: int) -> None:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        out_r, out_w = os.pipe()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": workdir,
+            "TMPDIR": workdir,
+            "LANG": "C.UTF-8",
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": _mpl_cache_dir(),
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "PYTHONHASHSEED": "0",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        try:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-I", "-c", _worker_program(), str(to_child_r), str(from_child_w)],
+                stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, cwd=workdir, env=env,
+                pass_fds=(to_child_r, from_child_w), preexec_fn=lambda: _limit_child(limits),
+            )
+        except OSError as exc:
+            for fd in (to_child_r, to_child_w, from_child_r, from_child_w, out_r, out_w):
+                os.close(fd)
+            raise SandboxError.from_start_failure(str(exc)) from None
+        for fd in (to_child_r, from_child_w, out_w):
+            os.close(fd)
+        self.send_fd = to_child_w
+        self.recv_fd = from_child_r
+        self.drain = OutputDrain(out_r, drain_limit)
+
+    def send(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> None:
+        try:
+            wire.write_message(self.send_fd, header, blobs)
+        except OSError:
+            raise EOFError("sandbox closed its channel") from None
+
+    def receive(self, deadline: float) -> tuple[dict[str, Any], list[bytes]]:
+        """Read one message; TimeoutError past ``deadline``, EOFError if the process died."""
+
+        def read_exact(n: int) -> bytes:
+            chunks, remaining = [], n
+            while remaining:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    raise TimeoutError
+                ready, _, _ = select.select([self.recv_fd], [], [], wait)
+                if not ready:
+                    raise TimeoutError
+                chunk = os.read(self.recv_fd, min(remaining, 1 << 20))
+                if not chunk:
+                    raise EOFError("sandbox closed its channel")
+                chunks.append(chunk)
+                remaining -= len(chunk)
+            return b"".join(chunks)
+
+        return wire.read_message(read_exact)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.popen.kill()
+        self.popen.wait()
+        # Children that left the group (setsid again) are outside our reach here;
+        # issue-4 containment handles them with a cgroup/namespace when available.
+        for fd in (self.send_fd, self.recv_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.drain.join(1.0)
+
+    def exit_description(self) -> str:
+        code = self.popen.poll()
+        if code is None:
+            return "stopped by the grader"
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            return {"SIGKILL": "killed (memory or time limit)", "SIGXCPU": "CPU time limit",
+                    "SIGSEGV": "crashed (segmentation fault)"}.get(name, f"killed by {name}")
+        return f"exited with status {code}"
+
+
+class SubprocessSandbox:
+    """The default backend: a fresh Python process per submission."""
+
+    name = "subprocess"
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.workdir = tempfile.mkdtemp(prefix="grader-sandbox-")
+        self._started = time.monotonic()
+        self._cells: list[Cell] = []
+        self._replayable: list[Cell] = []
+        self._functions: dict[str, FunctionInfo] = self._parse_functions({})
+        self._excerpts: list[str] = []
+        self._restarts = 0
+        self._process: _Process | None = None
+        self._ready = False
+        self._spawn()
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._spawn()
+        self._await_ready()
+
+    def _spawn(self) -> None:
+        """Start the process without waiting, so its start-up overlaps the grader's own work."""
+        self._process = _Process(self.limits, self.workdir, self.limits.output_kb * 1024)
+        self._ready = False
+
+    def _await_ready(self) -> None:
+        assert self._process is not None
+        if self._ready:
+            return
+        try:
+            header, _ = self._process.receive(time.monotonic() + 60)
+        except (EOFError, TimeoutError, wire.WireError):
+            self._process.kill()
+            reason = self._process.drain.excerpt().strip().splitlines()[-1:] or ["no output"]
+            raise SandboxError.from_start_failure(reason[0]) from None
+        if header.get("op") != "ready":
+            raise SandboxError.from_start_failure("unexpected first message")
+        self._ready = True
+
+    def _retire(self) -> str:
+        """Kill the current process and keep its output; return how it ended."""
+        assert self._process is not None
+        self._process.kill()
+        how = self._process.exit_description()
+        self._excerpts.append(self._process.drain.excerpt())
+        return how
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._retire()
+            self._process = None
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "SubprocessSandbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def output_excerpt(self) -> str:
+        parts = list(self._excerpts)
+        if self._process is not None:
+            parts.append(self._process.drain.excerpt())
+        text = "\n".join(p for p in parts if p)
+        limit = self.limits.output_kb * 1024
+        return text if len(text) <= limit else text[:limit] + "\n[grader] ... output cut"
+
+    def _total_deadline(self) -> float:
+        return self._started + self.limits.total_timeout_s
+
+    # --- notebook ---------------------------------------------------------------
+
+    def run_notebook(self, cells: Sequence[Cell]) -> Execution:
+        self._await_ready()
+        self._cells = list(cells)
+        execution = Execution()
+        runs = self._exec(self._cells, execution.warnings)
+        execution.cells = runs
+        self._replayable = [c for c, r in zip(self._cells, runs) if r.status in ("ok", "error")]
+        execution.functions = self._functions
+        return execution
+
+    def _exec(self, cells: list[Cell], warnings: list[str]) -> list[CellRun]:
+        """Run ``cells`` in order; a cell that kills or hangs the process is skipped after a restart."""
+        runs: dict[int, CellRun] = {}
+        pending = list(cells)
+        while pending:
+            culprit = self._exec_once(pending, runs, warnings)
+            if culprit is None:
+                break
+            bad = pending[culprit]
+            how = self._retire()
+            status = "timeout" if "time" in how or "stopped" in how else "crashed"
+            runs[bad.index] = CellRun(bad.index, status, f"this cell stopped the sandbox: {how}")
+            pending = pending[culprit + 1:]
+            if self._restarts >= MAX_RESTARTS:
+                self._process = None
+                break
+            self._restarts += 1
+            self._start()
+            replay = [c for c in cells if c.index in runs and runs[c.index].status in ("ok", "error")]
+            if replay and self._exec_once(replay, {}, None) is not None:
+                self._retire()
+                self._process = None
+                break
+        return [runs.get(c.index, CellRun(c.index, "skipped", "not run: the sandbox had stopped")) for c in cells]
+
+    def _exec_once(self, cells: list[Cell], runs: dict[int, CellRun], warnings: list[str] | None) -> int | None:
+        """Run ``cells`` in the live process; None when all ran, else the position of the cell that stopped it."""
+        assert self._process is not None
+        limit = self.limits.cell_timeout_s
+        position = 0
+        try:
+            self._process.send({"op": "exec", "cell_timeout": limit,
+                                "cells": [{"index": c.index, "source": c.source} for c in cells]})
+            for position, cell in enumerate(cells):
+                deadline = min(time.monotonic() + limit + WATCHDOG_GRACE_S, self._total_deadline())
+                header, _ = self._process.receive(deadline)
+                if header.get("op") != "cell" or header.get("index") != cell.index:
+                    raise wire.WireError("out-of-order cell report")
+                status = header.get("status")
+                error = header.get("error")
+                runs[cell.index] = CellRun(cell.index, status if status in ("ok", "error", "timeout") else "error",
+                                           str(error)[:300] if error else None)
+                refused = header.get("refused")
+                if warnings is not None and isinstance(refused, list):
+                    warnings.extend(f"Cell {cell.index + 1}: shell command not run while grading: {str(c)[:120]}"
+                                    for c in refused[:10])
+            position = len(cells) - 1
+            header, _ = self._process.receive(min(time.monotonic() + 30, self._total_deadline()))
+            if header.get("op") != "exec_done":
+                raise wire.WireError("missing end of execution")
+            self._functions = self._parse_functions(header.get("functions"))
+            return None
+        except (EOFError, TimeoutError, wire.WireError):
+            return position
+
+    @staticmethod
+    def _parse_functions(data: Any) -> dict[str, FunctionInfo]:
+        data = data if isinstance(data, dict) else {}
+        kinds = ("function", "lambda", "builtin", "other callable")
+        result = {}
+        for name in GRADED_FUNCTIONS:
+            kind = data.get(name)
+            kind = kind if kind in kinds else None
+            result[name] = FunctionInfo(name=name, found=kind is not None, kind=kind)
+        return result
+
+    # --- calls --------------------------------------------------------------------
+
+    def call_many(self, requests: Sequence[CallRequest]) -> list[CallOutcome]:
+        outcomes: list[CallOutcome] = []
+        remaining = list(requests)
+        while remaining:
+            if time.monotonic() >= self._total_deadline():
+                outcomes += [CallOutcome("timeout", error="total time limit for this submission")] * len(remaining)
+                break
+            if self._process is None:
+                outcomes += [CallOutcome("crashed", error="the sandbox could not be restarted")] * len(remaining)
+                break
+            answered = self._call_batch(remaining, outcomes)
+            remaining = remaining[answered:]
+        return outcomes
+
+    def _call_batch(self, requests: list[CallRequest], outcomes: list[CallOutcome]) -> int:
+        """Send ``requests``; append outcomes as they arrive; return how many were answered."""
+        assert self._process is not None
+        blobs: list[bytes] = []
+        calls = [{"fn": r.function, "args": [wire.encode_value(a, blobs) for a in r.args]} for r in requests]
+        limit = self.limits.call_timeout_s
+        answered = 0
+        try:
+            self._process.send({"op": "call", "call_timeout": limit, "calls": calls}, blobs)
+            for _ in requests:
+                deadline = min(time.monotonic() + limit + WATCHDOG_GRACE_S, self._total_deadline())
+                header, reply_blobs = self._process.receive(deadline)
+                outcomes.append(self._parse_outcome(header, reply_blobs))
+                answered += 1
+            return answered
+        except TimeoutError:
+            how, status = self._retire(), "timeout"
+        except (EOFError, wire.WireError):
+            how, status = self._retire(), "crashed"
+        outcomes.append(CallOutcome(status, error=f"the sandbox was {how}" if status == "crashed" else "time limit (the code did not stop when asked)"))
+        self._restart_and_replay()
+        return answered + 1
+
+    def _restart_and_replay(self) -> None:
+        self._process = None
+        if self._restarts >= MAX_RESTARTS:
+            return
+        self._restarts += 1
+        self._start()
+        if self._exec_once(list(self._replayable), {}, None) is not None:
+            self._retire()
+            self._process = None
+
+    @staticmethod
+    def _parse_outcome(header: dict[str, Any], blobs: list[bytes]) -> CallOutcome:
+        if header.get("op") != "result":
+            raise wire.WireError("unexpected message")
+        status = header.get("status")
+        if status == "ok":
+            value = wire.decode_value(header.get("value"), blobs)
+            after = header.get("args_after")
+            args_after = tuple(wire.decode_value(a, blobs) for a in after) if isinstance(after, list) else None
+            return CallOutcome("ok", value=value, args_after=args_after)
+        if status in ("raised", "timeout", "missing"):
+            error = header.get("error")
+            return CallOutcome(status, error=str(error)[:300] if error else None)
+        raise wire.WireError("unknown call status")

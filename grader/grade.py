@@ -1,0 +1,93 @@
+"""The whole pipeline for one submission: load → execute → probe/check → diagnose → score.
+
+Fails closed: anything that stops grading becomes a report with status
+"error" and score 0, never a pass, and the sandbox is always torn down.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from grader.errors import GraderError
+from grader.execute import Execution, SubprocessSandbox
+from grader.limits import Limits
+from grader.model import GRADED_FUNCTIONS, FunctionInfo, Report
+from grader.rubric import Rubric
+
+
+@dataclass(frozen=True)
+class Options:
+    seed: int = 0
+    limits: Limits | None = None
+
+
+def _cell_warnings(execution: Execution) -> list[str]:
+    warnings = []
+    for run in execution.cells:
+        where = f"Cell {run.index + 1}"
+        if run.status == "error":
+            warnings.append(f"{where} raised {run.error}; the cells after it still ran.")
+        elif run.status == "timeout":
+            warnings.append(f"{where} ran past its time limit and was stopped; the cells after it still ran.")
+        elif run.status == "crashed":
+            warnings.append(f"{where} crashed the Python process ({run.error}); it was skipped and the rest re-run.")
+        elif run.status == "skipped":
+            warnings.append(f"{where} was not run: {run.error}.")
+    return warnings
+
+
+def error_report(submission: str, rubric: Rubric, message: str, started: float, warnings: list[str] | None = None) -> Report:
+    return Report(submission=submission, rubric=rubric.name, status="error", error=message,
+                  score=0.0, max_score=rubric.max_score, warnings=list(warnings or []),
+                  functions={n: FunctionInfo(n, False) for n in GRADED_FUNCTIONS},
+                  duration_s=round(time.perf_counter() - started, 3))
+
+
+def grade_notebook(path: str | os.PathLike, rubric: Rubric, options: Options = Options()) -> Report:
+    """Grade one notebook file. Never raises for a bad submission: the report says what went wrong."""
+    from grader.load import load_notebook
+
+    started = time.perf_counter()
+    submission = os.fspath(path)
+    limits = options.limits or rubric.limits
+    try:
+        sandbox = SubprocessSandbox(limits)  # starts now, warms up while the notebook loads
+    except GraderError as exc:
+        return error_report(submission, rubric, exc.message, started)
+    try:
+        notebook = load_notebook(path)
+        return _grade_loaded(notebook, sandbox, rubric, options, started)
+    except GraderError as exc:
+        return error_report(submission, rubric, exc.message, started)
+    finally:
+        sandbox.close()
+
+
+def _grade_loaded(notebook, sandbox: SubprocessSandbox, rubric: Rubric, options: Options, started: float) -> Report:
+    from grader.checks import run_checks
+    from grader.diagnose import diagnose, unexplained
+    from grader.score import apply_rubric
+
+    execution = sandbox.run_notebook(notebook.code_cells)
+    warnings = list(notebook.warnings) + _cell_warnings(execution) + execution.warnings
+    if not notebook.code_cells:
+        warnings.append("The notebook has no code cells, so there is nothing to grade.")
+    found = {name: info.found for name, info in execution.functions.items()}
+    run = run_checks(sandbox, found, rubric.accepted_activations, options.seed)
+    diagnoses = diagnose(run, found)
+    for function in unexplained(run, diagnoses):
+        for result in run.results:
+            if result.function == function and result.id.endswith(".values"):
+                result.message += "; no known bug matches"
+    score, max_score = apply_rubric(run.results, rubric)
+    functions = dict(execution.functions)
+    if "activation" in functions and run.recognised:
+        functions["activation"].recognised_as = run.recognised
+    return Report(
+        submission=notebook.path, rubric=rubric.name, status="graded", score=score, max_score=max_score,
+        functions=functions, checks=run.results, diagnoses=diagnoses, warnings=warnings + run.warnings,
+        cells=execution.cells, training=run.training, graded_with_activation=run.graded_with,
+        seed=options.seed, backend=sandbox.name, duration_s=round(time.perf_counter() - started, 3),
+        output_excerpt=sandbox.output_excerpt(),
+    )
