@@ -130,10 +130,10 @@ class Grading:
 
     # --- helpers --------------------------------------------------------------
 
-    def _call(self, function: str, arg_tuples: Sequence[tuple[Any, ...]]) -> list[CallOutcome]:
+    def _call(self, function: str, arg_tuples: Sequence[tuple[Any, ...]], args_after: bool = True) -> list[CallOutcome]:
         if not self.found.get(function):
             return [CallOutcome("missing") for _ in arg_tuples]
-        return self.sandbox.call_many([CallRequest(function, args) for args in arg_tuples])
+        return self.sandbox.call_many([CallRequest(function, args, args_after) for args in arg_tuples])
 
     def _missing(self, check_id: str, function: str) -> CheckResult:
         return CheckResult(check_id, function, False, f"No function named {function} is defined in the notebook.")
@@ -328,7 +328,7 @@ class Grading:
         """Batch evaluator of L(forward(x, w1, w2), y) — the student's forward if it passed, else the reference's."""
         def evaluate(points: list[tuple]) -> list[float | None]:
             if use_student:
-                outcomes = self._call("forward", [(x, w1, w2) for x, w1, w2, _ in points])
+                outcomes = self._call("forward", [(x, w1, w2) for x, w1, w2, _ in points], args_after=False)
                 values = [as_array(o.value) if o.ok else None for o in outcomes]
                 return [ref.loss(float(v.reshape(())), y) if v is not None and v.size == 1 else None
                         for v, (_, _, _, y) in zip(values, points)]
@@ -427,7 +427,7 @@ class Grading:
         w1, w2 = start.w1.copy(), start.w2.copy()
         failure = None
         for step in range(NOTEBOOK_ITERATIONS):
-            (out,) = self._call("forward", [(start.x, w1, w2)])
+            (out,) = self._call("forward", [(start.x, w1, w2)], args_after=False)
             y_hat = as_array(out.value) if out.ok else None
             if y_hat is None or y_hat.size != 1 or not np.isfinite(y_hat).all():
                 failure = f"iteration {step + 1}: forward gave {_describe(out)}"
@@ -435,7 +435,7 @@ class Grading:
             y_hat = float(y_hat.reshape(()))
             training.final_prediction = y_hat
             training.loss.append(ref.loss(y_hat, start.y))
-            (out,) = self._call("backward", [(start.x, start.y, y_hat, w1, w2, start.eta)])
+            (out,) = self._call("backward", [(start.x, start.y, y_hat, w1, w2, start.eta)], args_after=False)
             new = _weights(out, w1.shape, w2.shape)
             if new is None:
                 failure = f"iteration {step + 1}: backward gave {_describe(out)}"

@@ -149,8 +149,9 @@ def call(request: dict, blobs: list, timeout: float) -> tuple[dict, list]:
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         value = function(*args)
-        reply = {"status": "ok", "value": encode_value(value, out),
-                 "args_after": [encode_value(arg, out) for arg in args]}
+        reply = {"status": "ok", "value": encode_value(value, out)}
+        if request.get("args_after", True):
+            reply["args_after"] = [encode_value(arg, out) for arg in args]
     except Deadline:
         reply, out = {"status": "timeout", "error": "time limit"}, []
     except BaseException as error:  # SystemExit and KeyboardInterrupt are failures of the call too

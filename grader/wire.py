@@ -10,8 +10,10 @@ imports nothing but the standard library and numpy, and nothing from grader.
 """
 from __future__ import annotations
 
-import io
+import ast
+import functools
 import json
+import math
 import os
 import struct
 from typing import Any
@@ -88,22 +90,66 @@ def fd_reader(fd: int):
 
 # --- values ------------------------------------------------------------------
 
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+@functools.lru_cache(maxsize=512)
+def _npy_header(descr: str, fortran: bool, shape: tuple[int, ...]) -> bytes:
+    """A version 1.0 ``.npy`` header, padded as numpy pads it (cached: shapes repeat)."""
+    text = "{'descr': %r, 'fortran_order': %r, 'shape': %r, }" % (descr, fortran, shape)
+    pad = 64 - (len(_NPY_MAGIC) + 4 + len(text) + 1) % 64
+    text = text + " " * pad + "\n"
+    return _NPY_MAGIC + b"\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_npy_header(text: str) -> tuple[np.dtype, bool, tuple[int, ...]]:
+    """Parse a header dict literal safely (ast.literal_eval never executes code); cached because
+    numpy's own reader re-parses it for every array, which dominated round-trip time."""
+    try:
+        header = ast.literal_eval(text)
+        descr, fortran, shape = header["descr"], header["fortran_order"], header["shape"]
+        dtype = np.dtype(descr)
+    except Exception:
+        raise WireError("bad array header") from None
+    if not (isinstance(fortran, bool) and isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
+        raise WireError("bad array header")
+    if dtype.kind not in NUMERIC_KINDS or dtype.hasobject or dtype.fields is not None:
+        raise WireError(f"non-numeric dtype {dtype.str}")
+    return dtype, fortran, shape
+
+
 def array_to_npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    # ascontiguousarray would turn a 0-d array into 1-d; keep scalars scalar.
-    np.lib.format.write_array(buffer, array if array.flags.c_contiguous else array.copy(), allow_pickle=False)
-    return buffer.getvalue()
+    """Encode one array in the ``.npy`` format (readable by ``np.load(..., allow_pickle=False)``)."""
+    if array.dtype.hasobject:
+        raise ValueError("object arrays are not data")
+    fortran = bool(array.flags.f_contiguous and not array.flags.c_contiguous)
+    data = array.tobytes(order="F" if fortran else "C")
+    return _npy_header(array.dtype.str, fortran, array.shape) + data
 
 
 def npy_to_array(blob: bytes) -> np.ndarray:
-    """Decode one ``.npy`` blob, refusing pickles and any non-numeric dtype."""
+    """Decode one ``.npy`` blob strictly: numeric dtypes only, exact length, never a pickle."""
+    if blob[:6] != _NPY_MAGIC or len(blob) < 10:
+        raise WireError("bad array payload: not .npy data")
+    major = blob[6]
+    if major == 1:
+        (length,), start = struct.unpack("<H", blob[8:10]), 10
+    elif major in (2, 3) and len(blob) >= 12:
+        (length,), start = struct.unpack("<I", blob[8:12]), 12
+    else:
+        raise WireError("bad array payload: unknown .npy version")
     try:
-        array = np.lib.format.read_array(io.BytesIO(blob), allow_pickle=False)
-    except Exception as exc:  # malformed bytes: numpy raises several types
-        raise WireError(f"bad array payload: {type(exc).__name__}") from None
-    if array.dtype.kind not in NUMERIC_KINDS or array.dtype.hasobject:
-        raise WireError(f"non-numeric dtype {array.dtype.str}")
-    return array
+        text = bytes(blob[start:start + length]).decode("latin1" if major < 3 else "utf8")
+    except UnicodeDecodeError:
+        raise WireError("bad array header") from None
+    dtype, fortran, shape = _parse_npy_header(text)
+    count = math.prod(shape)
+    data = blob[start + length:]
+    if len(data) != count * dtype.itemsize:
+        raise WireError("bad array payload: wrong length")
+    array = np.frombuffer(data, dtype=dtype, count=count)
+    return array.reshape(shape, order="F" if fortran else "C").copy()
 
 
 def _is_number(value: Any) -> bool:
@@ -127,7 +173,10 @@ def encode_value(value: Any, blobs: list[bytes], depth: int = 0) -> dict[str, An
         return {"t": "unsupported", "type": type(value).__name__}
     if array.dtype.kind not in NUMERIC_KINDS or array.dtype.hasobject:
         return {"t": "unsupported", "type": f"{type(value).__name__} of {array.dtype}"}
-    blobs.append(array_to_npy(array))
+    try:
+        blobs.append(array_to_npy(array))
+    except ValueError:
+        return {"t": "unsupported", "type": type(value).__name__}
     return {"t": "array", "i": len(blobs) - 1, "scalar": _is_number(value) and not isinstance(value, np.ndarray)}
 
 

@@ -1,0 +1,130 @@
+"""The execute stage, for real: a separate process, magics, failing and hanging cells, restarts."""
+import os
+import uuid
+
+import numpy as np
+import pytest
+
+from grader.execute import CallRequest, SubprocessSandbox
+from grader.limits import Limits
+from grader.load import Cell
+
+FAST = Limits(cell_timeout_s=1.5, call_timeout_s=1.5, total_timeout_s=60)
+
+
+def _cells(*sources: str) -> list[Cell]:
+    return [Cell(i, s) for i, s in enumerate(sources)]
+
+
+@pytest.fixture
+def sandbox():
+    box = SubprocessSandbox(FAST)
+    yield box
+    box.close()
+
+
+def test_code_runs_in_another_process_and_failing_cells_do_not_stop_the_rest(sandbox):
+    execution = sandbox.run_notebook(_cells(
+        "import os\npid = os.getpid()",
+        "undefined_name + 1",
+        "def activation(z):\n    return np.maximum(z, 0)",
+        "import numpy as np",
+    ))
+    assert [c.status for c in execution.cells] == ["ok", "error", "ok", "ok"]
+    assert "NameError" in execution.cells[1].error
+    (outcome,) = sandbox.call_many([CallRequest("activation", (np.array([-1.0, 2.0]),))])
+    assert outcome.ok and outcome.value.tolist() == [0.0, 2.0]
+    assert execution.functions["activation"].found and not execution.functions["backward"].found
+    assert sandbox._process.popen.pid != os.getpid()
+
+
+def test_magics_work_shell_escapes_are_not_run_and_input_does_not_hang(sandbox):
+    marker = f"/tmp/grader-test-{uuid.uuid4().hex}"
+    execution = sandbox.run_notebook(_cells(
+        "%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.show()",
+        "%%time\nforward = lambda x, w1, w2: 1.0",
+        f"!touch {marker}",
+        f"%%bash\ntouch {marker}",
+        "name = input('Your name? ')",
+    ))
+    statuses = [c.status for c in execution.cells]
+    assert statuses[:4] == ["ok", "ok", "ok", "ok"]
+    assert statuses[4] == "error" and "EOFError" in execution.cells[4].error
+    assert not os.path.exists(marker)
+    assert sum("shell command not run" in w for w in execution.warnings) == 2
+    assert execution.functions["forward"].kind == "lambda"
+
+
+def test_a_hanging_cell_is_stopped_and_the_next_cell_runs(sandbox):
+    execution = sandbox.run_notebook(_cells("while True:\n    pass", "def forward(x, w1, w2):\n    return 2.0"))
+    assert [c.status for c in execution.cells] == ["timeout", "ok"]
+    (outcome,) = sandbox.call_many([CallRequest("forward", (np.zeros(2), np.zeros((2, 2)), np.zeros(2)))])
+    assert outcome.ok and float(outcome.value) == 2.0
+
+
+def test_a_cell_ignoring_the_alarm_is_killed_and_earlier_cells_are_replayed(sandbox):
+    execution = sandbox.run_notebook(_cells(
+        "def activation(z):\n    return z * (z > 0)",
+        "import time\nwhile True:\n    try:\n        time.sleep(10)\n    except BaseException:\n        pass",
+        "def d_activation(z):\n    return (z > 0) * 1.0",
+    ))
+    assert [c.status for c in execution.cells] == ["ok", "timeout", "ok"]
+    outcomes = sandbox.call_many([CallRequest("activation", (np.array([-1.0, 3.0]),)),
+                                  CallRequest("d_activation", (np.array([-1.0, 3.0]),))])
+    assert [o.value.tolist() for o in outcomes] == [[0.0, 3.0], [0.0, 1.0]]
+
+
+def test_sys_exit_at_top_level_does_not_stop_grading_and_os_exit_is_survived(sandbox):
+    execution = sandbox.run_notebook(_cells(
+        "def activation(z):\n    return z",
+        "import sys\nsys.exit(0)",
+        "import os\nos._exit(3)",
+        "def forward(x, w1, w2):\n    return 1.0",
+    ))
+    assert [c.status for c in execution.cells] == ["ok", "error", "crashed", "ok"]
+    assert execution.functions["activation"].found and execution.functions["forward"].found
+
+
+def test_last_definition_wins_and_helpers_may_come_later(sandbox):
+    sandbox.run_notebook(_cells(
+        "def activation(z):\n    return -z",
+        "def activation(z):\n    return relu_helper(z)",
+        "import numpy as np\ndef relu_helper(z):\n    return np.where(z > 0, z, 0.0)",
+    ))
+    (outcome,) = sandbox.call_many([CallRequest("activation", (np.array([-2.0, 5.0]),))])
+    assert outcome.value.tolist() == [0.0, 5.0]
+
+
+def test_calls_get_fresh_copies_and_mutation_is_visible(sandbox):
+    sandbox.run_notebook(_cells("def backward(x, y, y_hat, w1, w2, eta):\n    w1 -= 1\n    return w1, w2"))
+    w1 = np.ones((2, 2))
+    (outcome,) = sandbox.call_many([CallRequest("backward", (np.ones(2), 1.0, 0.5, w1, np.ones(2), 0.1))])
+    assert np.array_equal(w1, np.ones((2, 2)))  # the grader's array is untouched
+    assert np.array_equal(outcome.args_after[3], np.zeros((2, 2)))
+
+
+def test_raising_hanging_and_crashing_calls_fail_only_themselves(sandbox):
+    sandbox.run_notebook(_cells(
+        "def activation(z):\n    raise ValueError('nope')",
+        "def d_activation(z):\n    while True:\n        pass",
+        "def forward(x, w1, w2):\n    import os\n    os._exit(1)",
+        "def backward(x, y, y_hat, w1, w2, eta):\n    return w1, w2",
+    ))
+    z = np.array([1.0])
+    outcomes = sandbox.call_many([
+        CallRequest("activation", (z,)), CallRequest("d_activation", (z,)),
+        CallRequest("forward", (z, z, z)), CallRequest("backward", (z, 1.0, 1.0, z, z, 0.1)),
+    ])
+    assert [o.status for o in outcomes] == ["raised", "timeout", "crashed", "ok"]
+    assert "ValueError: nope" in outcomes[0].error
+
+
+def test_output_is_bounded_and_never_parsed():
+    box = SubprocessSandbox(Limits(output_kb=4, cell_timeout_s=10))
+    try:
+        box.run_notebook(_cells("print('PASSED ' * 200000)", "def activation(z):\n    return z"))
+        excerpt = box.output_excerpt()
+        assert len(excerpt) < 6000 and "more bytes of output not kept" in excerpt
+    finally:
+        box.close()
+    assert not os.path.exists(box.workdir)
