@@ -59,6 +59,8 @@ class Evidence:
     args: list[tuple[Any, ...]] = field(default_factory=list)
     outcomes: list[CallOutcome] = field(default_factory=list)
     dont_care: list[np.ndarray | None] = field(default_factory=list)
+    #: False for tie-breaker probes (scalars) that are not graded.
+    scored: list[bool] = field(default_factory=list)
 
 
 @dataclass
@@ -194,7 +196,7 @@ class Grading:
     def _values_check(self, check_id: str, function: str, probes: list[ActivationProbe], args: list[tuple],
                       outcomes: list[CallOutcome], expected_fn: Callable, masks: list | None, family: str,
                       derivative: bool = False) -> None:
-        evidence = Evidence(list(args), list(outcomes), list(masks or [None] * len(args)))
+        evidence = Evidence(list(args), list(outcomes), list(masks or [None] * len(args)), [p.scored for p in probes])
         self.evidence[function] = evidence
         if not self.found.get(function):
             self._add(self._missing(check_id, function))

@@ -22,8 +22,18 @@ VALUES_CHECK = {"activation": "activation.values", "d_activation": "d_activation
 
 
 def _behaves_like(evidence: Evidence, model: Callable[..., Any]) -> bool:
-    for args, student, dont_care in zip(evidence.args, evidence.outcomes, evidence.dont_care):
-        if not outcomes_agree(student, trusted_call(model, args), dont_care):
+    """Agreement on every graded probe; tie-breaker probes count only for a model that fails on all graded ones.
+
+    Scalar probes tell a scalar-only implementation (fails on arrays, fine on
+    numbers) from a merely broken one; for every other bug, how a function
+    treats a bare number is irrelevant (``np.ones(len(z))`` is still "constant").
+    """
+    scored = evidence.scored or [True] * len(evidence.args)
+    models = [trusted_call(model, args) for args in evidence.args]
+    graded = [i for i, s in enumerate(scored) if s]
+    strict = all(models[i].status == "raised" for i in graded)
+    for i, (student, dont_care) in enumerate(zip(evidence.outcomes, evidence.dont_care)):
+        if (scored[i] or strict) and not outcomes_agree(student, models[i], dont_care):
             return False
     return bool(evidence.args)
 

@@ -35,6 +35,10 @@ def _not_implemented(*_args: Any) -> None:
     return None
 
 
+def _raises_not_implemented(*_args: Any) -> None:
+    raise NotImplementedError
+
+
 # --- activation -----------------------------------------------------------
 
 def _relu_wrong_side(z):
@@ -182,20 +186,20 @@ def _mutant(id_: str, function: str, *variants: Impl) -> Mutant:
 
 
 CATALOG: tuple[Mutant, ...] = (
-    _mutant("not_implemented", "activation", _not_implemented),
+    _mutant("not_implemented", "activation", _not_implemented, _raises_not_implemented),
     _mutant("relu_wrong_side", "activation", _relu_wrong_side),
     _mutant("activation_identity", "activation", _identity),
     _mutant("activation_scalar_only", "activation", _scalar_max),
-    _mutant("not_implemented", "d_activation", _not_implemented),
+    _mutant("not_implemented", "d_activation", _not_implemented, _raises_not_implemented),
     _mutant("d_activation_wrong_side", "d_activation", _d_wrong_side),
     _mutant("d_activation_returns_activation", "d_activation", _d_returns_activation),
     _mutant("d_activation_scalar_only", "d_activation", _d_scalar_only),
     _mutant("d_activation_constant", "d_activation", _d_constant),
-    _mutant("not_implemented", "forward", _not_implemented),
+    _mutant("not_implemented", "forward", _not_implemented, _raises_not_implemented),
     _mutant("forward_missing_activation", "forward", _fwd_missing_activation),
     _mutant("forward_activation_on_output", "forward", _fwd_activation_on_output),
     _mutant("forward_transposed", "forward", _fwd_transposed),
-    _mutant("not_implemented", "backward", _not_implemented),
+    _mutant("not_implemented", "backward", _not_implemented, _raises_not_implemented),
     *(_mutant(id_, "backward", *_flag_variants(*spellings)) for id_, spellings in BACKWARD_SPELLINGS.items()),
 )
 
