@@ -1,5 +1,18 @@
 """grader: auto-grading for the "simple neural network from scratch" numpy exercise.
 
-Pipeline (one module per stage): load → execute → probe → checks → diagnose → score → render.
+Pipeline, one module per stage:
+load → execute (sandbox_worker, wire) → probe → checks → diagnose → score (rubric) → render.
 """
+import os as _os
+
 __version__ = "0.1.0"
+
+# Installed, `reference/` and `rubrics/` are the subpackages grader.reference
+# and grader.rubrics (see pyproject's package-dir). In a source checkout they sit
+# next to grader/, so let the package also look there: running from a checkout
+# (tests, `python -m grader`) then behaves exactly like an installed copy.
+_checkout = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "reference")) and _os.path.isfile(
+    _os.path.join(_checkout, "reference", "mutants.py")
+):
+    __path__.append(_checkout)  # type: ignore[name-defined]
