@@ -180,7 +180,7 @@ def _forward_styles(act):
         lambda x, w1, w2: np.asarray(act(x @ w1)) @ w2,
         lambda x, w1, w2: np.dot(np.asarray(act(np.dot(x, w1))), w2),
         lambda x, w1, w2: float(np.sum(np.asarray(act(w1.T @ x)) * w2)),
-        lambda x, w1, w2: (np.asarray(act(x.reshape(1, -1) @ w1)) @ w2.reshape(-1, 1)),
+        lambda x, w1, w2: (np.asarray(act((x.reshape(1, -1) @ w1).ravel())) @ w2.reshape(-1, 1)),
     ]
 
 
