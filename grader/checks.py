@@ -349,7 +349,6 @@ class Grading:
         args = [(p.x, p.y, y_hat, p.w1, p.w2, p.eta) for p, y_hat in zip(self.network, y_hats)]
         outcomes = self._call("backward", args)
         self.evidence["backward"] = Evidence(args, outcomes, [None] * len(args))
-        self.backward_y_hats = y_hats
         expected = {c.name: [_safe(lambda: ref.backward(p.x, p.y, yh, p.w1, p.w2, p.eta, c.pair))
                              for p, yh in zip(self.network, y_hats)] for c in contexts}
         values_passed, matched = self._network_check("backward.values", "backward", self.network, args, outcomes, expected)

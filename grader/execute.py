@@ -246,7 +246,6 @@ class SubprocessSandbox:
         self.limits = limits or Limits()
         self.workdir = tempfile.mkdtemp(prefix="grader-sandbox-")
         self._started = time.monotonic()
-        self._cells: list[Cell] = []
         self._replayable: list[Cell] = []
         self._functions: dict[str, FunctionInfo] = self._parse_functions({})
         self._excerpts: list[str] = []
@@ -314,11 +313,11 @@ class SubprocessSandbox:
 
     def run_notebook(self, cells: Sequence[Cell]) -> Execution:
         self._await_ready()
-        self._cells = list(cells)
+        cells = list(cells)
         execution = Execution()
-        runs = self._exec(self._cells, execution.warnings)
+        runs = self._exec(cells, execution.warnings)
         execution.cells = runs
-        self._replayable = [c for c, r in zip(self._cells, runs) if r.status in ("ok", "error")]
+        self._replayable = [c for c, r in zip(cells, runs) if r.status in ("ok", "error")]
         execution.functions = self._functions
         return execution
 
