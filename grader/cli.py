@@ -15,7 +15,7 @@ from typing import Sequence
 
 from grader.errors import EXIT_CANNOT_GRADE, EXIT_GRADED, EXIT_UNDER_THRESHOLD, GraderError
 
-FORMATS = ("text", "json", "md")
+FORMATS = ("text", "json", "md", "html", "junit", "gradescope", "classroom")
 
 
 def _percentage(text: str) -> float:

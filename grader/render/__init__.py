@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from grader.model import Report
-from grader.render import json_report, markdown, text
+from grader.render import classroom, gradescope, html, json_report, junit, markdown, text
 
 Renderer = Callable[[Report], str]
 
@@ -24,6 +24,10 @@ RENDERERS: dict[str, Renderer] = {
     "json": json_report.render,
     "text": _plain_text,
     "md": markdown.render,
+    "html": html.render,
+    "junit": junit.render,
+    "gradescope": gradescope.render,
+    "classroom": classroom.render,
 }
 
 

@@ -1,0 +1,400 @@
+"""Tests of the HTML, JUnit, Gradescope and GitHub Classroom renderers and the PNG plots.
+
+Reports are built by hand (no grading runs), and outputs are read back with
+independent parsers (``html.parser``, ElementTree, ``json``, ``struct`` for the
+PNG header), so a test fails when the structure is wrong, not only when a
+string moved. Hostile text (markup, NUL, ESC) stands in for what a student's
+code can put into check messages and cell errors.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
+import pytest
+
+from grader.model import CellRun, CheckResult, Diagnosis, FunctionInfo, Report, Training
+from grader.render import RENDERERS, classroom, gradescope, html, junit, plot, render
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HINT = "The slope belongs at the hidden pre-activation, not at what flows back from w2."
+ERROR_SENTENCE = "notes.txt is not a Jupyter notebook: not JSON; export it again and resubmit."
+HOSTILE = "got <script>alert('x')</script> & \x00\x1b[31mred\x1b[0m"
+
+
+def graded_report(**overrides) -> Report:
+    report = Report(
+        submission="class/alice/simple_nn.ipynb",
+        rubric="simple_nn",
+        status="graded",
+        score=62.5,
+        max_score=100.0,
+        functions={name: FunctionInfo(name, True, "function")
+                   for name in ("activation", "d_activation", "forward", "backward")},
+        checks=[
+            CheckResult("activation.values", "activation", True, "matches", 1.0, 20.0, 20.0),
+            CheckResult("d_activation.values", "d_activation", True, "matches", 1.0, 20.0, 20.0),
+            CheckResult("forward.values", "forward", False, "differs on 1 of 4 probes",
+                        0.75, 12.5, 20.0, {"inputs": {"x": [1.0, -2.0]}, "expected": 0.5, "got": 0.25}),
+            CheckResult("backward.gradient", "backward", False, "w1 gradient is wrong",
+                        0.0, 0.0, 30.0),
+            CheckResult("training.converges", "training", True, "loss fell", 1.0, 10.0, 10.0),
+        ],
+        diagnoses=[Diagnosis("d_activation_on_w2_partials", "backward", HINT)],
+        warnings=["cell 3 printed too much output"],
+        cells=[CellRun(0, "ok"), CellRun(1, "error", "NameError: name 'y' is not defined")],
+        training=Training(iterations=4, final_prediction=0.9, target=1.0,
+                          loss=[0.5, 0.3, 0.2, 0.15], reference_loss=[0.5, 0.2, 0.08, 0.03]),
+        graded_with_activation="relu",
+        duration_s=2.25,
+        output_excerpt="epoch 1 loss 0.5",
+    )
+    for key, value in overrides.items():
+        setattr(report, key, value)
+    return report
+
+
+def error_report(**overrides) -> Report:
+    report = Report(submission="notes.txt", rubric="simple_nn", status="error",
+                    error=ERROR_SENTENCE, duration_s=0.1)
+    for key, value in overrides.items():
+        setattr(report, key, value)
+    return report
+
+
+def hostile_report() -> Report:
+    report = graded_report(submission="evil/<img src=x onerror=alert(1)>.ipynb",
+                           output_excerpt=HOSTILE)
+    report.checks[2].message = HOSTILE
+    report.cells[1].error = HOSTILE
+    report.diagnoses[0].message = HOSTILE
+    report.warnings = [HOSTILE]
+    return report
+
+
+def all_passed_report() -> Report:
+    report = graded_report(score=100.0, diagnoses=[])
+    for check in report.checks:
+        check.passed, check.score, check.fraction = True, check.max_score, 1.0
+    return report
+
+
+# ----------------------------------------------------------------------------- HTML helpers
+
+class _Page(HTMLParser):
+    """Collects start tags with their attributes and the text, as a browser would see them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    def named(self, tag: str) -> list[dict[str, str | None]]:
+        return [attrs for name, attrs in self.tags if name == tag]
+
+    def classes(self, cls: str) -> int:
+        return sum(1 for _, attrs in self.tags if cls in (attrs.get("class") or "").split())
+
+
+def parse(document: str) -> _Page:
+    page = _Page()
+    page.feed(document)
+    page.close()
+    return page
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the IHDR chunk, read without any imaging library."""
+    assert data[:8] == PNG_SIGNATURE
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    return struct.unpack(">II", data[16:24])
+
+
+def embedded_pngs(page: _Page) -> list[bytes]:
+    prefix = "data:image/png;base64,"
+    sources = [attrs.get("src") or "" for attrs in page.named("img")]
+    assert all(src.startswith(prefix) for src in sources), sources
+    return [base64.b64decode(src[len(prefix):], validate=True) for src in sources]
+
+
+# ----------------------------------------------------------------------------- HTML
+
+def test_html_page_structure_and_loss_curve() -> None:
+    document = html.render(graded_report())
+    assert document.startswith("<!DOCTYPE html>")
+    page = parse(document)
+    assert len(page.named("html")) == 1 and len(page.named("head")) == 1
+    assert len(page.named("body")) == 1 and len(page.named("style")) == 1
+    text = "".join(page.text)
+    assert "62.5 / 100" in text
+    for check_id in ("activation.values", "forward.values", "backward.gradient", "training.converges"):
+        assert check_id in text
+    assert page.classes("passed") == 3 and page.classes("failed") == 2
+    assert HINT in text and "d_activation_on_w2_partials" in text
+    assert "NameError: name 'y' is not defined" in text
+    assert "cell 3 printed too much output" in text
+    pngs = embedded_pngs(page)
+    assert len(pngs) == 1
+    width, height = png_size(pngs[0])
+    assert width > 0 and height > 0
+    assert len(pngs[0]) < 100_000
+
+
+def test_html_is_self_contained() -> None:
+    document = html.render(graded_report())
+    assert "http://" not in document and "https://" not in document
+    page = parse(document)
+    assert not page.named("script") and not page.named("link")
+    for attrs in page.named("img"):
+        assert (attrs["src"] or "").startswith("data:")
+
+
+def test_html_escapes_student_text() -> None:
+    document = html.render(hostile_report())
+    page = parse(document)
+    assert not page.named("script"), "a <script> in a message must come out escaped"
+    assert len(page.named("img")) == 1, "only the loss curve; no img from the submission path"
+    assert "&lt;script&gt;" in document
+    text = "".join(page.text)
+    assert "<script>alert('x')</script>" in text  # shown to the reader as text
+    assert "<img src=x onerror=alert(1)>" in text
+    assert "\x00" not in document and "\x1b" not in document
+    assert "[31m" not in document  # ANSI colour codes removed, not half-kept
+
+
+def test_html_error_report() -> None:
+    document = html.render(error_report())
+    page = parse(document)
+    text = "".join(page.text)
+    assert "Not graded" in text and ERROR_SENTENCE in text
+    assert not page.named("img") and not page.named("table")
+
+
+def test_html_without_training_has_no_image() -> None:
+    page = parse(html.render(graded_report(training=None)))
+    assert not page.named("img")
+    empty = Training(iterations=0, final_prediction=None, target=1.0)
+    assert not parse(html.render(graded_report(training=empty))).named("img")
+
+
+def test_html_fragment_is_body_only() -> None:
+    fragment = html.fragment(graded_report())
+    page = parse(fragment)
+    assert not page.named("html") and not page.named("head") and not page.named("body")
+    assert page.tags[0] == ("div", {"class": "grader-report"})
+    assert page.named("style"), "the fragment carries its own scoped CSS by default"
+    assert not parse(html.fragment(graded_report(), style=False)).named("style")
+    assert len(embedded_pngs(page)) == 1
+
+
+# ----------------------------------------------------------------------------- plots
+
+def test_loss_curve_png_and_none_cases() -> None:
+    data = plot.loss_curve_png(graded_report().training)
+    assert data is not None
+    width, height = png_size(data)
+    assert (width, height) == (480, 280)
+    assert plot.loss_curve_png(None) is None
+    assert plot.loss_curve_png(Training(3, None, 1.0, [], [])) is None
+    assert plot.loss_curve_png(Training(3, None, 1.0, [float("nan")], [float("inf")])) is None
+    # Non-positive or diverged values are drawn on a linear axis instead of crashing.
+    assert png_size(plot.loss_curve_png(Training(3, None, 1.0, [0.5, 0.0, float("inf")], [])))[0] > 0
+
+
+def test_histogram_and_bar_chart_png() -> None:
+    assert png_size(plot.histogram_png([10.0, 55.5, 100.0, 120.0], 100.0))[0] > 0
+    assert png_size(plot.histogram_png([], 0.0))[0] > 0
+    assert png_size(plot.bar_chart_png({"outer_transposed": 3, "stale_w2": 1}, "bugs"))[0] > 0
+    assert png_size(plot.bar_chart_png({}, "bugs"))[0] > 0
+
+
+def test_importing_the_renderers_does_not_import_matplotlib() -> None:
+    code = "import sys, grader.render; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- JUnit
+
+def test_junit_counts_and_failures() -> None:
+    root = ET.fromstring(junit.render(graded_report()))
+    assert root.tag == "testsuites"
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("5", "2", "0")
+    suites = root.findall("testsuite")
+    assert len(suites) == 1
+    suite = suites[0]
+    assert suite.get("name") == "class/alice/simple_nn.ipynb"
+    assert float(suite.get("time")) == pytest.approx(2.25)
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == [
+        "activation.values", "d_activation.values", "forward.values", "backward.gradient",
+        "training.converges"]
+    assert all(c.get("classname") == "class/alice/simple_nn.ipynb" for c in cases)
+    failed = {c.get("name"): c.find("failure") for c in cases if c.find("failure") is not None}
+    assert set(failed) == {"forward.values", "backward.gradient"}
+    assert failed["backward.gradient"].get("message") == "w1 gradient is wrong"
+    assert HINT in failed["backward.gradient"].text  # the bug's hint lands on its function's failure
+    assert HINT not in failed["forward.values"].text
+    assert all(c.find("error") is None for c in cases)
+
+
+def test_junit_error_report_is_one_error_case() -> None:
+    root = ET.fromstring(junit.render(error_report()))
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("1", "0", "1")
+    (case,) = root.iter("testcase")
+    assert case.get("name") == "grading"
+    error = case.find("error")
+    assert error is not None and error.get("message") == ERROR_SENTENCE
+
+
+def test_junit_render_many_sums_suites() -> None:
+    root = ET.fromstring(junit.render_many([graded_report(), error_report(), all_passed_report()]))
+    assert len(root.findall("testsuite")) == 3
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("11", "2", "1")
+    assert float(root.get("time")) == pytest.approx(2.25 + 0.1 + 2.25)
+
+
+def test_junit_strips_characters_illegal_in_xml() -> None:
+    document = junit.render(hostile_report())
+    assert "\x00" not in document and "\x1b" not in document
+    root = ET.fromstring(document)  # would raise ParseError on a NUL
+    failure = next(c.find("failure") for c in root.iter("testcase") if c.get("name") == "forward.values")
+    assert "<script>alert('x')</script>" in failure.get("message")
+    assert root.find("testsuite").get("name") == "evil/<img src=x onerror=alert(1)>.ipynb"
+
+
+# ----------------------------------------------------------------------------- Gradescope
+
+GRADESCOPE_TOP = {"score", "execution_time", "output", "output_format", "visibility",
+                  "stdout_visibility", "tests", "extra_data"}
+GRADESCOPE_TEST = {"name", "number", "score", "max_score", "status", "output", "output_format",
+                   "tags", "visibility"}
+
+
+def _strict_json(text: str):
+    def reject(token):
+        raise ValueError(f"non-standard JSON token {token}")
+    return json.loads(text, parse_constant=reject)
+
+
+def test_gradescope_graded() -> None:
+    doc = _strict_json(gradescope.render(graded_report()))
+    assert set(doc) == GRADESCOPE_TOP
+    assert doc["score"] == 62.5 and doc["execution_time"] == 2.25
+    assert doc["output_format"] == "md" and doc["visibility"] == "visible"
+    assert doc["stdout_visibility"] == "hidden"
+    tests = doc["tests"]
+    assert len(tests) == 5
+    for test in tests:
+        assert set(test) == GRADESCOPE_TEST
+        assert test["status"] in ("passed", "failed")
+        assert test["visibility"] == "visible" and test["output_format"] == "md"
+        assert len(test["tags"]) == 1
+    assert sum(t["score"] for t in tests) == doc["score"]
+    assert sum(t["max_score"] for t in tests) == 100.0
+    assert len({t["number"] for t in tests}) == 5
+    by_name = {t["name"]: t for t in tests}
+    assert by_name["backward.gradient"]["status"] == "failed"
+    assert by_name["backward.gradient"]["tags"] == ["backward"]
+    assert HINT in by_name["backward.gradient"]["output"]
+    assert HINT not in by_name["forward.values"]["output"]
+    assert by_name["activation.values"]["status"] == "passed"
+    assert doc["extra_data"]["schema"] == "grader.report/1"
+    assert doc["extra_data"]["rubric"] == "simple_nn"
+    assert doc["extra_data"]["diagnoses"] == ["d_activation_on_w2_partials"]
+
+
+def test_gradescope_error_report() -> None:
+    doc = _strict_json(gradescope.render(error_report(score=float("nan"))))
+    assert set(doc) == GRADESCOPE_TOP
+    assert doc["score"] == 0.0 and doc["tests"] == []
+    assert ERROR_SENTENCE in doc["output"]
+    assert doc["extra_data"]["status"] == "error"
+
+
+def test_gradescope_escapes_markup_and_controls() -> None:
+    doc = gradescope.to_dict(hostile_report())
+    forward = next(t for t in doc["tests"] if t["name"] == "forward.values")
+    assert "<script>" not in forward["output"] and "&lt;script&gt;" in forward["output"]
+    assert "\x00" not in json.dumps(doc, ensure_ascii=False) and "\x1b" not in doc["output"]
+
+
+def test_gradescope_non_finite_scores_become_zero() -> None:
+    report = graded_report(score=float("nan"))
+    report.checks[0].score = float("inf")
+    doc = _strict_json(gradescope.render(report))
+    assert doc["score"] == 0.0 and doc["tests"][0]["score"] == 0.0
+
+
+# ----------------------------------------------------------------------------- GitHub Classroom
+
+CLASSROOM_TEST = {"name", "status", "score", "message", "test_code", "filename", "line_no", "duration"}
+
+
+def test_classroom_graded() -> None:
+    doc = _strict_json(classroom.render(graded_report()))
+    assert set(doc) == {"version", "status", "max_score", "tests"}
+    assert doc["version"] == 1 and doc["status"] == "fail" and doc["max_score"] == 100.0
+    for test in doc["tests"]:
+        assert set(test) == CLASSROOM_TEST
+        assert test["status"] in ("pass", "fail")
+        assert (test["test_code"], test["filename"], test["line_no"], test["duration"]) == ("", "", 0, 0)
+    assert sum(t["score"] for t in doc["tests"]) == 62.5
+    assert [t["status"] for t in doc["tests"]] == ["pass", "pass", "fail", "fail", "pass"]
+    assert HINT in doc["tests"][3]["message"]
+
+
+def test_classroom_pass_only_when_everything_passed() -> None:
+    assert classroom.to_dict(all_passed_report())["status"] == "pass"
+    assert classroom.to_dict(graded_report(checks=[]))["status"] == "fail"
+
+
+def test_classroom_error_report() -> None:
+    doc = classroom.to_dict(error_report())
+    assert doc["status"] == "error"
+    assert doc["tests"] == [{"name": "grading", "status": "error", "score": 0.0,
+                             "message": ERROR_SENTENCE, "test_code": "", "filename": "",
+                             "line_no": 0, "duration": 0}]
+
+
+@pytest.mark.parametrize("make", [graded_report, error_report, hostile_report])
+def test_classroom_base64_round_trip(make) -> None:
+    report = make()
+    encoded = classroom.encoded(report)
+    assert encoded.isascii() and "\n" not in encoded
+    assert json.loads(base64.b64decode(encoded, validate=True)) == classroom.to_dict(report)
+
+
+# ----------------------------------------------------------------------------- registry
+
+NEW_FORMATS = ("html", "junit", "gradescope", "classroom")
+
+
+@pytest.mark.parametrize("fmt", NEW_FORMATS)
+def test_new_formats_are_registered(fmt: str) -> None:
+    assert fmt in RENDERERS
+    for report in (graded_report(), error_report()):
+        out = render(report, fmt)
+        assert isinstance(out, str) and out.strip()
+
+
+def test_cli_offers_every_registered_format() -> None:
+    from grader.cli import FORMATS
+
+    assert set(NEW_FORMATS) <= set(FORMATS)
+    assert set(FORMATS) <= set(RENDERERS)
