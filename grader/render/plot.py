@@ -79,12 +79,14 @@ def loss_curve_png(training: Training | None) -> bytes | None:
         return None
     figure = _figure()
     axes = figure.add_subplot()
-    if reference:
-        axes.plot(range(len(reference)), reference, label="reference", color="#555555",
-                  linestyle="--", linewidth=1.5)
+    # The reference is drawn dashed *on top*: for a correct submission the two
+    # curves coincide, and the dashes over the solid line show exactly that.
     if student:
         axes.plot(range(len(student)), student, label="your network", color="#1f77b4",
-                  linewidth=2)
+                  linewidth=2.5)
+    if reference:
+        axes.plot(range(len(reference)), reference, label="reference", color="#222222",
+                  linestyle="--", linewidth=1.2, zorder=3)
     if all(v > 0 for v in drawn):
         axes.set_yscale("log")
     axes.xaxis.get_major_locator().set_params(integer=True)
