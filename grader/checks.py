@@ -44,6 +44,18 @@ GRAD_RTOL = 1e-3
 TRAINING_TOLERANCE = 1e-3
 
 
+_FAILED_CALL = {"raised": "raised", "timeout": "was stopped", "crashed": "crashed the sandbox",
+                "missing": "found no function", "protocol": "returned no usable answer"}
+
+
+def _call_failure(outcome: CallOutcome) -> str:
+    """``": the call raised MemoryError: ..."`` for a call that did not return, so the reason reaches the student."""
+    if outcome.ok:
+        return ""
+    error = f": {outcome.error}" if outcome.error else ""
+    return f": the call {_FAILED_CALL.get(outcome.status, outcome.status)}{error}"
+
+
 @dataclass
 class Context:
     """An activation pair under which forward/backward are judged."""
@@ -214,7 +226,8 @@ class Grading:
             self._add(CheckResult(check_id, function, True, f"matches {what} on {len(scored)} probes", 1.0))
             return
         i, expected = first_failure
-        message = f"{len(scored) - passed} of {len(scored)} probes differ from {what} (e.g. {probes[i].name})"
+        message = (f"{len(scored) - passed} of {len(scored)} probes differ from {what} "
+                   f"(e.g. {probes[i].name}{_call_failure(outcomes[i])})")
         details = {"probe": probes[i].name, "inputs": {"z": _json(probes[i].z)},
                    "expected": _json(expected), "got": _json(outcomes[i])}
         self._add(CheckResult(check_id, function, False, message, passed / len(scored), details=details))
@@ -308,8 +321,8 @@ class Grading:
             return True, best
         i = hits.index(False)
         first = next(iter(expected))
-        got = "" if outcomes[i].ok else f": {outcomes[i].status} {outcomes[i].error or ''}".rstrip()
-        message = f"{total - sum(hits)} of {total} probes differ from the reference (e.g. {probes[i].name}{got})"
+        message = (f"{total - sum(hits)} of {total} probes differ from the reference "
+                   f"(e.g. {probes[i].name}{_call_failure(outcomes[i])})")
         details = {"probe": probes[i].name, "inputs": _json_inputs(function, args[i]),
                    "expected": _json(expected[first][i]), "got": _json(outcomes[i])}
         self._add(CheckResult(check_id, function, False, message, sum(hits) / total, details=details))

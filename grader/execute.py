@@ -11,6 +11,7 @@ bad call costs that call only.
 from __future__ import annotations
 
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -20,10 +21,12 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
 
 from grader import wire
+from grader.confine import MPLCONFIG_SUBDIR, Confinement, confinement, prepare_child
 from grader.errors import SandboxError
 from grader.limits import Limits
 from grader.model import GRADED_FUNCTIONS, CellRun, FunctionInfo
@@ -31,6 +34,8 @@ from grader.model import GRADED_FUNCTIONS, CellRun, FunctionInfo
 if TYPE_CHECKING:
     from grader.load import Cell
 
+#: Why the sandbox stopped answering: it ran past a limit, it died, or it sent something malformed.
+StopKind = Literal["timeout", "died", "protocol"]
 CallStatus = Literal["ok", "raised", "timeout", "crashed", "missing", "protocol"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -83,16 +88,16 @@ class Sandbox(Protocol):
     def close(self) -> None: ...
 
 
+#: First lines of the worker program: ``-S`` left site-packages off ``sys.path``; add the
+#: site view (everything installed except the grader) and hide the channel from ``sys.argv``.
+_BOOTSTRAP = "from __future__ import annotations\nimport sys\nsys.path.append(sys.argv[3])\n_CHANNEL_ARGS = sys.argv[1:3]\nsys.argv = ['']\n"
+
+
+@lru_cache(maxsize=1)
 def _worker_program() -> str:
-    return (_PACKAGE_DIR / "wire.py").read_text() + "\n" + (_PACKAGE_DIR / "sandbox_worker.py").read_text()
-
-
-def _mpl_cache_dir() -> str:
-    """A persistent matplotlib cache, so the sandbox does not rebuild the font list on every run."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "grader", "matplotlib")
-    os.makedirs(path, exist_ok=True)
-    return path
+    wire_source = (_PACKAGE_DIR / "wire.py").read_text().replace("from __future__ import annotations\n", "", 1)
+    return (_BOOTSTRAP + wire_source + "\n"
+            + (_PACKAGE_DIR / "sandbox_worker.py").read_text())
 
 
 class OutputDrain:
@@ -129,28 +134,10 @@ class OutputDrain:
         self._thread.join(timeout)
 
 
-def _limit_child(limits: Limits) -> None:
-    """Runs in the child between fork and exec: own process group, resource limits."""
-    import resource
-
-    os.setsid()
-    mib = 1 << 20
-    for which, value in (
-        (resource.RLIMIT_AS, limits.memory_mb * mib),
-        (resource.RLIMIT_CPU, int(limits.cpu_time_s) + 1),
-        (resource.RLIMIT_FSIZE, limits.file_size_mb * mib),
-        (resource.RLIMIT_CORE, 0),
-    ):
-        try:
-            resource.setrlimit(which, (value, value))
-        except (ValueError, OSError):
-            pass
-
-
 class _Process:
     """One live sandbox process and its channel."""
 
-    def __init__(self, limits: Limits, workdir: str, drain_limit: int) -> None:
+    def __init__(self, limits: Limits, workdir: str, drain_limit: int, confined: Confinement) -> None:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -160,7 +147,7 @@ class _Process:
             "TMPDIR": workdir,
             "LANG": "C.UTF-8",
             "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": _mpl_cache_dir(),
+            "MPLCONFIGDIR": os.path.join(workdir, MPLCONFIG_SUBDIR),
             "OPENBLAS_NUM_THREADS": "1",
             "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
@@ -169,9 +156,11 @@ class _Process:
         }
         try:
             self.popen = subprocess.Popen(
-                [sys.executable, "-I", "-c", _worker_program(), str(to_child_r), str(from_child_w)],
+                [sys.executable, "-I", "-S", "-c", _worker_program(), str(to_child_r), str(from_child_w),
+                 confined.site_view],
                 stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, cwd=workdir, env=env,
-                pass_fds=(to_child_r, from_child_w), preexec_fn=lambda: _limit_child(limits),
+                pass_fds=(to_child_r, from_child_w),
+                preexec_fn=lambda: prepare_child(limits, workdir, confined),
             )
         except OSError as exc:
             for fd in (to_child_r, to_child_w, from_child_r, from_child_w, out_r, out_w):
@@ -210,15 +199,21 @@ class _Process:
 
         return wire.read_message(read_exact)
 
-    def kill(self) -> None:
+    def kill(self, died: bool) -> None:
+        """Stop the process; when it ``died`` on its own, give it a moment to be reaped so its exit status is real."""
+        if died:
+            try:
+                self.popen.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                pass
         if self.popen.poll() is None:
             try:
                 os.killpg(self.popen.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 self.popen.kill()
         self.popen.wait()
-        # Children that left the group (setsid again) are outside our reach here;
-        # issue-4 containment handles them with a cgroup/namespace when available.
+        # In a PID namespace the worker was its init: every process it started died with it.
+        # Without one, killpg reached the children that stayed in its session.
         for fd in (self.send_fd, self.recv_fd):
             try:
                 os.close(fd)
@@ -226,14 +221,18 @@ class _Process:
                 pass
         self.drain.join(1.0)
 
-    def exit_description(self) -> str:
+    def exit_description(self, memory_mb: int) -> str:
         code = self.popen.poll()
         if code is None:
             return "stopped by the grader"
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-            return {"SIGKILL": "killed (memory or time limit)", "SIGXCPU": "CPU time limit",
-                    "SIGSEGV": "crashed (segmentation fault)"}.get(name, f"killed by {name}")
+            return {"SIGKILL": "stopped by the grader", "SIGXCPU": "stopped at the CPU time limit",
+                    "SIGXFSZ": "stopped at the file size limit",
+                    "SIGSEGV": "crashed (segmentation fault)",
+                    "SIGABRT": "crashed (aborted)"}.get(name, f"killed by {name}")
+        if code == 137:  # the relay of a PID-namespace init reports SIGKILL as 128 + 9
+            return "stopped by the grader"
         return f"exited with status {code}"
 
 
@@ -244,12 +243,19 @@ class SubprocessSandbox:
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
+        self.confinement = confinement()
         self.workdir = tempfile.mkdtemp(prefix="grader-sandbox-")
         self._started = time.monotonic()
         self._replayable: list[Cell] = []
         self._functions: dict[str, FunctionInfo] = self._parse_functions({})
         self._excerpts: list[str] = []
         self._restarts = 0
+        #: Functions that hung or killed the sandbox once, with the outcome every later call gets.
+        self._broken: dict[str, CallOutcome] = {}
+        #: What the notebook did to the grader's channel (for an integrity diagnosis), in words.
+        self.tampering: list[str] = []
+        #: What the worker's audit hook noticed (untrusted, only ever used to flag for review).
+        self.seen: list[str] = []
         self._process: _Process | None = None
         self._ready = False
         self._spawn()
@@ -262,7 +268,7 @@ class SubprocessSandbox:
 
     def _spawn(self) -> None:
         """Start the process without waiting, so its start-up overlaps the grader's own work."""
-        self._process = _Process(self.limits, self.workdir, self.limits.output_kb * 1024)
+        self._process = _Process(self.limits, self.workdir, self.limits.output_kb * 1024, self.confinement)
         self._ready = False
 
     def _await_ready(self) -> None:
@@ -272,19 +278,22 @@ class SubprocessSandbox:
         try:
             header, _ = self._process.receive(time.monotonic() + 60)
         except (EOFError, TimeoutError, wire.WireError):
-            self._process.kill()
+            self._process.kill(died=True)
             reason = self._process.drain.excerpt().strip().splitlines()[-1:] or ["no output"]
             raise SandboxError.from_start_failure(reason[0]) from None
         if header.get("op") != "ready":
             raise SandboxError.from_start_failure("unexpected first message")
         self._ready = True
 
-    def _retire(self) -> str:
-        """Kill the current process and keep its output; return how it ended."""
+    def _retire(self, stop: StopKind = "timeout") -> str:
+        """Kill the current process and keep its output; return how it ended, in words."""
         assert self._process is not None
-        self._process.kill()
-        how = self._process.exit_description()
+        self._process.kill(died=stop != "timeout")
+        how = self._process.exit_description(self.limits.memory_mb)
         self._excerpts.append(self._process.drain.excerpt())
+        if stop == "protocol":
+            self.tampering.append("the notebook wrote to the grader's private channel or broke its protocol")
+            how = "stopped: it broke the grader's protocol"
         return how
 
     def close(self) -> None:
@@ -309,6 +318,20 @@ class SubprocessSandbox:
     def _total_deadline(self) -> float:
         return self._started + self.limits.total_timeout_s
 
+    def _request(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> str:
+        """Send a request tagged with a fresh token that every reply to it must echo."""
+        assert self._process is not None
+        token = secrets.token_hex(8)
+        self._process.send({**header, "token": token}, blobs)
+        return token
+
+    def _reply(self, token: str, deadline: float) -> tuple[dict[str, Any], list[bytes]]:
+        assert self._process is not None
+        header, blobs = self._process.receive(deadline)
+        if header.get("token") != token:
+            raise wire.WireError("a reply without the request's token")
+        return header, blobs
+
     # --- notebook ---------------------------------------------------------------
 
     def run_notebook(self, cells: Sequence[Cell]) -> Execution:
@@ -319,6 +342,7 @@ class SubprocessSandbox:
         execution.cells = runs
         self._replayable = [c for c, r in zip(cells, runs) if r.status in ("ok", "error")]
         execution.functions = self._functions
+        execution.warnings.extend(self.confinement.warnings)
         return execution
 
     def _exec(self, cells: list[Cell], warnings: list[str]) -> list[CellRun]:
@@ -326,13 +350,14 @@ class SubprocessSandbox:
         runs: dict[int, CellRun] = {}
         pending = list(cells)
         while pending:
-            culprit = self._exec_once(pending, runs, warnings)
-            if culprit is None:
+            stop = self._exec_once(pending, runs, warnings)
+            if stop is None:
                 break
+            culprit, kind = stop
             bad = pending[culprit]
-            how = self._retire()
-            status = "timeout" if "time" in how or "stopped" in how else "crashed"
-            runs[bad.index] = CellRun(bad.index, status, f"this cell stopped the sandbox: {how}")
+            how = self._retire(kind)
+            runs[bad.index] = CellRun(bad.index, "timeout" if kind == "timeout" else "crashed",
+                                      f"this cell stopped the sandbox: {how}")
             pending = pending[culprit + 1:]
             if self._restarts >= MAX_RESTARTS:
                 self._process = None
@@ -340,23 +365,26 @@ class SubprocessSandbox:
             self._restarts += 1
             self._start()
             replay = [c for c in cells if c.index in runs and runs[c.index].status in ("ok", "error")]
-            if replay and self._exec_once(replay, {}, None) is not None:
-                self._retire()
-                self._process = None
-                break
+            if replay:
+                stop = self._exec_once(replay, {}, None)
+                if stop is not None:
+                    self._retire(stop[1])
+                    self._process = None
+                    break
         return [runs.get(c.index, CellRun(c.index, "skipped", "not run: the sandbox had stopped")) for c in cells]
 
-    def _exec_once(self, cells: list[Cell], runs: dict[int, CellRun], warnings: list[str] | None) -> int | None:
-        """Run ``cells`` in the live process; None when all ran, else the position of the cell that stopped it."""
+    def _exec_once(self, cells: list[Cell], runs: dict[int, CellRun],
+                   warnings: list[str] | None) -> tuple[int, StopKind] | None:
+        """Run ``cells`` in the live process; None when all ran, else (position of the cell that stopped it, why)."""
         assert self._process is not None
         limit = self.limits.cell_timeout_s
         position = 0
         try:
-            self._process.send({"op": "exec", "cell_timeout": limit,
-                                "cells": [{"index": c.index, "source": c.source} for c in cells]})
+            token = self._request({"op": "exec", "cell_timeout": limit,
+                                   "cells": [{"index": c.index, "source": c.source} for c in cells]})
             for position, cell in enumerate(cells):
                 deadline = min(time.monotonic() + limit + WATCHDOG_GRACE_S, self._total_deadline())
-                header, _ = self._process.receive(deadline)
+                header, _ = self._reply(token, deadline)
                 if header.get("op") != "cell" or header.get("index") != cell.index:
                     raise wire.WireError("out-of-order cell report")
                 status = header.get("status")
@@ -368,13 +396,20 @@ class SubprocessSandbox:
                     warnings.extend(f"Cell {cell.index + 1}: shell command not run while grading: {str(c)[:120]}"
                                     for c in refused[:10])
             position = len(cells) - 1
-            header, _ = self._process.receive(min(time.monotonic() + 30, self._total_deadline()))
+            header, _ = self._reply(token, min(time.monotonic() + 30, self._total_deadline()))
             if header.get("op") != "exec_done":
                 raise wire.WireError("missing end of execution")
             self._functions = self._parse_functions(header.get("functions"))
+            seen = header.get("seen")
+            if isinstance(seen, list):
+                self.seen.extend(str(item)[:200] for item in seen[:20] if str(item)[:200] not in self.seen)
             return None
-        except (EOFError, TimeoutError, wire.WireError):
-            return position
+        except TimeoutError:
+            return position, "timeout"
+        except EOFError:
+            return position, "died"
+        except wire.WireError:
+            return position, "protocol"
 
     @staticmethod
     def _parse_functions(data: Any) -> dict[str, FunctionInfo]:
@@ -390,16 +425,28 @@ class SubprocessSandbox:
     # --- calls --------------------------------------------------------------------
 
     def call_many(self, requests: Sequence[CallRequest]) -> list[CallOutcome]:
+        """Answer ``requests`` in order. A function that once hung or killed the sandbox is not called again:
+        its later calls fail at once with the same reason, so a hung submission costs one limit, not one per probe."""
         outcomes: list[CallOutcome] = []
         remaining = list(requests)
         while remaining:
+            broken = self._broken.get(remaining[0].function)
+            if broken is not None:
+                outcomes.append(broken)
+                remaining = remaining[1:]
+                continue
             if time.monotonic() >= self._total_deadline():
                 outcomes += [CallOutcome("timeout", error="total time limit for this submission")] * len(remaining)
                 break
             if self._process is None:
                 outcomes += [CallOutcome("crashed", error="the sandbox could not be restarted")] * len(remaining)
                 break
-            answered = self._call_batch(remaining, outcomes)
+            batch = [remaining[0]]
+            for request in remaining[1:]:
+                if request.function in self._broken:
+                    break
+                batch.append(request)
+            answered = self._call_batch(batch, outcomes)
             remaining = remaining[answered:]
         return outcomes
 
@@ -411,19 +458,31 @@ class SubprocessSandbox:
                  for r in requests]
         limit = self.limits.call_timeout_s
         answered = 0
+        stop: StopKind
         try:
-            self._process.send({"op": "call", "call_timeout": limit, "calls": calls}, blobs)
+            token = self._request({"op": "call", "call_timeout": limit, "calls": calls}, blobs)
             for _ in requests:
                 deadline = min(time.monotonic() + limit + WATCHDOG_GRACE_S, self._total_deadline())
-                header, reply_blobs = self._process.receive(deadline)
-                outcomes.append(self._parse_outcome(header, reply_blobs))
+                header, reply_blobs = self._reply(token, deadline)
+                outcome = self._parse_outcome(header, reply_blobs)
+                outcomes.append(outcome)
+                if outcome.status == "timeout":
+                    self._broken[requests[answered].function] = outcome
                 answered += 1
             return answered
         except TimeoutError:
-            how, status = self._retire(), "timeout"
-        except (EOFError, wire.WireError):
-            how, status = self._retire(), "crashed"
-        outcomes.append(CallOutcome(status, error=f"the sandbox was {how}" if status == "crashed" else "time limit (the code did not stop when asked)"))
+            stop = "timeout"
+        except EOFError:
+            stop = "died"
+        except wire.WireError:
+            stop = "protocol"
+        how = self._retire(stop)
+        if stop == "timeout":
+            outcome = CallOutcome("timeout", error="time limit (the code did not stop when asked)")
+        else:
+            outcome = CallOutcome("crashed", error=f"the sandbox was {how}")
+        outcomes.append(outcome)
+        self._broken[requests[answered].function] = outcome
         self._restart_and_replay()
         return answered + 1
 
@@ -433,8 +492,9 @@ class SubprocessSandbox:
             return
         self._restarts += 1
         self._start()
-        if self._exec_once(list(self._replayable), {}, None) is not None:
-            self._retire()
+        stop = self._exec_once(list(self._replayable), {}, None)
+        if stop is not None:
+            self._retire(stop[1])
             self._process = None
 
     @staticmethod

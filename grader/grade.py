@@ -67,6 +67,7 @@ def grade_notebook(path: str | os.PathLike, rubric: Rubric, options: Options = O
 def _grade_loaded(notebook, sandbox: SubprocessSandbox, rubric: Rubric, options: Options, started: float) -> Report:
     from grader.checks import run_checks
     from grader.diagnose import diagnose, unexplained
+    from grader.integrity import review
     from grader.score import apply_rubric
 
     execution = sandbox.run_notebook(notebook.code_cells)
@@ -75,7 +76,7 @@ def _grade_loaded(notebook, sandbox: SubprocessSandbox, rubric: Rubric, options:
         warnings.append("The notebook has no code cells, so there is nothing to grade.")
     found = {name: info.found for name, info in execution.functions.items()}
     run = run_checks(sandbox, found, rubric.accepted_activations, options.seed)
-    diagnoses = diagnose(run, found)
+    diagnoses = diagnose(run, found) + review(notebook.code_cells, sandbox.seen, sandbox.tampering)
     for function in unexplained(run, diagnoses):
         for result in run.results:
             if result.function == function and result.id.endswith(".values"):

@@ -14,7 +14,9 @@ import signal
 import sys
 import types
 
-CHANNEL_IN, CHANNEL_OUT = int(sys.argv[1]), int(sys.argv[2])
+import numpy
+
+CHANNEL_IN, CHANNEL_OUT = int(_CHANNEL_ARGS[0]), int(_CHANNEL_ARGS[1])  # noqa: F821 (set by the bootstrap)
 GRADED = ("activation", "d_activation", "forward", "backward")
 #: Cell magics that would start another program; they are reported, not run.
 BLOCKED_CELL_MAGICS = frozenset({
@@ -33,6 +35,39 @@ def _on_alarm(signum, frame):
 
 signal.signal(signal.SIGALRM, _on_alarm)
 refused_commands: list[str] = []
+#: Larger replies are refused here, before they cost the grader memory (it enforces the same bound).
+MAX_REPLY_BYTES = 16 << 20
+MAX_SEEN = 20
+
+# --- what student code touches, for human review ------------------------------------
+# An audit hook (it cannot be removed once added) notes, while student code runs,
+# files opened outside the places Python itself reads from and attempts to reach
+# the grader. It only ever adds a flag to the report; it never changes a score,
+# and as it lives in the untrusted process its silence proves nothing.
+watching = [False]
+seen: list[str] = []
+_ROOTS = tuple(sorted({os.path.realpath(p) + os.sep for p in (
+    os.getcwd(), sys.prefix, sys.base_prefix, sys.exec_prefix, "/dev", "/etc", "/usr", "/proc/self",
+    *[q for q in sys.path if q], *[os.path.dirname(os.path.realpath(os.path.join(sys.path[-1], e)))
+                                   for e in os.listdir(sys.path[-1])])}))
+_PROBES = ("grader", "reference", "rubrics")
+
+
+def _audit(event, args):
+    if not watching[0] or len(seen) >= MAX_SEEN:
+        return
+    if event == "open" and args and isinstance(args[0], (str, bytes)):
+        path = os.fsdecode(args[0])
+        full = os.path.realpath(path) if os.path.isabs(path) else os.path.realpath(os.path.join(os.getcwd(), path))
+        if not (full + os.sep).startswith(_ROOTS) and not full.startswith(_ROOTS):
+            seen.append(f"opened {path[:200]}")
+    elif event == "import" and args and isinstance(args[0], str) and args[0].split(".")[0] in _PROBES:
+        seen.append(f"tried to import {args[0][:100]}")
+    elif event in ("gc.get_objects", "gc.get_referrers"):  # IPython itself uses sys._getframe
+        seen.append(f"called {event}")
+
+
+sys.addaudithook(_audit)
 
 
 def _make_shell():
@@ -67,6 +102,7 @@ def _make_shell():
     config = Config()
     config.HistoryManager.enabled = False
     config.InteractiveShell.colors = "nocolor"
+    config.InteractiveShell.xmode = "Plain"  # fast, and no source lookups while memory is exhausted
     return SandboxShell.instance(config=config)
 
 
@@ -102,15 +138,20 @@ def _flush() -> None:
 def _describe(error: BaseException) -> str:
     if isinstance(error, Deadline):
         return "time limit"
+    if isinstance(error, MemoryError):
+        return f"memory limit: the code needed more memory than the sandbox allows ({error})"[:300]
+    if isinstance(error, RecursionError):
+        return "RecursionError: maximum recursion depth exceeded (does the function call itself forever?)"
     text = f"{type(error).__name__}: {error}"
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def run_cell(index: int, source: str, timeout: float) -> None:
+def run_cell(index: int, source: str, timeout: float, token: str) -> None:
     refused_before = len(refused_commands)
     status, error = "ok", None
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
+        watching[0] = True
         result = shell.run_cell(source, store_history=False, silent=False)
         failure = result.error_before_exec or result.error_in_exec
         if isinstance(failure, Deadline):
@@ -120,9 +161,10 @@ def run_cell(index: int, source: str, timeout: float) -> None:
     except Deadline:
         status, error = "timeout", "time limit"
     finally:
+        watching[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
     _flush()
-    send({"op": "cell", "index": index, "status": status, "error": error,
+    send({"op": "cell", "token": token, "index": index, "status": status, "error": error,
           "refused": refused_commands[refused_before:]})
 
 
@@ -131,7 +173,7 @@ def _kind(obj) -> str | None:
         return None
     if isinstance(obj, types.FunctionType):
         return "lambda" if obj.__name__ == "<lambda>" else "function"
-    if isinstance(obj, (types.BuiltinFunctionType, getattr(__import__("numpy"), "ufunc"))):
+    if isinstance(obj, (types.BuiltinFunctionType, numpy.ufunc)):
         return "builtin"
     return "other callable"
 
@@ -148,15 +190,22 @@ def call(request: dict, blobs: list, timeout: float) -> tuple[dict, list]:
         return {"status": "missing"}, out
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
+        watching[0] = True
         value = function(*args)
+        watching[0] = False
         reply = {"status": "ok", "value": encode_value(value, out)}
         if request.get("args_after", True):
             reply["args_after"] = [encode_value(arg, out) for arg in args]
+        size = sum(len(blob) for blob in out)
+        if size > MAX_REPLY_BYTES:
+            reply, out = {"status": "raised", "error": f"the function returned {size >> 20} MB of data; "
+                          f"the grader accepts at most {MAX_REPLY_BYTES >> 20} MB"}, []
     except Deadline:
         reply, out = {"status": "timeout", "error": "time limit"}, []
     except BaseException as error:  # SystemExit and KeyboardInterrupt are failures of the call too
         reply, out = {"status": "raised", "error": _describe(error)}, []
     finally:
+        watching[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
     return reply, out
 
@@ -166,15 +215,16 @@ def main() -> None:
     while True:
         header, blobs = read_message(receive)
         op = header.get("op")
+        token = header.get("token")
         if op == "exec":
             for cell in header["cells"]:
-                run_cell(cell["index"], cell["source"], header["cell_timeout"])
-            send({"op": "exec_done", "functions": describe_functions()})
+                run_cell(cell["index"], cell["source"], header["cell_timeout"], token)
+            send({"op": "exec_done", "token": token, "functions": describe_functions(), "seen": seen[:MAX_SEEN]})
         elif op == "call":
             for request in header["calls"]:
                 reply, out = call(request, blobs, header["call_timeout"])
                 _flush()
-                send({"op": "result", **reply}, out)
+                send({"op": "result", "token": token, **reply}, out)
         else:
             break
 

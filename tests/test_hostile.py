@@ -1,0 +1,347 @@
+"""Hostile and broken submissions: each is contained, costs only what it should, and is reported.
+
+Every test grades a real notebook end to end with small limits, and asserts the
+precise outcome: which checks lose credit, the reason in the report, a bounded
+wall time, no process left behind, nothing written outside the sandbox. Nothing
+here can harm the machine if a limit failed: loops are bounded by the test's own
+limits, allocations stay at or under 6 GB of *address space* request, and
+children sleep for a bounded time and are killed by the test if still found.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from grader.confine import confinement
+from grader.grade import Options, grade_notebook
+from grader.limits import Limits
+from grader.rubric import load_rubric
+
+from conftest import CORRECT_CELLS, notebook_json
+
+LIMITS = Limits(cell_timeout_s=2, call_timeout_s=1, total_timeout_s=40, memory_mb=1024,
+                file_size_mb=8, max_processes=32, output_kb=16)
+#: Wall time allowed beyond the relevant limit before a "hung" report counts as late (the issue's bound).
+SLACK_S = 2.0
+NAMESPACES = confinement().namespaces
+
+ACTIVATION, DERIVATIVE_AND_LOSS = CORRECT_CELLS[1], CORRECT_CELLS[2]
+IMPORTS, FORWARD, BACKWARD = CORRECT_CELLS[0], CORRECT_CELLS[3], CORRECT_CELLS[4]
+
+
+def grade(tmp_path: Path, cells: list[str], limits: Limits = LIMITS):
+    path = tmp_path / "hostile.ipynb"
+    path.write_text(notebook_json(cells))
+    started = time.monotonic()
+    report = grade_notebook(path, load_rubric(None), Options(limits=limits))
+    return report, time.monotonic() - started
+
+
+def by_id(report) -> dict:
+    return {check.id: check for check in report.checks}
+
+
+def passed_functions(report) -> set[str]:
+    return {c.function for c in report.checks if c.passed} - {c.function for c in report.checks if not c.passed}
+
+
+def diagnosis_ids(report) -> set[str]:
+    return {d.id for d in report.diagnoses}
+
+
+def with_function(replaced: str, source: str) -> list[str]:
+    """The correct notebook with one function's definition replaced by ``source`` (appended last)."""
+    return CORRECT_CELLS + [source]
+
+
+# --- runaway time -------------------------------------------------------------------
+
+
+def test_infinite_loop_at_top_level_costs_one_cell_limit_and_nothing_else(tmp_path):
+    report, wall = grade(tmp_path, CORRECT_CELLS[:2] + ["while True:\n    pass"] + CORRECT_CELLS[2:])
+    assert report.status == "graded" and report.score == report.max_score
+    assert report.cells[2].status == "timeout"
+    assert any("Cell 4" in w and "time limit" in w for w in report.warnings)  # a markdown cell comes first
+    assert wall < LIMITS.cell_timeout_s + SLACK_S + 15  # the rest of grading is a few seconds
+
+
+def test_hung_function_fails_with_time_limit_and_the_others_are_graded(tmp_path):
+    report, wall = grade(tmp_path, with_function("forward", "def forward(x, w1, w2):\n    while True:\n        pass"))
+    checks = by_id(report)
+    assert not checks["forward.values"].passed and checks["forward.values"].score == 0
+    assert "time limit" in checks["forward.values"].message
+    assert {"activation", "d_activation", "backward"} <= passed_functions(report)
+    # One call limit (plus the watchdog's grace), not one per probe.
+    assert wall < LIMITS.call_timeout_s + SLACK_S + 15
+
+
+def test_code_that_swallows_the_alarm_and_ignores_sigterm_is_killed(tmp_path):
+    stubborn = ("import signal, time\n"
+                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                "def backward(x, y, y_hat, w1, w2, eta):\n"
+                "    for _ in range(10**9):\n"
+                "        try:\n"
+                "            time.sleep(0.05)\n"
+                "        except BaseException:\n"
+                "            pass\n")
+    report, wall = grade(tmp_path, with_function("backward", stubborn))
+    checks = by_id(report)
+    assert not checks["backward.values"].passed and checks["backward.values"].score == 0
+    assert "time limit" in checks["backward.values"].message
+    assert {"activation", "d_activation", "forward"} <= passed_functions(report)
+    assert "integrity_signal_tamper" in diagnosis_ids(report)
+    assert wall < LIMITS.call_timeout_s + SLACK_S + 15
+
+
+def test_ignoring_the_alarm_signal_in_a_cell_is_caught_by_the_watchdog(tmp_path):
+    cells = CORRECT_CELLS + ["import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"]
+    report, wall = grade(tmp_path, cells)
+    assert report.cells[-1].status == "timeout"
+    assert report.score == report.max_score  # the definitions before it were replayed after the restart
+    assert wall < LIMITS.cell_timeout_s + SLACK_S + 15
+
+
+# --- memory, output, files ------------------------------------------------------------
+
+
+def test_six_gigabytes_in_a_function_is_a_memory_limit_with_no_credit(tmp_path):
+    hog = ("def forward(x, w1, w2):\n"
+           "    big = np.ones(6 * 10**9 // 8)\n"
+           "    return activation(x @ w1) @ w2 + 0 * big[0]")
+    report, _ = grade(tmp_path, with_function("forward", hog))
+    check = by_id(report)["forward.values"]
+    assert not check.passed and check.score == 0
+    assert "memory limit" in check.message
+    assert {"activation", "d_activation", "backward"} <= passed_functions(report)
+
+
+def test_memory_touched_in_chunks_in_a_cell_stops_that_cell_only(tmp_path):
+    chunks = "import numpy as np\nkeep = []\nfor _ in range(60):\n    keep.append(np.ones(100 * 2**20 // 8))\n"
+    report, _ = grade(tmp_path, CORRECT_CELLS + [chunks])
+    assert report.score == report.max_score
+    assert report.cells[-1].status in ("error", "crashed")
+    assert any("memory limit" in w or "MemoryError" in w or "crashed" in w for w in report.warnings)
+
+
+def test_two_hundred_megabytes_of_output_keeps_only_a_bounded_excerpt(tmp_path):
+    flood = "import sys\nline = 'x' * (1 << 20)\nfor _ in range(200):\n    sys.stdout.write(line)\n"
+    report, _ = grade(tmp_path, CORRECT_CELLS + [flood])
+    assert report.score == report.max_score
+    assert len(report.output_excerpt) < LIMITS.output_kb * 1024 + 200
+    dropped = int(report.output_excerpt.rsplit("... ", 1)[1].split(" ")[0])
+    assert dropped >= 200 * (1 << 20) - LIMITS.output_kb * 1024
+
+
+def test_writing_a_file_past_the_size_limit_fails_in_the_cell(tmp_path):
+    big = "with open('big.bin', 'wb') as f:\n    for _ in range(32):\n        f.write(b'0' * (1 << 20))"
+    report, _ = grade(tmp_path, CORRECT_CELLS + [big])
+    assert report.score == report.max_score
+    assert report.cells[-1].status == "error"
+    assert any(("too large" in w or "No space" in w) for w in report.warnings)
+
+
+# --- crashes ----------------------------------------------------------------------------
+
+
+def test_sys_exit_after_the_definitions_does_not_stop_grading(tmp_path):
+    report, _ = grade(tmp_path, CORRECT_CELLS + ["import sys\nsys.exit(0)", "exit()"])
+    assert report.status == "graded" and report.score == report.max_score
+
+
+def test_os_exit_in_a_cell_is_survived(tmp_path):
+    report, _ = grade(tmp_path, CORRECT_CELLS[:3] + ["import os\nos._exit(1)"] + CORRECT_CELLS[3:])
+    assert report.score == report.max_score
+    assert report.cells[3].status == "crashed" and "exited with status 1" in report.cells[3].error
+
+
+def test_segfault_in_a_function_fails_that_function_only(tmp_path):
+    crash = ("import ctypes\n"
+             "def d_activation(z):\n"
+             "    ctypes.string_at(0)\n")
+    report, _ = grade(tmp_path, with_function("d_activation", crash))
+    check = by_id(report)["d_activation.values"]
+    assert not check.passed and check.score == 0
+    assert "segmentation fault" in check.message
+    assert {"activation", "forward"} <= passed_functions(report)
+
+
+def test_segfault_at_top_level_is_a_crashed_cell(tmp_path):
+    report, _ = grade(tmp_path, CORRECT_CELLS + ["import ctypes\nctypes.string_at(0)"])
+    assert report.score == report.max_score
+    assert report.cells[-1].status == "crashed" and "segmentation fault" in report.cells[-1].error
+
+
+def test_infinite_recursion_is_a_recursion_error_for_that_function(tmp_path):
+    recursive = "def forward(x, w1, w2):\n    return forward(x, w1, w2)"
+    report, _ = grade(tmp_path, with_function("forward", recursive))
+    check = by_id(report)["forward.values"]
+    assert not check.passed and "RecursionError" in check.message
+    assert {"activation", "d_activation", "backward"} <= passed_functions(report)
+
+
+def test_unbounded_recursion_with_the_limit_lifted_fails_only_that_function(tmp_path):
+    # Python 3.11 keeps Python frames off the C stack, so this ends at the time or memory limit, or a crash.
+    deep = ("import sys\nsys.setrecursionlimit(10**8)\n"
+            "def backward(x, y, y_hat, w1, w2, eta, depth=0):\n    return backward(x, y, y_hat, w1, w2, eta, depth + 1)")
+    report, _ = grade(tmp_path, with_function("backward", deep))
+    check = by_id(report)["backward.values"]
+    assert not check.passed and check.score == 0
+    assert any(reason in check.message for reason in ("crashed", "time limit", "memory limit"))
+    assert {"activation", "d_activation", "forward"} <= passed_functions(report)
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def _sleepers(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for leftover processes")
+def test_a_hundred_children_leave_no_process_behind(tmp_path):
+    marker = f"{os.getpid() % 1000}.{time.monotonic_ns() % 10**6}"
+    escape = "os.setsid()\n        " if NAMESPACES else ""  # setsid escapes a process group, not a PID namespace
+    fork = ("import os\nstarted = 0\n"
+            "for _ in range(100):\n"
+            "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
+            "    if pid == 0:\n"
+            f"        {escape}os.execv('/bin/sleep', ['sleep', '{marker}'])\n"
+            "    started += 1\n"
+            "print('started', started)")
+    try:
+        report, _ = grade(tmp_path, CORRECT_CELLS + [fork])
+        assert report.score == report.max_score
+        assert "started" in report.output_excerpt
+        if NAMESPACES and os.geteuid() != 0:  # the kernel exempts root from the process limit
+            started = int(report.output_excerpt.split("started ")[1].split()[0])
+            assert started < LIMITS.max_processes
+        time.sleep(0.2)
+        assert _sleepers(marker) == []
+    finally:
+        for pid in _sleepers(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+# --- cheating ---------------------------------------------------------------------------------
+
+
+def test_the_grader_and_reference_are_out_of_reach(tmp_path):
+    probe = (
+        "import sys, gc, os\n"
+        "found = []\n"
+        "for name in ('grader', 'reference', 'grader.reference', 'rubrics'):\n"
+        "    try:\n        __import__(name)\n        found.append('import ' + name)\n"
+        "    except ImportError:\n        pass\n"
+        "found += ['module ' + m for m in sys.modules if m.split('.')[0] in ('grader', 'reference', 'rubrics')]\n"
+        "found += ['object' for o in gc.get_objects() if isinstance(o, str) and 'd_activation_on_w2_partials' in o]\n"
+        "for entry in sys.path:\n"
+        "    for root, dirs, files in os.walk(entry, followlinks=True):\n"
+        "        found += [os.path.join(root, f) for f in files if f in ('simple_nn.py', 'mutants.py', 'checks.py')]\n"
+        "        if root.count(os.sep) - entry.count(os.sep) > 3:\n            dirs[:] = []\n"
+        "print('FOUND', found)"
+    )
+    report, _ = grade(tmp_path, CORRECT_CELLS + [probe])
+    assert "FOUND []" in report.output_excerpt
+    assert report.score == report.max_score
+    assert {"integrity_grader_import", "integrity_introspection"} <= diagnosis_ids(report)
+
+
+def test_monkeypatching_numpy_and_builtins_cannot_change_a_verdict(tmp_path):
+    cheat = ("import numpy as np, builtins\n"
+             "np.allclose = lambda *a, **k: True\n"
+             "np.array_equal = lambda *a, **k: True\n"
+             "np.testing.assert_allclose = lambda *a, **k: None\n"
+             "builtins.abs = lambda x: 0\n"
+             "def activation(z):\n    return z  # wrong: identity\n")
+    report, _ = grade(tmp_path, with_function("activation", cheat))
+    check = by_id(report)["activation.values"]
+    assert not check.passed and check.score < check.max_score
+    assert "activation_identity" in diagnosis_ids(report)
+    assert "integrity_monkeypatch" in diagnosis_ids(report)
+
+
+def test_forged_protocol_messages_and_printed_passes_earn_nothing(tmp_path):
+    forge = (
+        "import os, json, struct\n"
+        "def frame(header):\n"
+        "    head = json.dumps(header).encode()\n"
+        "    return b'GRDR' + struct.pack('<II', len(head), 0) + head\n"
+        "fake = frame({'op': 'exec_done', 'functions': {n: 'function' for n in\n"
+        "              ('activation', 'd_activation', 'forward', 'backward')}})\n"
+        "print('activation.values PASSED 100/100')\n"
+        "for fd in range(3, 64):\n"
+        "    try:\n        os.write(fd, fake)\n    except OSError:\n        pass\n"
+    )
+    wrong = "def activation(z):\n    return z"
+    report, _ = grade(tmp_path, CORRECT_CELLS + [wrong, forge])
+    assert not by_id(report)["activation.values"].passed
+    assert report.score < report.max_score
+    assert report.cells[-1].status == "crashed" and "protocol" in report.cells[-1].error
+    assert "integrity_protocol_tamper" in diagnosis_ids(report)
+
+
+def test_nothing_is_written_outside_the_working_directory(tmp_path):
+    outside = tmp_path / "outside.txt"
+    home = Path.home() / f".grader-hostile-{os.getpid()}"
+    write = (f"for target in ({str(outside)!r}, {str(home)!r}):\n"
+             "    try:\n        open(target, 'w').write('pwned')\n    except OSError as e:\n        print('denied', e)\n"
+             "open('inside.txt', 'w').write('fine')\nimport os\nprint('cwd', os.getcwd())")
+    try:
+        report, _ = grade(tmp_path, CORRECT_CELLS + [write])
+        workdir = report.output_excerpt.split("cwd ")[1].split()[0]
+        assert not Path(workdir).exists()  # the throwaway working directory was removed
+        assert "integrity_file_access" in diagnosis_ids(report)
+        if NAMESPACES:
+            assert not outside.exists() and not home.exists()
+            assert report.output_excerpt.count("denied") == 2
+        else:
+            assert any("namespaces were unavailable" in w for w in report.warnings)
+    finally:
+        home.unlink(missing_ok=True)
+
+
+def test_network_is_denied_or_the_report_says_it_was_not(tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    connect = ("import socket\ntry:\n"
+               f"    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n    print('NET open')\n"
+               "except OSError as e:\n    print('NET closed', e)")
+    try:
+        report, _ = grade(tmp_path, CORRECT_CELLS + [connect])
+    finally:
+        listener.close()
+    if NAMESPACES:
+        assert "NET closed" in report.output_excerpt
+        assert not any("namespaces were unavailable" in w for w in report.warnings)
+    else:
+        assert any("namespaces were unavailable" in w for w in report.warnings)
+
+
+def test_without_namespaces_the_report_says_what_is_not_enforced(tmp_path, monkeypatch):
+    from grader import confine
+    monkeypatch.setenv(confine.NO_NAMESPACES_ENV, "1")
+    confine.confinement.cache_clear()
+    try:
+        report, _ = grade(tmp_path, CORRECT_CELLS)
+    finally:
+        monkeypatch.delenv(confine.NO_NAMESPACES_ENV)
+        confine.confinement.cache_clear()
+    assert report.score == report.max_score
+    assert any("namespaces were unavailable" in w and "network" in w for w in report.warnings)
