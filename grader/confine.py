@@ -48,6 +48,12 @@ WARN_NO_NAMESPACES = (
     "grade untrusted work on Linux with user namespaces enabled."
 )
 
+WARN_ROOT_PROCESSES = (
+    "The grader runs as root, which the kernel exempts from the process-count limit (max_processes): "
+    "every process the submission started was still stopped when grading ended, but run the grader as an "
+    "ordinary user to cap how many it may start."
+)
+
 # Linux constants (include/uapi/linux/sched.h, mount.h, prctl.h).
 CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x20000000, 0x10000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
@@ -191,6 +197,8 @@ def confinement() -> Confinement:
     """Decide, once per process, how sandboxes are confined here."""
     namespaces = _namespaces_work()
     warnings = () if namespaces else (WARN_NO_NAMESPACES,)
+    if namespaces and os.geteuid() == 0:
+        warnings += (WARN_ROOT_PROCESSES,)
     view = build_site_view()
     return Confinement(namespaces, view, _grader_directories(), warnings, _matplotlib_cache(view))
 

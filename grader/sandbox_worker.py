@@ -221,8 +221,14 @@ def main() -> None:
                 run_cell(cell["index"], cell["source"], header["cell_timeout"], token)
             send({"op": "exec_done", "token": token, "functions": describe_functions(), "seen": seen[:MAX_SEEN]})
         elif op == "call":
+            hung = set()  # a function that hung once answers at once for the rest of the batch
             for request in header["calls"]:
-                reply, out = call(request, blobs, header["call_timeout"])
+                if request.get("fn") in hung:
+                    reply, out = {"status": "timeout", "error": "time limit (an earlier call hung)"}, []
+                else:
+                    reply, out = call(request, blobs, header["call_timeout"])
+                    if reply["status"] == "timeout":
+                        hung.add(request.get("fn"))
                 _flush()
                 send({"op": "result", "token": token, **reply}, out)
         else:

@@ -34,6 +34,13 @@ ACTIVATION, DERIVATIVE_AND_LOSS = CORRECT_CELLS[1], CORRECT_CELLS[2]
 IMPORTS, FORWARD, BACKWARD = CORRECT_CELLS[0], CORRECT_CELLS[3], CORRECT_CELLS[4]
 
 
+@pytest.fixture(scope="module")
+def baseline_s(tmp_path_factory) -> float:
+    """Wall time to grade the correct notebook here, now: what a hung submission may add its limit to."""
+    _, wall = grade(tmp_path_factory.mktemp("baseline"), CORRECT_CELLS)
+    return wall
+
+
 def grade(tmp_path: Path, cells: list[str], limits: Limits = LIMITS):
     path = tmp_path / "hostile.ipynb"
     path.write_text(notebook_json(cells))
@@ -62,25 +69,25 @@ def with_function(replaced: str, source: str) -> list[str]:
 # --- runaway time -------------------------------------------------------------------
 
 
-def test_infinite_loop_at_top_level_costs_one_cell_limit_and_nothing_else(tmp_path):
+def test_infinite_loop_at_top_level_costs_one_cell_limit_and_nothing_else(tmp_path, baseline_s):
     report, wall = grade(tmp_path, CORRECT_CELLS[:2] + ["while True:\n    pass"] + CORRECT_CELLS[2:])
     assert report.status == "graded" and report.score == report.max_score
     assert report.cells[2].status == "timeout"
     assert any("Cell 4" in w and "time limit" in w for w in report.warnings)  # a markdown cell comes first
-    assert wall < LIMITS.cell_timeout_s + SLACK_S + 15  # the rest of grading is a few seconds
+    assert wall < LIMITS.cell_timeout_s + SLACK_S + baseline_s
 
 
-def test_hung_function_fails_with_time_limit_and_the_others_are_graded(tmp_path):
+def test_hung_function_fails_with_time_limit_and_the_others_are_graded(tmp_path, baseline_s):
     report, wall = grade(tmp_path, with_function("forward", "def forward(x, w1, w2):\n    while True:\n        pass"))
     checks = by_id(report)
     assert not checks["forward.values"].passed and checks["forward.values"].score == 0
     assert "time limit" in checks["forward.values"].message
     assert {"activation", "d_activation", "backward"} <= passed_functions(report)
-    # One call limit (plus the watchdog's grace), not one per probe.
-    assert wall < LIMITS.call_timeout_s + SLACK_S + 15
+    # One call limit, not one per probe: later calls of a hung function fail at once.
+    assert wall < LIMITS.call_timeout_s + SLACK_S + baseline_s
 
 
-def test_code_that_swallows_the_alarm_and_ignores_sigterm_is_killed(tmp_path):
+def test_code_that_swallows_the_alarm_and_ignores_sigterm_is_killed(tmp_path, baseline_s):
     stubborn = ("import signal, time\n"
                 "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
                 "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
@@ -96,15 +103,16 @@ def test_code_that_swallows_the_alarm_and_ignores_sigterm_is_killed(tmp_path):
     assert "time limit" in checks["backward.values"].message
     assert {"activation", "d_activation", "forward"} <= passed_functions(report)
     assert "integrity_signal_tamper" in diagnosis_ids(report)
-    assert wall < LIMITS.call_timeout_s + SLACK_S + 15
+    # The worker is killed and restarted (a second start-up) before grading goes on.
+    assert wall < LIMITS.call_timeout_s + SLACK_S + 2 * baseline_s
 
 
-def test_ignoring_the_alarm_signal_in_a_cell_is_caught_by_the_watchdog(tmp_path):
+def test_ignoring_the_alarm_signal_in_a_cell_is_caught_by_the_watchdog(tmp_path, baseline_s):
     cells = CORRECT_CELLS + ["import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"]
     report, wall = grade(tmp_path, cells)
     assert report.cells[-1].status == "timeout"
     assert report.score == report.max_score  # the definitions before it were replayed after the restart
-    assert wall < LIMITS.cell_timeout_s + SLACK_S + 15
+    assert wall < LIMITS.cell_timeout_s + SLACK_S + 2 * baseline_s
 
 
 # --- memory, output, files ------------------------------------------------------------
