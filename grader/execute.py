@@ -41,7 +41,7 @@ CallStatus = Literal["ok", "raised", "timeout", "crashed", "missing", "protocol"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 #: Extra wall time the watchdog allows beyond a limit before it kills the sandbox:
 #: the in-process alarm should have fired by then; if not, the code ignores signals.
-WATCHDOG_GRACE_S = 1.0
+WATCHDOG_GRACE_S = 0.5
 MAX_RESTARTS = 4
 
 
