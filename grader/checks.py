@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from grader.compare import arrays_close, as_array, outcomes_agree, trusted_call, values_close
-from grader.execute import CallOutcome, CallRequest, Sandbox
+from grader.execute import CallOutcome, CallRequest, Chain, Sandbox
 from grader.model import CheckResult, Training
 from grader.probe import (
     NOTEBOOK_ITERATIONS, ActivationProbe, NetworkProbe, activation_probes, derivative_grid,
@@ -425,6 +425,68 @@ class Grading:
 
     # --- end to end -------------------------------------------------------------------
 
+    def _train_call_by_call(self, start: NetworkProbe, training: Training) -> str | None:
+        """The ground truth: every step is one forward and one backward call from here."""
+        w1, w2 = start.w1.copy(), start.w2.copy()
+        for step in range(NOTEBOOK_ITERATIONS):
+            (out,) = self._call("forward", [(start.x, w1, w2)], args_after=False)
+            y_hat = _forward_value(out)
+            if y_hat is None:
+                return f"iteration {step + 1}: forward gave {_describe(out)}"
+            training.final_prediction = y_hat
+            training.loss.append(ref.loss(y_hat, start.y))
+            (out,) = self._call("backward", [(start.x, start.y, y_hat, w1, w2, start.eta)], args_after=False)
+            new = _weights(out, w1.shape, w2.shape)
+            if new is None:
+                return f"iteration {step + 1}: backward gave {_describe(out)}"
+            w1, w2 = new
+        return None
+
+    def _audited_chain(self, start: NetworkProbe) -> Chain | None:
+        """The sandbox's own run of the chain, if it offers one and sampled steps replay identically by call.
+
+        Replaying the first, the last and a middle step (and the step that stopped
+        the chain) as ordinary calls means a chain that was not produced by the
+        notebook's functions is caught; any mismatch falls back to call by call.
+        """
+        train = getattr(self.sandbox, "train", None)
+        if train is None:
+            return None
+        chain = train(start.x, start.y, start.eta, start.w1, start.w2, NOTEBOOK_ITERATIONS)
+        if chain is None:
+            return None
+        done = len(chain.y_hats)
+        for step in sorted({0, done // 2, done - 1, done} & set(range(done + 1))):
+            if step >= len(chain.w1s):
+                continue
+            w1, w2 = chain.w1s[step], chain.w2s[step]
+            (out,) = self._call("forward", [(start.x, w1, w2)], args_after=False)
+            y_hat = _forward_value(out)
+            if step == done:  # the chain says forward failed here (or ran out of iterations)
+                if (y_hat is None) != (chain.stop_function == "forward"):
+                    return None
+                continue
+            if y_hat is None or y_hat != float(chain.y_hats[step]):
+                return None
+            (out,) = self._call("backward", [(start.x, start.y, y_hat, w1, w2, start.eta)], args_after=False)
+            new = _weights(out, w1.shape, w2.shape)
+            if step + 1 < len(chain.w1s):
+                if new is None or not (np.array_equal(new[0], chain.w1s[step + 1])
+                                       and np.array_equal(new[1], chain.w2s[step + 1])):
+                    return None
+            elif (new is None) != (chain.stop_function == "backward"):
+                return None
+        return chain
+
+    @staticmethod
+    def _walk_chain(chain: Chain, training: Training) -> str | None:
+        for step, y_hat in enumerate(chain.y_hats):
+            training.final_prediction = float(y_hat)
+            training.loss.append(ref.loss(float(y_hat), training.target))
+        if chain.stop_function is None:
+            return None
+        return f"iteration {chain.stop_step + 1}: {chain.stop_function} gave {_describe(chain.stop_outcome)}"
+
     def _training_check(self, primary: Context) -> Training | None:
         check_id, function = "training.converges", "training"
         start = notebook_probe()
@@ -438,23 +500,8 @@ class Grading:
         if not (self.found.get("forward") and self.found.get("backward")):
             self._add(CheckResult(check_id, function, False, "needs both forward and backward to be defined"))
             return training
-        w1, w2 = start.w1.copy(), start.w2.copy()
-        failure = None
-        for step in range(NOTEBOOK_ITERATIONS):
-            (out,) = self._call("forward", [(start.x, w1, w2)], args_after=False)
-            y_hat = as_array(out.value) if out.ok else None
-            if y_hat is None or y_hat.size != 1 or not np.isfinite(y_hat).all():
-                failure = f"iteration {step + 1}: forward gave {_describe(out)}"
-                break
-            y_hat = float(y_hat.reshape(()))
-            training.final_prediction = y_hat
-            training.loss.append(ref.loss(y_hat, start.y))
-            (out,) = self._call("backward", [(start.x, start.y, y_hat, w1, w2, start.eta)], args_after=False)
-            new = _weights(out, w1.shape, w2.shape)
-            if new is None:
-                failure = f"iteration {step + 1}: backward gave {_describe(out)}"
-                break
-            w1, w2 = new
+        chain = self._audited_chain(start)
+        failure = self._walk_chain(chain, training) if chain is not None else self._train_call_by_call(start, training)
         if failure is None:
             final = training.final_prediction
             ok = final is not None and abs(final - start.y) <= TRAINING_TOLERANCE
@@ -465,6 +512,14 @@ class Grading:
         else:
             self._add(CheckResult(check_id, function, False, f"training stopped at {failure}"))
         return training
+
+
+def _forward_value(out: CallOutcome) -> float | None:
+    """The scalar prediction a forward call gave, or None when training cannot go on with it."""
+    y_hat = as_array(out.value) if out.ok else None
+    if y_hat is None or y_hat.size != 1 or not np.isfinite(y_hat).all():
+        return None
+    return float(y_hat.reshape(()))
 
 
 def _safe(compute: Callable[[], Any]) -> Any:

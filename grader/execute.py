@@ -68,6 +68,44 @@ class CallOutcome:
 
 
 @dataclass
+class Chain:
+    """What the sandbox says its training chain did (untrusted: the grader audits sampled steps).
+
+    ``w1s[i]``/``w2s[i]`` are the weights fed into step i; ``y_hats[i]`` is that step's
+    forward output. ``stop`` names the step and function that ended the chain early,
+    with that call's outcome, or is None when every iteration ran.
+    """
+
+    y_hats: Any
+    w1s: Any
+    w2s: Any
+    stop_step: int | None = None
+    stop_function: str | None = None
+    stop_outcome: CallOutcome | None = None
+
+    @classmethod
+    def from_reply(cls, header: dict[str, Any], blobs: list[bytes]) -> "Chain | None":
+        y_hats, w1s, w2s = (wire.decode_value(header.get(k), blobs) for k in ("y_hats", "w1s", "w2s"))
+        import numpy as np
+
+        if not all(isinstance(v, np.ndarray) for v in (y_hats, w1s, w2s)):
+            raise wire.WireError("malformed training chain")
+        if y_hats.ndim != 1 or len(w1s) != len(w2s) or len(w1s) not in (len(y_hats), len(y_hats) + 1):
+            raise wire.WireError("inconsistent training chain")
+        stop = header.get("stop")
+        if stop is None:
+            return cls(y_hats, w1s, w2s)
+        if not isinstance(stop, dict) or not isinstance(stop.get("step"), int):
+            raise wire.WireError("malformed training stop")
+        if stop.get("function") == "budget":
+            return None
+        if stop.get("function") not in ("forward", "backward") or not isinstance(stop.get("reply"), dict):
+            raise wire.WireError("malformed training stop")
+        outcome = SubprocessSandbox._parse_outcome({"op": "result", **stop["reply"]}, blobs)
+        return cls(y_hats, w1s, w2s, stop["step"], stop["function"], outcome)
+
+
+@dataclass
 class Execution:
     cells: list[CellRun] = field(default_factory=list)
     functions: dict[str, FunctionInfo] = field(default_factory=dict)
@@ -485,6 +523,36 @@ class SubprocessSandbox:
         self._broken[requests[answered].function] = outcome
         self._restart_and_replay()
         return answered + 1
+
+    def train(self, x: Any, y: float, eta: float, w1: Any, w2: Any, iterations: int) -> "Chain | None":
+        """Run the training chain inside the sandbox in one request; None when the caller should go call by call.
+
+        None covers every irregular case (a time budget used up, a crash, a malformed
+        answer): the call-by-call path then reproduces it with its usual per-call handling.
+        """
+        if self._process is None or {"forward", "backward"} & set(self._broken):
+            return None
+        blobs: list[bytes] = []
+        args = [wire.encode_value(v, blobs) for v in (x, y, eta, w1, w2)]
+        budget = self.limits.call_timeout_s
+        try:
+            token = self._request({"op": "train", "args": args, "iterations": iterations,
+                                   "call_timeout": self.limits.call_timeout_s, "budget": budget}, blobs)
+            deadline = min(time.monotonic() + budget + self.limits.call_timeout_s + WATCHDOG_GRACE_S,
+                           self._total_deadline())
+            header, reply_blobs = self._reply(token, deadline)
+            if header.get("op") != "trained":
+                raise wire.WireError("unexpected message")
+            return Chain.from_reply(header, reply_blobs)
+        except TimeoutError:
+            stop: StopKind = "timeout"
+        except EOFError:
+            stop = "died"
+        except wire.WireError:
+            stop = "protocol"
+        self._retire(stop)
+        self._restart_and_replay()
+        return None
 
     def _restart_and_replay(self) -> None:
         self._process = None

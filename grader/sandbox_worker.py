@@ -12,6 +12,7 @@ import builtins
 import os
 import signal
 import sys
+import time
 import types
 
 import numpy
@@ -182,10 +183,10 @@ def describe_functions() -> dict:
     return {name: _kind(shell.user_ns.get(name)) for name in GRADED}
 
 
-def call(request: dict, blobs: list, timeout: float) -> tuple[dict, list]:
+def call(request: dict, blobs: list, timeout: float, args=None, function=None) -> tuple[dict, list]:
     out: list = []
-    args = [decode_value(arg, blobs) for arg in request["args"]]
-    function = shell.user_ns.get(request["fn"])
+    args = [decode_value(arg, blobs) for arg in request["args"]] if args is None else list(args)
+    function = shell.user_ns.get(request["fn"]) if function is None else function
     if function is None or not callable(function):
         return {"status": "missing"}, out
     signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -210,6 +211,75 @@ def call(request: dict, blobs: list, timeout: float) -> tuple[dict, list]:
     return reply, out
 
 
+def _float_array(value):
+    """Mirror of the grader's ``as_array``: the chain must feed the same numbers the grader would."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (list, tuple)) or v is None for v in value):
+        return None
+    try:
+        return numpy.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return None
+
+
+def _weights(value, shape1, shape2):
+    """Mirror of the grader's ``_weights``: the (w1, w2) a backward call returned, or None."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        return None
+    w1, w2 = _float_array(value[0]), _float_array(value[1])
+    if w1 is None or w2 is None or w1.shape != shape1:
+        return None
+    if w2.shape != shape2:
+        if w2.size != int(numpy.prod(shape2)):
+            return None
+        w2 = w2.reshape(shape2)
+    if not (numpy.isfinite(w1).all() and numpy.isfinite(w2).all()):
+        return None
+    return w1, w2
+
+
+def train(header: dict, blobs: list) -> tuple[dict, list]:
+    """Run forward/backward ``iterations`` times in here, as the grader would one call at a time.
+
+    Saves 2 x iterations round trips. The grader re-checks sampled steps with
+    ordinary calls, so this loop is a shortcut, never a source of trust.
+    """
+    x, y, eta, w1, w2 = (decode_value(v, blobs) for v in header["args"])
+    timeout, budget = header["call_timeout"], header["budget"]
+    started = time.monotonic()
+    y_hats, w1s, w2s, stop = [], [w1], [w2], None
+    forward, backward = shell.user_ns.get("forward"), shell.user_ns.get("backward")
+    for step in range(header["iterations"]):
+        if time.monotonic() - started > budget:
+            stop = {"step": step, "function": "budget"}
+            break
+        # Fresh copies for every call, as decoding gives the grader's calls: in-place updates stay local.
+        reply, out = call({"fn": "forward", "args_after": False}, [], timeout, (x.copy(), w1.copy(), w2.copy()), forward)
+        y_hat = _float_array(decode_value(reply["value"], out)) if reply["status"] == "ok" else None
+        if y_hat is None or y_hat.size != 1 or not numpy.isfinite(y_hat).all():
+            stop = {"step": step, "function": "forward", "reply": reply}
+            break
+        y_hat = numpy.float64(y_hat.reshape(()))  # what the grader's float decodes to
+        y_hats.append(y_hat)
+        reply, out_b = call({"fn": "backward", "args_after": False}, [], timeout,
+                            (x.copy(), y, y_hat, w1.copy(), w2.copy(), eta), backward)
+        new = _weights(decode_value(reply["value"], out_b), w1.shape, w2.shape) if reply["status"] == "ok" else None
+        if new is None:
+            stop = {"step": step, "function": "backward", "reply": reply}
+            out = out_b
+            break
+        w1, w2 = new
+        w1s.append(w1)
+        w2s.append(w2)
+    out = out if stop and stop.get("reply") else []
+    blobs_out = list(out)
+    result = {"status": "ok", "y_hats": encode_value(numpy.asarray(y_hats, dtype=float), blobs_out),
+              "w1s": encode_value(numpy.stack(w1s), blobs_out), "w2s": encode_value(numpy.stack(w2s), blobs_out),
+              "stop": stop}
+    return result, blobs_out
+
+
 def main() -> None:
     send({"op": "ready", "pid": os.getpid()})
     while True:
@@ -231,6 +301,10 @@ def main() -> None:
                         hung.add(request.get("fn"))
                 _flush()
                 send({"op": "result", "token": token, **reply}, out)
+        elif op == "train":
+            reply, out = train(header, blobs)
+            _flush()
+            send({"op": "trained", "token": token, **reply}, out)
         else:
             break
 
