@@ -21,12 +21,8 @@ says what is not enforced so the report can tell the instructor.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import os
-import resource
-import signal
 import sys
 import sysconfig
 import tempfile
@@ -34,6 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from grader import jail
 from grader.limits import Limits
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -53,16 +50,6 @@ WARN_ROOT_PROCESSES = (
     "every process the submission started was still stopped when grading ended, but run the grader as an "
     "ordinary user to cap how many it may start."
 )
-
-# Linux constants (include/uapi/linux/sched.h, mount.h, prctl.h).
-CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x20000000, 0x10000000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
-MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 0x400, 0x800, 0x200000, 0x1000000
-PR_SET_PDEATHSIG = 1
-_MOUNT_OPTION_FLAGS = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
-                       "noatime": MS_NOATIME, "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME,
-                       "strictatime": MS_STRICTATIME}
 
 #: Names in site-packages that belong to the grader and never enter the site view.
 _HIDDEN_PREFIXES = ("grader", "__editable__", "_grader", "reference", "rubrics")
@@ -151,29 +138,14 @@ def _grader_directories() -> tuple[str, ...]:
     return tuple(str(p) for p in hidden)
 
 
-@lru_cache(maxsize=1)
-def _libc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    name = ctypes.util.find_library("c") or "libc.so.6"
-    try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-        libc.unshare.argtypes = [ctypes.c_int]
-        libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
 def _namespaces_work() -> bool:
     """Try the namespaces in a throwaway child: the only reliable test across kernels and containers."""
-    libc = _libc()
+    libc = jail.libc()
     if libc is None or os.environ.get(NO_NAMESPACES_ENV) == "1":
         return False
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
-        ok = libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID) == 0
+        ok = libc.unshare(jail.CLONE_NEWUSER | jail.CLONE_NEWNS | jail.CLONE_NEWNET | jail.CLONE_NEWPID) == 0
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) == 0
@@ -203,103 +175,12 @@ def confinement() -> Confinement:
     return Confinement(namespaces, view, _grader_directories(), warnings, _matplotlib_cache(view))
 
 
-# --- in the child, between fork and exec ------------------------------------------------
-# Everything below runs in the forked child before exec: no imports, no threads,
-# no allocation-heavy work; errors abort the start (the grader reports it) rather
-# than letting the worker run less confined than promised.
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-
-def _set_rlimits(limits: Limits, processes: bool) -> None:
-    mib = 1 << 20
-    values = [(resource.RLIMIT_AS, limits.memory_mb * mib), (resource.RLIMIT_CPU, int(limits.cpu_time_s) + 1),
-              (resource.RLIMIT_FSIZE, limits.file_size_mb * mib), (resource.RLIMIT_CORE, 0)]
-    if processes:
-        values.append((resource.RLIMIT_NPROC, limits.max_processes))
-    for which, value in values:
-        try:
-            soft, hard = resource.getrlimit(which)
-            if hard != resource.RLIM_INFINITY:
-                value = min(value, hard)
-            resource.setrlimit(which, (value, value))
-        except (ValueError, OSError):
-            pass
-
-
-def _mount_points() -> list[tuple[str, int]]:
-    """(mount point, flags that must be kept) for every mount, from /proc/self/mountinfo."""
-    points = []
-    with open("/proc/self/mountinfo", "rb") as handle:
-        for line in handle.read().decode("utf-8", "replace").splitlines():
-            fields = line.split(" ")
-            if len(fields) < 6:
-                continue
-            point = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
-            flags = 0
-            for option in fields[5].split(","):
-                flags |= _MOUNT_OPTION_FLAGS.get(option, 0)
-            points.append((point, flags))
-    return points
-
-
-def _enter_namespaces(libc: ctypes.CDLL, limits: Limits, hidden: tuple[str, ...], workdir: str) -> None:
-    uid, gid = os.getuid(), os.getgid()
-    _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID), "unshare")
-    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-        with open(f"/proc/self/{name}", "w") as handle:
-            handle.write(text)
-    _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
-    for path in hidden:
-        if os.path.isdir(path):
-            _check(libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV,
-                              b"size=4k,mode=555"), f"hide {path}")
-    for point, kept in _mount_points():
-        # Best effort per mount: a few pseudo filesystems refuse a remount; everything a
-        # submission could write to (disks, tmpfs, /dev/shm) accepts it.
-        libc.mount(None, point.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept, None)
-    size = f"size={limits.file_size_mb}m,mode=700".encode()
-    _check(libc.mount(b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, size), "mount the work directory")
-    os.chdir(workdir)  # the earlier chdir points at the directory now covered by the tmpfs
-    _become_pid_one(libc)
-
-
-def _become_pid_one(libc: ctypes.CDLL) -> None:
-    """Fork into the new PID namespace; this process stays behind only to relay the exit status."""
-    child = os.fork()
-    if child == 0:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        # A fresh /proc shows only this namespace's processes; where a container's masked
-        # /proc forbids it, the inherited one stays (the grader's memory is still not ptrace-able
-        # from here: the sandbox holds no capability in the grader's user namespace).
-        libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-        return
-    os.closerange(0, 65536)  # hold no pipe open: the grader must see EOF when the worker ends
-    while True:
-        try:
-            _, status = os.waitpid(child, 0)
-            break
-        except ChildProcessError:  # pragma: no cover
-            os._exit(1)
-        except InterruptedError:  # pragma: no cover
-            continue
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        signal.signal(number, signal.SIG_DFL)
-        os.kill(os.getpid(), number)
-    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
-
-
 def prepare_child(limits: Limits, workdir: str, confined: Confinement) -> None:
     """The ``preexec_fn`` of the worker: new session, namespaces when available, then rlimits."""
     os.setsid()
-    libc = _libc()
+    libc = jail.libc()
     if confined.namespaces and libc is not None:
-        _enter_namespaces(libc, limits, confined.hidden, workdir)
+        jail.enter_namespaces(libc, limits, confined.hidden, workdir)
     config = os.path.join(workdir, MPLCONFIG_SUBDIR)
     os.makedirs(config, exist_ok=True)
     for name, data in confined.matplotlib_cache:
@@ -307,4 +188,4 @@ def prepare_child(limits: Limits, workdir: str, confined: Confinement) -> None:
             handle.write(data)
     # After unshare, so RLIMIT_NPROC counts this namespace's processes only (Linux ≥ 5.14);
     # without namespaces it would count every process of the user, so it is not set then.
-    _set_rlimits(limits, processes=confined.namespaces)
+    jail.set_rlimits(limits, processes=confined.namespaces)

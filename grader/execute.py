@@ -32,6 +32,7 @@ from grader.limits import Limits
 from grader.model import GRADED_FUNCTIONS, CellRun, FunctionInfo
 
 if TYPE_CHECKING:
+    from grader.forkserver import ForkServer
     from grader.load import Cell
 
 #: Why the sandbox stopped answering: it ran past a limit, it died, or it sent something malformed.
@@ -132,10 +133,69 @@ _BOOTSTRAP = "from __future__ import annotations\nimport sys\nsys.path.append(sy
 
 
 @lru_cache(maxsize=1)
-def _worker_program() -> str:
+def worker_program() -> str:
+    """The sandbox program: bootstrap, ``wire.py``, the jail's source (for the fork server), the worker."""
     wire_source = (_PACKAGE_DIR / "wire.py").read_text().replace("from __future__ import annotations\n", "", 1)
-    return (_BOOTSTRAP + wire_source + "\n"
+    jail_source = (_PACKAGE_DIR / "jail.py").read_text()
+    return (_BOOTSTRAP + f"_JAIL_SOURCE = {jail_source!r}\n" + wire_source + "\n"
             + (_PACKAGE_DIR / "sandbox_worker.py").read_text())
+
+
+def sandbox_environment(workdir: str) -> dict[str, str]:
+    """The whole environment of a sandbox process: nothing of the grader's own is passed on."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": os.path.join(workdir, MPLCONFIG_SUBDIR),
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+class ProcessHandle(Protocol):
+    """A started sandbox process, however it was started (``subprocess`` or the fork server)."""
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def kill_group(self) -> None: ...
+
+
+class _PopenHandle:
+    def __init__(self, popen: subprocess.Popen) -> None:
+        self.popen = popen
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.popen.wait(timeout)
+
+    def kill_group(self) -> None:
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.popen.kill()
+        self.popen.wait()
+
+
+def _start_with_subprocess(limits: Limits, workdir: str, confined: Confinement,
+                           channel: tuple[int, int], output: int) -> ProcessHandle:
+    """A fresh ``python -I -S`` confined between fork and exec."""
+    popen = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", worker_program(), str(channel[0]), str(channel[1]), confined.site_view],
+        stdin=subprocess.DEVNULL, stdout=output, stderr=output, cwd=workdir, env=sandbox_environment(workdir),
+        pass_fds=channel, preexec_fn=lambda: prepare_child(limits, workdir, confined),
+    )
+    return _PopenHandle(popen)
 
 
 class OutputDrain:
@@ -175,31 +235,16 @@ class OutputDrain:
 class _Process:
     """One live sandbox process and its channel."""
 
-    def __init__(self, limits: Limits, workdir: str, drain_limit: int, confined: Confinement) -> None:
+    def __init__(self, limits: Limits, workdir: str, drain_limit: int, confined: Confinement,
+                 server: "ForkServer | None" = None) -> None:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         out_r, out_w = os.pipe()
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": workdir,
-            "TMPDIR": workdir,
-            "LANG": "C.UTF-8",
-            "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": os.path.join(workdir, MPLCONFIG_SUBDIR),
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "PYTHONHASHSEED": "0",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
         try:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _worker_program(), str(to_child_r), str(from_child_w),
-                 confined.site_view],
-                stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, cwd=workdir, env=env,
-                pass_fds=(to_child_r, from_child_w),
-                preexec_fn=lambda: prepare_child(limits, workdir, confined),
-            )
+            if server is not None:
+                self.handle: ProcessHandle = server.spawn(limits, workdir, (to_child_r, from_child_w), out_w)
+            else:
+                self.handle = _start_with_subprocess(limits, workdir, confined, (to_child_r, from_child_w), out_w)
         except OSError as exc:
             for fd in (to_child_r, to_child_w, from_child_r, from_child_w, out_r, out_w):
                 os.close(fd)
@@ -241,17 +286,12 @@ class _Process:
         """Stop the process; when it ``died`` on its own, give it a moment to be reaped so its exit status is real."""
         if died:
             try:
-                self.popen.wait(timeout=1.0)
+                self.handle.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 pass
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                self.popen.kill()
-        self.popen.wait()
         # In a PID namespace the worker was its init: every process it started died with it.
-        # Without one, killpg reached the children that stayed in its session.
+        # Without one, killing the group reached the children that stayed in its session.
+        self.handle.kill_group()
         for fd in (self.send_fd, self.recv_fd):
             try:
                 os.close(fd)
@@ -260,7 +300,7 @@ class _Process:
         self.drain.join(1.0)
 
     def exit_description(self, memory_mb: int) -> str:
-        code = self.popen.poll()
+        code = self.handle.poll()
         if code is None:
             return "stopped by the grader"
         if code < 0:
@@ -279,8 +319,9 @@ class SubprocessSandbox:
 
     name = "subprocess"
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, server: "ForkServer | None" = None) -> None:
         self.limits = limits or Limits()
+        self.server = server
         self.confinement = confinement()
         self.workdir = tempfile.mkdtemp(prefix="grader-sandbox-")
         self._started = time.monotonic()
@@ -306,7 +347,8 @@ class SubprocessSandbox:
 
     def _spawn(self) -> None:
         """Start the process without waiting, so its start-up overlaps the grader's own work."""
-        self._process = _Process(self.limits, self.workdir, self.limits.output_kb * 1024, self.confinement)
+        self._process = _Process(self.limits, self.workdir, self.limits.output_kb * 1024, self.confinement,
+                                 self.server)
         self._ready = False
 
     def _await_ready(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from grader.errors import GraderError
 from grader.execute import Execution, SubprocessSandbox
@@ -15,11 +16,16 @@ from grader.limits import Limits
 from grader.model import GRADED_FUNCTIONS, FunctionInfo, Report
 from grader.rubric import Rubric
 
+if TYPE_CHECKING:
+    from grader.forkserver import ForkServer
+
 
 @dataclass(frozen=True)
 class Options:
     seed: int = 0
     limits: Limits | None = None
+    #: A running fork server (batch grading): the sandbox is forked from it instead of started afresh.
+    server: "ForkServer | None" = None
 
 
 def _cell_warnings(execution: Execution) -> list[str]:
@@ -44,19 +50,23 @@ def error_report(submission: str, rubric: Rubric, message: str, started: float, 
                   duration_s=round(time.perf_counter() - started, 3))
 
 
-def grade_notebook(path: str | os.PathLike, rubric: Rubric, options: Options = Options()) -> Report:
-    """Grade one notebook file. Never raises for a bad submission: the report says what went wrong."""
-    from grader.load import load_notebook
+def grade_notebook(path: str | os.PathLike, rubric: Rubric, options: Options = Options(),
+                   data: bytes | None = None) -> Report:
+    """Grade one notebook file (or its ``data``, e.g. a zip member, named ``path``).
+
+    Never raises for a bad submission: the report says what went wrong.
+    """
+    from grader.load import load_notebook, load_notebook_bytes
 
     started = time.perf_counter()
     submission = os.fspath(path)
     limits = options.limits or rubric.limits
     try:
-        sandbox = SubprocessSandbox(limits)  # starts now, warms up while the notebook loads
+        sandbox = SubprocessSandbox(limits, options.server)  # starts now, warms up while the notebook loads
     except GraderError as exc:
         return error_report(submission, rubric, exc.message, started)
     try:
-        notebook = load_notebook(path)
+        notebook = load_notebook(path) if data is None else load_notebook_bytes(data, submission)
         return _grade_loaded(notebook, sandbox, rubric, options, started)
     except GraderError as exc:
         return error_report(submission, rubric, exc.message, started)

@@ -17,7 +17,9 @@ import types
 
 import numpy
 
-CHANNEL_IN, CHANNEL_OUT = int(_CHANNEL_ARGS[0]), int(_CHANNEL_ARGS[1])  # noqa: F821 (set by the bootstrap)
+# Set by the bootstrap: the channel's two descriptors, or ("forkserver", control socket).
+FORK_SERVER = _CHANNEL_ARGS[0] == "forkserver"  # noqa: F821
+CHANNEL_IN, CHANNEL_OUT = (-1, -1) if FORK_SERVER else (int(_CHANNEL_ARGS[0]), int(_CHANNEL_ARGS[1]))  # noqa: F821
 GRADED = ("activation", "d_activation", "forward", "backward")
 #: Cell magics that would start another program; they are reported, not run.
 BLOCKED_CELL_MAGICS = frozenset({
@@ -47,10 +49,16 @@ MAX_SEEN = 20
 # and as it lives in the untrusted process its silence proves nothing.
 watching = [False]
 seen: list[str] = []
-_ROOTS = tuple(sorted({os.path.realpath(p) + os.sep for p in (
-    os.getcwd(), sys.prefix, sys.base_prefix, sys.exec_prefix, "/dev", "/etc", "/usr", "/proc/self",
-    *[q for q in sys.path if q], *[os.path.dirname(os.path.realpath(os.path.join(sys.path[-1], e)))
-                                   for e in os.listdir(sys.path[-1])])}))
+def _roots() -> tuple:
+    """Where Python itself reads from, plus the working directory: opens elsewhere are noted."""
+    view = sys.path[-1]
+    return tuple(sorted({os.path.realpath(p) + os.sep for p in (
+        os.getcwd(), sys.prefix, sys.base_prefix, sys.exec_prefix, "/dev", "/etc", "/usr", "/proc/self",
+        *[q for q in sys.path if q],
+        *[os.path.dirname(os.path.realpath(os.path.join(view, e))) for e in os.listdir(view)])}))
+
+
+_ROOTS = _roots()
 _PROBES = ("grader", "reference", "rubrics")
 
 
@@ -309,4 +317,88 @@ def main() -> None:
             break
 
 
-main()
+# --- fork server ------------------------------------------------------------------------
+# In batch grading this program runs once per grading process as a *fork server*:
+# everything above is imported and warmed up once, then each submission gets a
+# fork of it (milliseconds, not a Python + numpy + IPython start). No student code
+# ever runs in the server itself, so every fork starts from the same clean state.
+
+
+def _become_worker(request: dict, fds: list, jail, lib) -> None:
+    """In the forked child: confine it like a fresh sandbox, attach its channel, serve."""
+    global CHANNEL_IN, CHANNEL_OUT, receive, _ROOTS
+    import random
+    import tempfile
+    import types as _types
+
+    os.setsid()
+    channel_in, channel_out, output = fds
+    limits = _types.SimpleNamespace(**request["limits"])
+    workdir = request["workdir"]
+    if request["namespaces"] and lib is not None:
+        jail.enter_submission_namespaces(lib, limits, workdir, tuple(request["readonly"]))
+    else:
+        os.chdir(workdir)
+    jail.set_rlimits(limits, processes=request["namespaces"])
+    os.environ.update(HOME=workdir, TMPDIR=workdir)
+    tempfile.tempdir = None
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(output)
+    CHANNEL_IN, CHANNEL_OUT = channel_in, channel_out
+    receive = fd_reader(CHANNEL_IN)  # noqa: F821 (wire.py)
+    _ROOTS = _roots()
+    random.seed()
+    numpy.random.seed()  # a fresh process would not share its random state with the previous one
+    main()
+    os._exit(0)
+
+
+def serve_forks(control_fd: int) -> None:
+    import json
+    import socket
+
+    jail = types.ModuleType("sandbox_jail")
+    exec(_JAIL_SOURCE, jail.__dict__)  # noqa: F821 (set by the bootstrap)
+    lib = jail.libc()
+    server = socket.socket(fileno=control_fd)
+    reply = lambda obj: server.send(json.dumps(obj).encode())  # noqa: E731
+    reply({"op": "ready"})
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(server, 1 << 16, 4)
+        except OSError:
+            break
+        if not data:
+            break  # the grader closed its end
+        request = json.loads(data)
+        op, pid = request.get("op"), request.get("pid")
+        if op == "spawn":
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    server.close()
+                    _become_worker(request, fds, jail, lib)
+                finally:
+                    os._exit(70)
+            for fd in fds:
+                os.close(fd)
+            reply({"pid": pid})
+        elif op in ("kill", "poll"):
+            if op == "kill":
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            try:
+                done, status = os.waitpid(pid, 0 if op == "kill" else os.WNOHANG)
+            except ChildProcessError:
+                done, status = 0, None
+            reply({"status": status if done else None})
+    os._exit(0)
+
+
+if FORK_SERVER:
+    serve_forks(int(_CHANNEL_ARGS[1]))  # noqa: F821
+else:
+    main()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from grader.confine import confinement
+from grader.forkserver import ForkServer
 from grader.grade import Options, grade_notebook
 from grader.limits import Limits
 from grader.rubric import load_rubric
@@ -34,19 +35,32 @@ ACTIVATION, DERIVATIVE_AND_LOSS = CORRECT_CELLS[1], CORRECT_CELLS[2]
 IMPORTS, FORWARD, BACKWARD = CORRECT_CELLS[0], CORRECT_CELLS[3], CORRECT_CELLS[4]
 
 
-@pytest.fixture(scope="module")
-def baseline_s(tmp_path_factory) -> float:
+@pytest.fixture(scope="module", params=["fresh process", "fork server"])
+def server(request):
+    """Both ways a sandbox starts must contain the same things."""
+    if request.param == "fresh process":
+        yield None
+        return
+    with ForkServer() as forks:
+        yield forks
+
+
+@pytest.fixture
+def grade(server):
+    def run(tmp_path: Path, cells: list[str], limits: Limits = LIMITS):
+        path = tmp_path / "hostile.ipynb"
+        path.write_text(notebook_json(cells))
+        started = time.monotonic()
+        report = grade_notebook(path, load_rubric(None), Options(limits=limits, server=server))
+        return report, time.monotonic() - started
+    return run
+
+
+@pytest.fixture
+def baseline_s(grade, tmp_path_factory) -> float:
     """Wall time to grade the correct notebook here, now: what a hung submission may add its limit to."""
     _, wall = grade(tmp_path_factory.mktemp("baseline"), CORRECT_CELLS)
     return wall
-
-
-def grade(tmp_path: Path, cells: list[str], limits: Limits = LIMITS):
-    path = tmp_path / "hostile.ipynb"
-    path.write_text(notebook_json(cells))
-    started = time.monotonic()
-    report = grade_notebook(path, load_rubric(None), Options(limits=limits))
-    return report, time.monotonic() - started
 
 
 def by_id(report) -> dict:
@@ -69,7 +83,7 @@ def with_function(replaced: str, source: str) -> list[str]:
 # --- runaway time -------------------------------------------------------------------
 
 
-def test_infinite_loop_at_top_level_costs_one_cell_limit_and_nothing_else(tmp_path, baseline_s):
+def test_infinite_loop_at_top_level_costs_one_cell_limit_and_nothing_else(tmp_path, grade, baseline_s):
     report, wall = grade(tmp_path, CORRECT_CELLS[:2] + ["while True:\n    pass"] + CORRECT_CELLS[2:])
     assert report.status == "graded" and report.score == report.max_score
     assert report.cells[2].status == "timeout"
@@ -77,7 +91,7 @@ def test_infinite_loop_at_top_level_costs_one_cell_limit_and_nothing_else(tmp_pa
     assert wall < LIMITS.cell_timeout_s + SLACK_S + baseline_s
 
 
-def test_hung_function_fails_with_time_limit_and_the_others_are_graded(tmp_path, baseline_s):
+def test_hung_function_fails_with_time_limit_and_the_others_are_graded(tmp_path, grade, baseline_s):
     report, wall = grade(tmp_path, with_function("forward", "def forward(x, w1, w2):\n    while True:\n        pass"))
     checks = by_id(report)
     assert not checks["forward.values"].passed and checks["forward.values"].score == 0
@@ -87,7 +101,7 @@ def test_hung_function_fails_with_time_limit_and_the_others_are_graded(tmp_path,
     assert wall < LIMITS.call_timeout_s + SLACK_S + baseline_s
 
 
-def test_code_that_swallows_the_alarm_and_ignores_sigterm_is_killed(tmp_path, baseline_s):
+def test_code_that_swallows_the_alarm_and_ignores_sigterm_is_killed(tmp_path, grade, baseline_s):
     stubborn = ("import signal, time\n"
                 "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
                 "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
@@ -107,7 +121,7 @@ def test_code_that_swallows_the_alarm_and_ignores_sigterm_is_killed(tmp_path, ba
     assert wall < LIMITS.call_timeout_s + SLACK_S + 2 * baseline_s
 
 
-def test_ignoring_the_alarm_signal_in_a_cell_is_caught_by_the_watchdog(tmp_path, baseline_s):
+def test_ignoring_the_alarm_signal_in_a_cell_is_caught_by_the_watchdog(tmp_path, grade, baseline_s):
     cells = CORRECT_CELLS + ["import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"]
     report, wall = grade(tmp_path, cells)
     assert report.cells[-1].status == "timeout"
@@ -118,7 +132,7 @@ def test_ignoring_the_alarm_signal_in_a_cell_is_caught_by_the_watchdog(tmp_path,
 # --- memory, output, files ------------------------------------------------------------
 
 
-def test_six_gigabytes_in_a_function_is_a_memory_limit_with_no_credit(tmp_path):
+def test_six_gigabytes_in_a_function_is_a_memory_limit_with_no_credit(tmp_path, grade):
     hog = ("def forward(x, w1, w2):\n"
            "    big = np.ones(6 * 10**9 // 8)\n"
            "    return activation(x @ w1) @ w2 + 0 * big[0]")
@@ -129,7 +143,7 @@ def test_six_gigabytes_in_a_function_is_a_memory_limit_with_no_credit(tmp_path):
     assert {"activation", "d_activation", "backward"} <= passed_functions(report)
 
 
-def test_memory_touched_in_chunks_in_a_cell_stops_that_cell_only(tmp_path):
+def test_memory_touched_in_chunks_in_a_cell_stops_that_cell_only(tmp_path, grade):
     chunks = "import numpy as np\nkeep = []\nfor _ in range(60):\n    keep.append(np.ones(100 * 2**20 // 8))\n"
     report, _ = grade(tmp_path, CORRECT_CELLS + [chunks])
     assert report.score == report.max_score
@@ -137,7 +151,7 @@ def test_memory_touched_in_chunks_in_a_cell_stops_that_cell_only(tmp_path):
     assert any("memory limit" in w or "MemoryError" in w or "crashed" in w for w in report.warnings)
 
 
-def test_two_hundred_megabytes_of_output_keeps_only_a_bounded_excerpt(tmp_path):
+def test_two_hundred_megabytes_of_output_keeps_only_a_bounded_excerpt(tmp_path, grade):
     flood = "import sys\nline = 'x' * (1 << 20)\nfor _ in range(200):\n    sys.stdout.write(line)\n"
     report, _ = grade(tmp_path, CORRECT_CELLS + [flood])
     assert report.score == report.max_score
@@ -146,7 +160,7 @@ def test_two_hundred_megabytes_of_output_keeps_only_a_bounded_excerpt(tmp_path):
     assert dropped >= 200 * (1 << 20) - LIMITS.output_kb * 1024
 
 
-def test_writing_a_file_past_the_size_limit_fails_in_the_cell(tmp_path):
+def test_writing_a_file_past_the_size_limit_fails_in_the_cell(tmp_path, grade):
     big = "with open('big.bin', 'wb') as f:\n    for _ in range(32):\n        f.write(b'0' * (1 << 20))"
     report, _ = grade(tmp_path, CORRECT_CELLS + [big])
     assert report.score == report.max_score
@@ -157,18 +171,18 @@ def test_writing_a_file_past_the_size_limit_fails_in_the_cell(tmp_path):
 # --- crashes ----------------------------------------------------------------------------
 
 
-def test_sys_exit_after_the_definitions_does_not_stop_grading(tmp_path):
+def test_sys_exit_after_the_definitions_does_not_stop_grading(tmp_path, grade):
     report, _ = grade(tmp_path, CORRECT_CELLS + ["import sys\nsys.exit(0)", "exit()"])
     assert report.status == "graded" and report.score == report.max_score
 
 
-def test_os_exit_in_a_cell_is_survived(tmp_path):
+def test_os_exit_in_a_cell_is_survived(tmp_path, grade):
     report, _ = grade(tmp_path, CORRECT_CELLS[:3] + ["import os\nos._exit(1)"] + CORRECT_CELLS[3:])
     assert report.score == report.max_score
     assert report.cells[3].status == "crashed" and "exited with status 1" in report.cells[3].error
 
 
-def test_segfault_in_a_function_fails_that_function_only(tmp_path):
+def test_segfault_in_a_function_fails_that_function_only(tmp_path, grade):
     crash = ("import ctypes\n"
              "def d_activation(z):\n"
              "    ctypes.string_at(0)\n")
@@ -179,13 +193,13 @@ def test_segfault_in_a_function_fails_that_function_only(tmp_path):
     assert {"activation", "forward"} <= passed_functions(report)
 
 
-def test_segfault_at_top_level_is_a_crashed_cell(tmp_path):
+def test_segfault_at_top_level_is_a_crashed_cell(tmp_path, grade):
     report, _ = grade(tmp_path, CORRECT_CELLS + ["import ctypes\nctypes.string_at(0)"])
     assert report.score == report.max_score
     assert report.cells[-1].status == "crashed" and "segmentation fault" in report.cells[-1].error
 
 
-def test_infinite_recursion_is_a_recursion_error_for_that_function(tmp_path):
+def test_infinite_recursion_is_a_recursion_error_for_that_function(tmp_path, grade):
     recursive = "def forward(x, w1, w2):\n    return forward(x, w1, w2)"
     report, _ = grade(tmp_path, with_function("forward", recursive))
     check = by_id(report)["forward.values"]
@@ -193,7 +207,7 @@ def test_infinite_recursion_is_a_recursion_error_for_that_function(tmp_path):
     assert {"activation", "d_activation", "backward"} <= passed_functions(report)
 
 
-def test_unbounded_recursion_with_the_limit_lifted_fails_only_that_function(tmp_path):
+def test_unbounded_recursion_with_the_limit_lifted_fails_only_that_function(tmp_path, grade):
     # Python 3.11 keeps Python frames off the C stack, so this ends at the time or memory limit, or a crash.
     deep = ("import sys\nsys.setrecursionlimit(10**8)\n"
             "def backward(x, y, y_hat, w1, w2, eta, depth=0):\n    return backward(x, y, y_hat, w1, w2, eta, depth + 1)")
@@ -221,7 +235,7 @@ def _sleepers(marker: str) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for leftover processes")
-def test_a_hundred_children_leave_no_process_behind(tmp_path):
+def test_a_hundred_children_leave_no_process_behind(tmp_path, grade):
     marker = f"{os.getpid() % 1000}.{time.monotonic_ns() % 10**6}"
     escape = "os.setsid()\n        " if NAMESPACES else ""  # setsid escapes a process group, not a PID namespace
     fork = ("import os\nstarted = 0\n"
@@ -248,7 +262,7 @@ def test_a_hundred_children_leave_no_process_behind(tmp_path):
 # --- cheating ---------------------------------------------------------------------------------
 
 
-def test_the_grader_and_reference_are_out_of_reach(tmp_path):
+def test_the_grader_and_reference_are_out_of_reach(tmp_path, grade):
     probe = (
         "import sys, gc, os\n"
         "found = []\n"
@@ -269,7 +283,7 @@ def test_the_grader_and_reference_are_out_of_reach(tmp_path):
     assert {"integrity_grader_import", "integrity_introspection"} <= diagnosis_ids(report)
 
 
-def test_monkeypatching_numpy_and_builtins_cannot_change_a_verdict(tmp_path):
+def test_monkeypatching_numpy_and_builtins_cannot_change_a_verdict(tmp_path, grade):
     cheat = ("import numpy as np, builtins\n"
              "np.allclose = lambda *a, **k: True\n"
              "np.array_equal = lambda *a, **k: True\n"
@@ -283,7 +297,7 @@ def test_monkeypatching_numpy_and_builtins_cannot_change_a_verdict(tmp_path):
     assert "integrity_monkeypatch" in diagnosis_ids(report)
 
 
-def test_forged_protocol_messages_and_printed_passes_earn_nothing(tmp_path):
+def test_forged_protocol_messages_and_printed_passes_earn_nothing(tmp_path, grade):
     forge = (
         "import os, json, struct\n"
         "def frame(header):\n"
@@ -303,7 +317,7 @@ def test_forged_protocol_messages_and_printed_passes_earn_nothing(tmp_path):
     assert "integrity_protocol_tamper" in diagnosis_ids(report)
 
 
-def test_nothing_is_written_outside_the_working_directory(tmp_path):
+def test_nothing_is_written_outside_the_working_directory(tmp_path, grade):
     outside = tmp_path / "outside.txt"
     home = Path.home() / f".grader-hostile-{os.getpid()}"
     write = (f"for target in ({str(outside)!r}, {str(home)!r}):\n"
@@ -323,7 +337,7 @@ def test_nothing_is_written_outside_the_working_directory(tmp_path):
         home.unlink(missing_ok=True)
 
 
-def test_network_is_denied_or_the_report_says_it_was_not(tmp_path):
+def test_network_is_denied_or_the_report_says_it_was_not(tmp_path, grade):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -342,14 +356,24 @@ def test_network_is_denied_or_the_report_says_it_was_not(tmp_path):
         assert any("namespaces were unavailable" in w for w in report.warnings)
 
 
-def test_without_namespaces_the_report_says_what_is_not_enforced(tmp_path, monkeypatch):
+@pytest.mark.parametrize("use_server", [False, True], ids=["fresh process", "fork server"])
+def test_without_namespaces_the_report_says_what_is_not_enforced(tmp_path, monkeypatch, use_server):
     from grader import confine
     monkeypatch.setenv(confine.NO_NAMESPACES_ENV, "1")
     confine.confinement.cache_clear()
+    path = tmp_path / "plain.ipynb"
+    path.write_text(notebook_json(CORRECT_CELLS + ["import os\nprint('cwd', os.getcwd())"]))
     try:
-        report, _ = grade(tmp_path, CORRECT_CELLS)
+        forks = ForkServer() if use_server else None
+        try:
+            report = grade_notebook(path, load_rubric(None), Options(limits=LIMITS, server=forks))
+        finally:
+            if forks is not None:
+                forks.close()
     finally:
         monkeypatch.delenv(confine.NO_NAMESPACES_ENV)
         confine.confinement.cache_clear()
     assert report.score == report.max_score
     assert any("namespaces were unavailable" in w and "network" in w for w in report.warnings)
+    workdir = report.output_excerpt.split("cwd ")[1].split()[0]
+    assert not Path(workdir).exists()
