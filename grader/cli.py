@@ -1,4 +1,4 @@
-"""Command line: ``grader check`` (one notebook) and ``grader calibrate`` (the rubric against the catalog).
+"""Command line: ``grader check`` (one notebook), ``grader grade`` (a class) and ``grader calibrate``.
 
 ``main(argv) -> int`` in the manner of pypa/build: every domain error is one
 sentence on stderr and a documented exit code, never a traceback.
@@ -16,6 +16,16 @@ from typing import Sequence
 from grader.errors import EXIT_CANNOT_GRADE, EXIT_GRADED, EXIT_UNDER_THRESHOLD, GraderError
 
 FORMATS = ("text", "json", "md", "html", "junit", "gradescope", "classroom")
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes from 1 to 256, got {text!r}") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes from 1 to 256, got {text!r}")
+    return value
 
 
 def _percentage(text: str) -> float:
@@ -61,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-color", action="store_true", help="never colour the text report")
     _add_grading_options(check)
 
+    grade = commands.add_parser("grade", help="grade a whole class into an output folder (resumable)")
+    grade.add_argument("paths", nargs="+", metavar="PATH", help="notebooks, folders or LMS zip exports")
+    grade.add_argument("--out", required=True, metavar="DIR", help="output folder (re-runs reuse what is there)")
+    grade.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1,
+                       help="grading processes (default: the number of CPUs)")
+    grade.add_argument("--force", action="store_true", help="regrade even submissions whose stored report is current")
+    _add_grading_options(grade)
+
     calibrate = commands.add_parser("calibrate", help="grade the reference and every mutant; exit 1 on a rubric gap")
     calibrate.add_argument("--format", choices=("text", "json"), default="text")
     _add_grading_options(calibrate)
@@ -98,6 +116,32 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_GRADED
 
 
+def _grade(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from grader.batch import BatchOptions, run_batch
+
+    overrides = {"cell_timeout_s": args.cell_timeout, "call_timeout_s": args.call_timeout,
+                 "total_timeout_s": args.total_timeout, "memory_mb": args.memory_mb}
+    options = BatchOptions(out=Path(args.out), jobs=args.jobs, force=args.force, seed=args.seed, rubric=args.rubric,
+                           limit_overrides=tuple((k, v) for k, v in overrides.items() if v is not None))
+    interrupted = (f"grader: interrupted; every report finished so far is in {args.out}. "
+                   "Run the same command again to grade the rest.")
+    try:
+        result = run_batch(args.paths, options)
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130
+    if result.interrupted:
+        print(interrupted, file=sys.stderr)
+        return 130
+    rate = (result.graded / result.seconds) if result.seconds > 0 else 0.0
+    print(f"grader: {len(result.rows)} submissions in {args.out}: {result.graded} graded now "
+          f"({rate:.1f}/s), {result.reused} unchanged and reused, {result.errors} with status error; "
+          f"gradebook: {Path(args.out) / 'gradebook.csv'}", file=sys.stderr)
+    return EXIT_GRADED
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     from grader.calibrate import main as calibrate_main
     return calibrate_main(args)
@@ -110,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return EXIT_CANNOT_GRADE if exit_.code else EXIT_GRADED
     try:
-        return {"check": _check, "calibrate": _calibrate}[args.command](args)
+        return {"check": _check, "grade": _grade, "calibrate": _calibrate}[args.command](args)
     except GraderError as exc:
         print(f"grader: {exc.message}", file=sys.stderr)
         return exc.exit_code

@@ -1,0 +1,306 @@
+"""``grader grade``: a whole class, in parallel, resumable, losing nothing.
+
+collect (``collect.py``) → grade in a pool of processes, each with its own fork
+server (``forkserver.py``) → write each submission's files atomically as it
+finishes → gradebook, summaries, JUnit from every report, old and new.
+
+Nothing lost:
+* a report is written (temp file + ``os.replace``) the moment its grading ends,
+  so killing the batch keeps everything finished so far;
+* a re-run with the same ``--out`` reuses a stored report whose notebook hash
+  and grading fingerprint (rubric file, seed, limits, grader version) are
+  unchanged, so an interrupted batch finishes where it stopped; ``--force``
+  regrades everything;
+* a submission that breaks the grader itself, or kills a pool process, becomes
+  a row with status "error" and the batch goes on.
+"""
+from __future__ import annotations
+
+import concurrent.futures as futures
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from grader.collect import Collection, Submission, collect
+from grader.grade import Options, error_report, grade_notebook
+from grader.model import Report
+from grader.render import gradescope, html, json_report, junit, markdown
+from grader.rubric import Rubric, load_rubric
+from grader.summary import GradebookRow, render_summary_html, summarize, write_gradebook
+
+GRADER_FAILED = ("The grader itself failed on this submission ({reason}); the rest of the class was graded. "
+                 "Re-run with --force to retry it, and report it if it happens again.")
+#: Submissions in flight per pool process: enough to keep it busy, few enough to bound memory.
+IN_FLIGHT_PER_JOB = 4
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    out: Path
+    jobs: int = 1
+    force: bool = False
+    seed: int = 0
+    rubric: str | None = None
+    #: Limit overrides from the command line, as ``Limits.merged`` takes them.
+    limit_overrides: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass
+class BatchResult:
+    rows: list[GradebookRow]
+    graded: int
+    reused: int
+    errors: int
+    seconds: float
+    interrupted: bool = False
+
+
+# --- in the pool processes -----------------------------------------------------------
+
+_worker_state: dict[str, Any] = {}
+
+
+def _init_worker(rubric_ref: str | None, seed: int, overrides: tuple[tuple[str, float], ...]) -> None:
+    """Load the rubric and start this process's fork server once (not per submission)."""
+    from grader.forkserver import ForkServer
+
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    rubric = load_rubric(rubric_ref)
+    _worker_state["rubric"] = rubric
+    _worker_state["options"] = Options(seed=seed, limits=rubric.limits.merged(dict(overrides), "the command line"))
+    _worker_state["server"] = ForkServer()
+
+
+def _grade_in_worker(source: str, data: bytes) -> dict[str, Any]:
+    """Grade one submission; returns its JSON report (plain data crosses the process boundary)."""
+    from grader.errors import GraderError
+
+    rubric: Rubric = _worker_state["rubric"]
+    options: Options = _worker_state["options"]
+    server = _worker_state.get("server")
+    started = time.perf_counter()
+    if server is not None and not server.alive:
+        try:
+            from grader.forkserver import ForkServer
+            server = _worker_state["server"] = ForkServer()
+        except GraderError:
+            server = _worker_state["server"] = None
+    try:
+        report = grade_notebook(source, rubric, dataclasses.replace(options, server=server), data=data)
+    except Exception as exc:  # a grader bug must cost one row, never the batch
+        report = error_report(source, rubric, GRADER_FAILED.format(reason=f"{type(exc).__name__}: {exc}"), started)
+    return json_report.to_dict(report)
+
+
+# --- in the main process ------------------------------------------------------------------
+
+
+def fingerprint(rubric: Rubric, seed: int, overrides: Iterable[tuple[str, float]]) -> str:
+    """What a stored report depends on besides the notebook: rubric file, seed, limits, grader version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        grader_version = version("grader")
+    except PackageNotFoundError:
+        grader_version = "source"
+    text = Path(rubric.path).read_bytes() if rubric.path and Path(rubric.path).is_file() else rubric.name.encode()
+    parts = [hashlib.sha256(text).hexdigest(), str(seed), repr(sorted(overrides)), grader_version]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+class Output:
+    """The layout of ``--out``; every file of one submission is named by its stable id."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def report(self, sid: str) -> Path:
+        return self.root / "reports" / f"{sid}.json"
+
+    def stored(self, submission: Submission, stamp: str) -> Report | None:
+        """The stored report, if it was made from the same notebook bytes and the same grading setup."""
+        try:
+            document = json.loads(self.report(submission.id).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        batch = document.get("batch") if isinstance(document, dict) else None
+        if not isinstance(batch, dict) or batch.get("sha256") != submission.sha256 or batch.get("fingerprint") != stamp:
+            return None
+        try:
+            return json_report.from_dict(document)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def save(self, sid: str, student: str, source: str, sha256: str, stamp: str, report: Report) -> None:
+        """Write the report last: its presence is what marks the submission as done."""
+        document = json_report.to_dict(report)
+        _write_atomic(self.root / "feedback" / f"{sid}.md", markdown.render(report))
+        _write_atomic(self.root / "feedback" / f"{sid}.html", html.render(report))
+        _write_atomic(self.root / "results" / sid / "results.json", gradescope.render(report))
+        document["batch"] = {"id": sid, "student": student, "source": source, "sha256": sha256, "fingerprint": stamp}
+        _write_atomic(self.report(sid), json.dumps(document, indent=1, allow_nan=False) + "\n")
+
+    def finish(self, rows: list[GradebookRow], ids: dict[int, str]) -> None:
+        write_gradebook(rows, self.root / "gradebook.csv")
+        summary = summarize(rows)
+        _write_atomic(self.root / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
+        _write_atomic(self.root / "summary.html",
+                      render_summary_html(summary, rows, link=lambda row: f"feedback/{ids[id(row)]}.html"))
+        _write_atomic(self.root / "junit.xml", junit.render_many([row.report for row in rows]))
+
+
+class Progress:
+    """A bar on a terminal (tqdm), otherwise a plain line every few seconds, both on stderr."""
+
+    def __init__(self, total: int, stream=None, interval_s: float = 5.0) -> None:
+        self.total, self.done, self.stream = total, 0, stream or sys.stderr
+        self.interval_s, self._last = interval_s, time.monotonic()
+        self._bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+            self._bar = tqdm(total=total, unit="nb", file=self.stream, dynamic_ncols=True)
+
+    def advance(self, what: str) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix_str(what[-40:], refresh=False)
+        elif time.monotonic() - self._last >= self.interval_s or self.done == self.total:
+            self._last = time.monotonic()
+            print(f"grader: {self.done}/{self.total} submissions done", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _pool(options: BatchOptions) -> futures.ProcessPoolExecutor:
+    context = multiprocessing.get_context("spawn")  # no copy of this process's threads or state
+    return futures.ProcessPoolExecutor(max_workers=options.jobs, mp_context=context, initializer=_init_worker,
+                                       initargs=(options.rubric, options.seed, options.limit_overrides))
+
+
+def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int], Progress] | None = None) -> BatchResult:
+    """Grade every submission under ``paths`` into ``options.out``; see the module docstring."""
+    started = time.perf_counter()
+    rubric = load_rubric(options.rubric)
+    rubric.limits.merged(dict(options.limit_overrides), "the command line")  # fail before any work
+    collection: Collection = collect(paths)
+    stamp = fingerprint(rubric, options.seed, options.limit_overrides)
+    out = Output(options.out)
+    options.out.mkdir(parents=True, exist_ok=True)
+
+    reports: dict[str, Report] = {}
+    todo: list[Submission] = []
+    for submission in collection.submissions:
+        stored = None if options.force else out.stored(submission, stamp)
+        if stored is not None:
+            reports[submission.id] = stored
+        else:
+            todo.append(submission)
+    reused = len(reports)
+    meter = (progress or (lambda n: Progress(n)))(len(todo))
+    interrupted = False
+    try:
+        _grade_all(todo, options, out, stamp, rubric, reports, meter)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        meter.close()
+
+    rows, ids = [], {}
+    for submission in collection.submissions:
+        report = reports.get(submission.id)
+        if report is None:
+            continue  # interrupted before it was graded; the next run picks it up
+        row = GradebookRow(submission.source, submission.student, report)
+        ids[id(row)] = submission.id
+        rows.append(row)
+    for problem in collection.problems:
+        report = error_report(problem.source, rubric, problem.message, time.perf_counter())
+        row = GradebookRow(problem.source, "", report)
+        ids[id(row)] = _problem_id(problem.source)
+        out.save(ids[id(row)], "", problem.source, "", stamp, report)
+        rows.append(row)
+    out.finish(rows, ids)
+    errors = sum(row.report.status != "graded" for row in rows)
+    return BatchResult(rows, len(rows) - reused - len(collection.problems), reused, errors,
+                       time.perf_counter() - started, interrupted)
+
+
+def _problem_id(source: str) -> str:
+    return "unreadable-" + hashlib.sha256(source.encode()).hexdigest()[:12]
+
+
+def _grade_all(todo: list[Submission], options: BatchOptions, out: Output, stamp: str, rubric: Rubric,
+               reports: dict[str, Report], meter: Progress) -> None:
+    """Keep the pool fed with a bounded window of submissions; save each result as it arrives."""
+    if not todo:
+        return
+    queue = list(reversed(todo))
+    attempts: dict[str, int] = {}
+    pool = _pool(options)
+    pending: dict[futures.Future, Submission] = {}
+    interrupted = False
+    try:
+        while queue or pending:
+            while queue and len(pending) < options.jobs * IN_FLIGHT_PER_JOB:
+                submission = queue.pop()
+                attempts[submission.id] = attempts.get(submission.id, 0) + 1
+                pending[pool.submit(_grade_in_worker, submission.source, submission.data)] = submission
+            done, _ = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                submission = pending.pop(future)
+                try:
+                    report = json_report.from_dict(future.result())
+                except futures.process.BrokenProcessPool:
+                    # Every submission in flight fails with the pool, and which one broke it is
+                    # unknown: each gets one more try in a fresh pool before it becomes an error row.
+                    broken = True
+                    if attempts[submission.id] < 2:
+                        queue.append(submission)
+                        continue
+                    report = error_report(submission.source, rubric, GRADER_FAILED.format(
+                        reason="its grading process died twice"), time.perf_counter())
+                except Exception as exc:
+                    report = error_report(submission.source, rubric, GRADER_FAILED.format(
+                        reason=f"{type(exc).__name__}: {exc}"), time.perf_counter())
+                out.save(submission.id, submission.student, submission.source, submission.sha256, stamp, report)
+                reports[submission.id] = report
+                meter.advance(submission.id)
+            if broken:
+                queue.extend(pending.values())
+                pending.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = _pool(options)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
