@@ -82,7 +82,7 @@ def _init_worker(rubric_ref: str | None, seed: int, overrides: tuple[tuple[str, 
 
 
 def _grade_in_worker(source: str, data: bytes) -> dict[str, Any]:
-    """Grade one submission; returns its JSON report (plain data crosses the process boundary)."""
+    """Grade one submission and render its feedback here, in parallel; plain data crosses back."""
     from grader.errors import GraderError
 
     rubric: Rubric = _worker_state["rubric"]
@@ -99,7 +99,12 @@ def _grade_in_worker(source: str, data: bytes) -> dict[str, Any]:
         report = grade_notebook(source, rubric, dataclasses.replace(options, server=server), data=data)
     except Exception as exc:  # a grader bug must cost one row, never the batch
         report = error_report(source, rubric, GRADER_FAILED.format(reason=f"{type(exc).__name__}: {exc}"), started)
-    return json_report.to_dict(report)
+    return {"report": json_report.to_dict(report), "files": feedback_files(report)}
+
+
+def feedback_files(report: Report) -> dict[str, str]:
+    """The per-student files besides the JSON report, by kind."""
+    return {"md": markdown.render(report), "html": html.render(report), "gradescope": gradescope.render(report)}
 
 
 # --- in the main process ------------------------------------------------------------------
@@ -156,12 +161,14 @@ class Output:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def save(self, sid: str, student: str, source: str, sha256: str, stamp: str, report: Report) -> None:
+    def save(self, sid: str, student: str, source: str, sha256: str, stamp: str, report: Report,
+             files: dict[str, str] | None = None) -> None:
         """Write the report last: its presence is what marks the submission as done."""
         document = json_report.to_dict(report)
-        _write_atomic(self.root / "feedback" / f"{sid}.md", markdown.render(report))
-        _write_atomic(self.root / "feedback" / f"{sid}.html", html.render(report))
-        _write_atomic(self.root / "results" / sid / "results.json", gradescope.render(report))
+        files = files or feedback_files(report)
+        _write_atomic(self.root / "feedback" / f"{sid}.md", files["md"])
+        _write_atomic(self.root / "feedback" / f"{sid}.html", files["html"])
+        _write_atomic(self.root / "results" / sid / "results.json", files["gradescope"])
         document["batch"] = {"id": sid, "student": student, "source": source, "sha256": sha256, "fingerprint": stamp}
         _write_atomic(self.report(sid), json.dumps(document, indent=1, allow_nan=False) + "\n")
 
@@ -277,8 +284,10 @@ def _grade_all(todo: list[Submission], options: BatchOptions, out: Output, stamp
             broken = False
             for future in done:
                 submission = pending.pop(future)
+                files = None
                 try:
-                    report = json_report.from_dict(future.result())
+                    result = future.result()
+                    report, files = json_report.from_dict(result["report"]), result["files"]
                 except futures.process.BrokenProcessPool:
                     # Every submission in flight fails with the pool, and which one broke it is
                     # unknown: each gets one more try in a fresh pool before it becomes an error row.
@@ -291,7 +300,7 @@ def _grade_all(todo: list[Submission], options: BatchOptions, out: Output, stamp
                 except Exception as exc:
                     report = error_report(submission.source, rubric, GRADER_FAILED.format(
                         reason=f"{type(exc).__name__}: {exc}"), time.perf_counter())
-                out.save(submission.id, submission.student, submission.source, submission.sha256, stamp, report)
+                out.save(submission.id, submission.student, submission.source, submission.sha256, stamp, report, files)
                 reports[submission.id] = report
                 meter.advance(submission.id)
             if broken:

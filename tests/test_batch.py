@@ -243,7 +243,7 @@ def test_a_grader_failure_is_an_error_row_not_a_crash(monkeypatch):
     monkeypatch.setitem(batch._worker_state, "rubric", load_rubric(None))
     monkeypatch.setitem(batch._worker_state, "options", batch.Options())
     monkeypatch.setitem(batch._worker_state, "server", None)
-    document = batch._grade_in_worker("x.ipynb", b"{}")
+    document = batch._grade_in_worker("x.ipynb", b"{}")["report"]
     assert document["status"] == "error" and document["score"] == 0
     assert "grader itself failed" in document["error"] and "ZeroDivisionError: boom" in document["error"]
 

@@ -1,0 +1,168 @@
+"""Batch throughput of ``grader grade`` on a generated class, beside nbgrader. Run by hand; prints figures::
+
+    python benchmarks/bench_batch.py                      # 1000 notebooks, --jobs 2
+    python benchmarks/bench_batch.py -n 300 --nbgrader 10 # plus nbgrader autograde on 10 of them
+
+The class is a realistic mix built from the fixture notebooks (``tests/fixtures``):
+45 % correct, 45 % buggy, 10 % broken (errors, syntax errors, missing functions;
+the fixtures whose cells loop until the 10 s cell limit are left out: a class
+with a dozen of those measures the limit, not the grader). Each copy gets a
+unique extra cell, so every notebook has its own content hash.
+
+Figures, all from one run:
+* first run: wall time, notebooks per second;
+* peak memory (sampled every 50 ms from /proc): the grader's trusted processes
+  (the main process and its pool) summed, and the fork servers and sandboxes
+  separately (they are per-process and isolated, but they are memory too);
+* a re-run over the same ``--out`` (everything reused): wall time and speed-up;
+* with ``--nbgrader K``: nbgrader's ``autograde`` on K of the same notebooks,
+  serially and with 2 processes, in its own venv (``benchmarks/nbgrader_baseline.py``),
+  and the ratio of seconds per notebook.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+SLOW_FIXTURES = {"broken/infinite_loop_between_definitions.ipynb"}
+MIX = {"correct": 0.45, "buggy": 0.45, "broken": 0.10}
+
+
+def build_class(directory: Path, count: int, seed: int = 0) -> dict[str, int]:
+    manifest = json.loads((FIXTURES / "manifest.json").read_text())
+    by_kind: dict[str, list[str]] = {kind: [] for kind in MIX}
+    for name, entry in manifest.items():
+        if name not in SLOW_FIXTURES and entry["category"] in by_kind:
+            by_kind[entry["category"]].append(name)
+    rng = random.Random(seed)
+    made = {kind: 0 for kind in MIX}
+    for i in range(count):
+        kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
+        name = rng.choice(sorted(by_kind[kind]))
+        notebook = json.loads((FIXTURES / "notebooks" / name).read_text())
+        notebook["cells"].append({"cell_type": "code", "execution_count": None, "id": f"student-{i}",
+                                  "metadata": {}, "outputs": [], "source": f"student_number = {i}"})
+        (directory / f"student{i:04d}_{Path(name).stem}.ipynb").write_text(json.dumps(notebook))
+        made[kind] += 1
+    return made
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _is_sandbox(pid: int) -> bool:
+    try:
+        return b"-S\x00-c" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # a process that vanished or hides its command line is not the grader's trusted side
+
+
+class MemorySampler(threading.Thread):
+    """Peak summed RSS of the trusted processes and of the sandbox processes of one process tree."""
+
+    def __init__(self, root: int) -> None:
+        super().__init__(daemon=True)
+        self.root, self.trusted_peak, self.sandbox_peak, self.stop = root, 0.0, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            trusted = sandbox = 0.0
+            for pid in _descendants(self.root):
+                if _is_sandbox(pid):
+                    sandbox += _rss_mb(pid)
+                else:
+                    trusted += _rss_mb(pid)
+            self.trusted_peak = max(self.trusted_peak, trusted)
+            self.sandbox_peak = max(self.sandbox_peak, sandbox)
+            self.stop.wait(0.05)
+
+
+def run_grader(folder: Path, out: Path, jobs: int) -> tuple[float, MemorySampler, str]:
+    command = [sys.executable, "-m", "grader", "grade", str(folder), "--out", str(out), "--jobs", str(jobs)]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sampler = MemorySampler(process.pid)
+    sampler.start()
+    _, stderr = process.communicate()
+    wall = time.perf_counter() - started
+    sampler.stop.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise SystemExit(f"grader grade failed ({process.returncode}): {stderr.strip()[-500:]}")
+    return wall, sampler, stderr.strip().splitlines()[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=1000, help="notebooks in the class (default 1000)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--nbgrader", type=int, default=0, metavar="K", help="also time nbgrader on K notebooks")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="grader-bench-batch-"))
+    try:
+        folder, out = work / "class", work / "out"
+        folder.mkdir()
+        made = build_class(folder, args.n)
+        print(f"class: {args.n} notebooks ({', '.join(f'{v} {k}' for k, v in made.items())}); "
+              f"{os.cpu_count()} CPUs; --jobs {args.jobs}")
+        wall, memory, line = run_grader(folder, out, args.jobs)
+        print(f"first run : {wall:7.2f} s  {args.n / wall:6.1f} notebooks/s   ({line})")
+        print(f"            peak memory: grader (main + pool) {memory.trusted_peak:.0f} MB; "
+              f"fork servers + sandboxes {memory.sandbox_peak:.0f} MB")
+        rerun, _, line = run_grader(folder, out, args.jobs)
+        print(f"re-run    : {rerun:7.2f} s  {wall / rerun:6.1f}x faster   ({line})")
+        per_notebook = wall / args.n
+        if args.nbgrader:
+            sys.path.insert(0, str(REPO / "benchmarks"))
+            from nbgrader_baseline import ensure_nbgrader_venv, time_autograde
+
+            python = ensure_nbgrader_venv()
+            sample = sorted(folder.glob("*.ipynb"))[: args.nbgrader]
+            for processes in (1, 2):
+                figures = time_autograde(sample, processes=processes, python=python)
+                print(f"nbgrader {figures.get('nbgrader_version', '?')} autograde, {processes} process(es), "
+                      f"{len(sample)} notebooks: {figures['per_notebook_s']:.2f} s/notebook; "
+                      f"grader --jobs {args.jobs}: {per_notebook:.3f} s/notebook "
+                      f"(ratio {figures['per_notebook_s'] / per_notebook:.0f}x)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
