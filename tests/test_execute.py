@@ -35,7 +35,7 @@ def test_code_runs_in_another_process_and_failing_cells_do_not_stop_the_rest(san
     (outcome,) = sandbox.call_many([CallRequest("activation", (np.array([-1.0, 2.0]),))])
     assert outcome.ok and outcome.value.tolist() == [0.0, 2.0]
     assert execution.functions["activation"].found and not execution.functions["backward"].found
-    assert sandbox._process.popen.pid != os.getpid()
+    assert sandbox._process.handle.popen.pid != os.getpid()
 
 
 def test_magics_work_shell_escapes_are_not_run_and_input_does_not_hang(sandbox):
