@@ -57,6 +57,10 @@ def _add_grading_options(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--call-timeout", type=_positive, metavar="S", help="wall seconds per function call")
     limits.add_argument("--total-timeout", type=_positive, metavar="S", help="wall seconds per submission")
     limits.add_argument("--memory-mb", type=_positive, metavar="MB", help="memory limit of the sandbox")
+    limits.add_argument("--cpu-time", type=_positive, metavar="S", help="CPU seconds of the sandbox")
+    limits.add_argument("--max-processes", type=_positive, metavar="N", help="processes the sandbox may run at once")
+    limits.add_argument("--output-kb", type=_positive, metavar="KB", help="printed output kept for the report")
+    limits.add_argument("--file-size-mb", type=_positive, metavar="MB", help="largest file the sandbox may write")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,10 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _limit_overrides(args: argparse.Namespace) -> dict[str, float]:
+    given = {"cell_timeout_s": args.cell_timeout, "call_timeout_s": args.call_timeout,
+             "total_timeout_s": args.total_timeout, "memory_mb": args.memory_mb, "cpu_time_s": args.cpu_time,
+             "max_processes": args.max_processes, "output_kb": args.output_kb, "file_size_mb": args.file_size_mb}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def _limits(args: argparse.Namespace, rubric):
-    overrides = {"cell_timeout_s": args.cell_timeout, "call_timeout_s": args.call_timeout,
-                 "total_timeout_s": args.total_timeout, "memory_mb": args.memory_mb}
-    return rubric.limits.merged({k: v for k, v in overrides.items() if v is not None}, "the command line")
+    return rubric.limits.merged(_limit_overrides(args), "the command line")
 
 
 def _colour(args: argparse.Namespace) -> bool:
@@ -121,10 +130,8 @@ def _grade(args: argparse.Namespace) -> int:
 
     from grader.batch import BatchOptions, run_batch
 
-    overrides = {"cell_timeout_s": args.cell_timeout, "call_timeout_s": args.call_timeout,
-                 "total_timeout_s": args.total_timeout, "memory_mb": args.memory_mb}
     options = BatchOptions(out=Path(args.out), jobs=args.jobs, force=args.force, seed=args.seed, rubric=args.rubric,
-                           limit_overrides=tuple((k, v) for k, v in overrides.items() if v is not None))
+                           limit_overrides=tuple(_limit_overrides(args).items()))
     interrupted = (f"grader: interrupted; every report finished so far is in {args.out}. "
                    "Run the same command again to grade the rest.")
     try:

@@ -67,6 +67,14 @@ def test_bad_arguments_exit_2(capsys):
     assert run_cli(capsys, "check", str(SEED), "--fail-under", "150")[0] == 2
     assert run_cli(capsys, "check", str(SEED), "--format", "xml")[0] == 2
     assert run_cli(capsys, "check", str(SEED), "--cell-timeout", "-1")[0] == 2
+    code, out, err = run_cli(capsys, "check", str(SEED), "--max-processes", "2.5")
+    assert code == 2 and out == "" and "max_processes = 2.5 from the command line" in err and "whole number" in err
+
+
+def test_every_limit_can_be_set_on_the_command_line(capsys):
+    code, out, _ = run_cli(capsys, "check", str(SEED), "--format", "json", "--output-kb", "1", "--cpu-time", "60",
+                           "--max-processes", "16", "--file-size-mb", "8", "--memory-mb", "1500")
+    assert code == 0 and json.loads(out)["score"] == 50
 
 
 def test_console_entry_point_and_python_dash_m(tmp_path):
