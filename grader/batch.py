@@ -51,6 +51,7 @@ class BatchOptions:
     rubric: str | None = None
     #: Limit overrides from the command line, as ``Limits.merged`` takes them.
     limit_overrides: tuple[tuple[str, float], ...] = ()
+    backend: str = "subprocess"
 
 
 @dataclass
@@ -68,17 +69,34 @@ class BatchResult:
 _worker_state: dict[str, Any] = {}
 
 
-def _init_worker(rubric_ref: str | None, seed: int, overrides: tuple[tuple[str, float], ...]) -> None:
-    """Load the rubric and start this process's fork server once (not per submission)."""
-    from grader.forkserver import ForkServer
-
+def _init_worker(rubric_ref: str | None, seed: int, overrides: tuple[tuple[str, float], ...],
+                 backend: str = "subprocess") -> None:
+    """Load the rubric and start this process's fork server (or first kernel) once, not per submission."""
     import signal
+
+    from grader.forkserver import ForkServer
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     rubric = load_rubric(rubric_ref)
+    limits = rubric.limits.merged(dict(overrides), "the command line")
     _worker_state["rubric"] = rubric
-    _worker_state["options"] = Options(seed=seed, limits=rubric.limits.merged(dict(overrides), "the command line"))
-    _worker_state["server"] = ForkServer()
+    _worker_state["options"] = Options(seed=seed, limits=limits, backend=backend)
+    if backend == "kernel":
+        _worker_state["server"] = None
+        _worker_state["next_kernel"] = _prestart_kernel(limits)
+    else:
+        _worker_state["server"] = ForkServer()
+
+
+def _prestart_kernel(limits):
+    """A kernel sandbox booting in the background while the current submission is graded."""
+    from grader.errors import GraderError
+    from grader.kernel import KernelSandbox
+
+    try:
+        return KernelSandbox(limits)
+    except GraderError:
+        return None
 
 
 def _grade_in_worker(source: str, data: bytes) -> dict[str, Any]:
@@ -95,8 +113,13 @@ def _grade_in_worker(source: str, data: bytes) -> dict[str, Any]:
             server = _worker_state["server"] = ForkServer()
         except GraderError:
             server = _worker_state["server"] = None
+    prestarted = None
+    if options.backend == "kernel":
+        prestarted = _worker_state.pop("next_kernel", None)
+        _worker_state["next_kernel"] = _prestart_kernel(options.limits)
     try:
-        report = grade_notebook(source, rubric, dataclasses.replace(options, server=server), data=data)
+        report = grade_notebook(source, rubric, dataclasses.replace(options, server=server, prestarted=prestarted),
+                                data=data)
     except Exception as exc:  # a grader bug must cost one row, never the batch
         report = error_report(source, rubric, GRADER_FAILED.format(reason=f"{type(exc).__name__}: {exc}"), started)
     return {"report": json_report.to_dict(report), "files": feedback_files(report)}
@@ -110,8 +133,8 @@ def feedback_files(report: Report) -> dict[str, str]:
 # --- in the main process ------------------------------------------------------------------
 
 
-def fingerprint(rubric: Rubric, seed: int, overrides: Iterable[tuple[str, float]]) -> str:
-    """What a stored report depends on besides the notebook: rubric file, seed, limits, grader version."""
+def fingerprint(rubric: Rubric, seed: int, overrides: Iterable[tuple[str, float]], backend: str = "subprocess") -> str:
+    """What a stored report depends on besides the notebook: rubric file, seed, limits, backend, grader version."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -119,7 +142,7 @@ def fingerprint(rubric: Rubric, seed: int, overrides: Iterable[tuple[str, float]
     except PackageNotFoundError:
         grader_version = "source"
     text = Path(rubric.path).read_bytes() if rubric.path and Path(rubric.path).is_file() else rubric.name.encode()
-    parts = [hashlib.sha256(text).hexdigest(), str(seed), repr(sorted(overrides)), grader_version]
+    parts = [hashlib.sha256(text).hexdigest(), str(seed), repr(sorted(overrides)), grader_version, backend]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
@@ -209,7 +232,8 @@ class Progress:
 def _pool(options: BatchOptions) -> futures.ProcessPoolExecutor:
     context = multiprocessing.get_context("spawn")  # no copy of this process's threads or state
     return futures.ProcessPoolExecutor(max_workers=options.jobs, mp_context=context, initializer=_init_worker,
-                                       initargs=(options.rubric, options.seed, options.limit_overrides))
+                                       initargs=(options.rubric, options.seed, options.limit_overrides,
+                                                 options.backend))
 
 
 def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int], Progress] | None = None) -> BatchResult:
@@ -218,7 +242,7 @@ def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int],
     rubric = load_rubric(options.rubric)
     rubric.limits.merged(dict(options.limit_overrides), "the command line")  # fail before any work
     collection: Collection = collect(paths)
-    stamp = fingerprint(rubric, options.seed, options.limit_overrides)
+    stamp = fingerprint(rubric, options.seed, options.limit_overrides, options.backend)
     out = Output(options.out)
     options.out.mkdir(parents=True, exist_ok=True)
 

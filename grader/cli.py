@@ -52,6 +52,9 @@ def _add_grading_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rubric", default=None, metavar="NAME|PATH",
                         help="bundled rubric name or path to a rubric .toml (default: simple_nn)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random probes (default: 0)")
+    parser.add_argument("--backend", choices=("subprocess", "kernel"), default="subprocess",
+                        help="run the notebook in a confined Python (default) or, as Jupyter's 'Restart & Run All' "
+                             "does, in an ipykernel driven by nbclient")
     limits = parser.add_argument_group("limits (override the rubric's [limits])")
     limits.add_argument("--cell-timeout", type=_positive, metavar="S", help="wall seconds per notebook cell")
     limits.add_argument("--call-timeout", type=_positive, metavar="S", help="wall seconds per function call")
@@ -109,7 +112,8 @@ def _check(args: argparse.Namespace) -> int:
     from grader.rubric import load_rubric
 
     rubric = load_rubric(args.rubric)
-    report = grade_notebook(args.notebook, rubric, Options(seed=args.seed, limits=_limits(args, rubric)))
+    report = grade_notebook(args.notebook, rubric,
+                            Options(seed=args.seed, limits=_limits(args, rubric), backend=args.backend))
     if args.format == "text":
         from grader.render import text
         output = text.render(report, colour=_colour(args))
@@ -131,7 +135,7 @@ def _grade(args: argparse.Namespace) -> int:
     from grader.batch import BatchOptions, run_batch
 
     options = BatchOptions(out=Path(args.out), jobs=args.jobs, force=args.force, seed=args.seed, rubric=args.rubric,
-                           limit_overrides=tuple(_limit_overrides(args).items()))
+                           limit_overrides=tuple(_limit_overrides(args).items()), backend=args.backend)
     interrupted = (f"grader: interrupted; every report finished so far is in {args.out}. "
                    "Run the same command again to grade the rest.")
     try:

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Sequence
 
 from grader import wire
 from grader.confine import MPLCONFIG_SUBDIR, Confinement, confinement, prepare_child
@@ -235,19 +235,18 @@ class OutputDrain:
 class _Process:
     """One live sandbox process and its channel."""
 
-    def __init__(self, limits: Limits, workdir: str, drain_limit: int, confined: Confinement,
-                 server: "ForkServer | None" = None) -> None:
+    def __init__(self, start: "Callable[[tuple[int, int], int], ProcessHandle]", drain_limit: int) -> None:
+        """``start(channel, output)`` launches the process with the channel's two ends and its output pipe."""
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         out_r, out_w = os.pipe()
         try:
-            if server is not None:
-                self.handle: ProcessHandle = server.spawn(limits, workdir, (to_child_r, from_child_w), out_w)
-            else:
-                self.handle = _start_with_subprocess(limits, workdir, confined, (to_child_r, from_child_w), out_w)
-        except OSError as exc:
+            self.handle: ProcessHandle = start((to_child_r, from_child_w), out_w)
+        except (OSError, SandboxError) as exc:
             for fd in (to_child_r, to_child_w, from_child_r, from_child_w, out_r, out_w):
                 os.close(fd)
+            if isinstance(exc, SandboxError):
+                raise
             raise SandboxError.from_start_failure(str(exc)) from None
         for fd in (to_child_r, from_child_w, out_w):
             os.close(fd)
@@ -347,9 +346,14 @@ class SubprocessSandbox:
 
     def _spawn(self) -> None:
         """Start the process without waiting, so its start-up overlaps the grader's own work."""
-        self._process = _Process(self.limits, self.workdir, self.limits.output_kb * 1024, self.confinement,
-                                 self.server)
+        self._process = _Process(self._starter, self.limits.output_kb * 1024)
         self._ready = False
+
+    def _starter(self, channel: tuple[int, int], output: int) -> ProcessHandle:
+        """How this backend launches a worker: a fork of the fork server, or a fresh confined Python."""
+        if self.server is not None:
+            return self.server.spawn(self.limits, self.workdir, channel, output)
+        return _start_with_subprocess(self.limits, self.workdir, self.confinement, channel, output)
 
     def _await_ready(self) -> None:
         assert self._process is not None
@@ -479,10 +483,7 @@ class SubprocessSandbox:
             header, _ = self._reply(token, min(time.monotonic() + 30, self._total_deadline()))
             if header.get("op") != "exec_done":
                 raise wire.WireError("missing end of execution")
-            self._functions = self._parse_functions(header.get("functions"))
-            seen = header.get("seen")
-            if isinstance(seen, list):
-                self.seen.extend(str(item)[:200] for item in seen[:20] if str(item)[:200] not in self.seen)
+            self._take_exec_done(header)
             return None
         except TimeoutError:
             return position, "timeout"
@@ -490,6 +491,13 @@ class SubprocessSandbox:
             return position, "died"
         except wire.WireError:
             return position, "protocol"
+
+    def _take_exec_done(self, header: dict[str, Any]) -> None:
+        """What the worker says is defined after the cells, and what its audit hook noticed."""
+        self._functions = self._parse_functions(header.get("functions"))
+        seen = header.get("seen")
+        if isinstance(seen, list):
+            self.seen.extend(str(item)[:200] for item in seen[:20] if str(item)[:200] not in self.seen)
 
     @staticmethod
     def _parse_functions(data: Any) -> dict[str, FunctionInfo]:

@@ -26,6 +26,23 @@ class Options:
     limits: Limits | None = None
     #: A running fork server (batch grading): the sandbox is forked from it instead of started afresh.
     server: "ForkServer | None" = None
+    #: "subprocess" (default: a confined Python with an IPython shell) or "kernel" (nbclient + ipykernel).
+    backend: str = "subprocess"
+    #: Kernel backend only: a sandbox started ahead of time (batch grading), used instead of a new one.
+    prestarted: "SubprocessSandbox | None" = None
+
+
+BACKENDS = ("subprocess", "kernel")
+
+
+def start_sandbox(limits: Limits, options: Options) -> SubprocessSandbox:
+    """The sandbox for one submission, started now so it warms up while the notebook loads."""
+    if options.prestarted is not None:
+        return options.prestarted
+    if options.backend == "kernel":
+        from grader.kernel import KernelSandbox
+        return KernelSandbox(limits)
+    return SubprocessSandbox(limits, options.server)
 
 
 def _cell_warnings(execution: Execution) -> list[str]:
@@ -62,7 +79,7 @@ def grade_notebook(path: str | os.PathLike, rubric: Rubric, options: Options = O
     submission = os.fspath(path)
     limits = options.limits or rubric.limits
     try:
-        sandbox = SubprocessSandbox(limits, options.server)  # starts now, warms up while the notebook loads
+        sandbox = start_sandbox(limits, options)
     except GraderError as exc:
         return error_report(submission, rubric, exc.message, started)
     try:

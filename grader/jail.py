@@ -60,6 +60,18 @@ def _check(result: int, what: str) -> None:
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
+def close_inherited(keep: tuple[int, ...]) -> None:
+    """Close every descriptor above stderr except ``keep``: a kernel is started with close_fds=False,
+    and must not hold the grader's other pipes and sockets."""
+    low = 3
+    for fd in sorted(set(keep)):
+        os.set_inheritable(fd, True)  # os.pipe() descriptors are close-on-exec
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 65536)
+
+
 def set_rlimits(limits, processes: bool) -> None:
     mib = 1 << 20
     values = [(resource.RLIMIT_AS, limits.memory_mb * mib), (resource.RLIMIT_CPU, int(limits.cpu_time_s) + 1),
@@ -92,7 +104,8 @@ def _mount_points() -> list[tuple[str, int]]:
     return points
 
 
-def enter_namespaces(libc, limits, hidden: tuple[str, ...], workdir: str) -> None:
+def enter_namespaces(libc, limits, hidden: tuple[str, ...], workdir: str, writable: tuple[str, ...] = ()) -> None:
+    """``writable`` directories stay writable (a kernel's socket directory, shared with the grader)."""
     uid, gid = os.getuid(), os.getgid()
     _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID), "unshare")
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
@@ -103,10 +116,13 @@ def enter_namespaces(libc, limits, hidden: tuple[str, ...], workdir: str) -> Non
         if os.path.isdir(path):
             _check(libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV,
                               b"size=4k,mode=555"), f"hide {path}")
+    for path in writable:
+        _check(libc.mount(path.encode(), path.encode(), None, MS_BIND, None), f"keep {path} writable")
     for point, kept in _mount_points():
         # Best effort per mount: a few pseudo filesystems refuse a remount; everything a
         # submission could write to (disks, tmpfs, /dev/shm) accepts it.
-        libc.mount(None, point.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept, None)
+        if point not in writable:
+            libc.mount(None, point.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept, None)
     _private_workdir(libc, limits, workdir)
     _become_pid_one(libc)
 
@@ -143,6 +159,8 @@ def _become_pid_one(libc) -> None:
         return
     os.closerange(0, 65536)  # hold no pipe open: the grader must see EOF when the worker ends
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)  # a kernel interrupt is for the worker, not for this relay
     while True:
         try:
             _, status = os.waitpid(child, 0)
@@ -154,6 +172,7 @@ def _become_pid_one(libc) -> None:
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [number])
         os.kill(os.getpid(), number)
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 

@@ -17,9 +17,14 @@ import types
 
 import numpy
 
-# Set by the bootstrap: the channel's two descriptors, or ("forkserver", control socket).
+# Set by the bootstrap: the channel's two descriptors, ("forkserver", control socket), or
+# ("kernel", in, out) when this runs inside a Jupyter kernel that nbclient drives (kernel.py).
 FORK_SERVER = _CHANNEL_ARGS[0] == "forkserver"  # noqa: F821
-CHANNEL_IN, CHANNEL_OUT = (-1, -1) if FORK_SERVER else (int(_CHANNEL_ARGS[0]), int(_CHANNEL_ARGS[1]))  # noqa: F821
+KERNEL = _CHANNEL_ARGS[0] == "kernel"  # noqa: F821
+if FORK_SERVER:
+    CHANNEL_IN, CHANNEL_OUT = -1, -1
+else:
+    CHANNEL_IN, CHANNEL_OUT = int(_CHANNEL_ARGS[-2]), int(_CHANNEL_ARGS[-1])  # noqa: F821
 GRADED = ("activation", "d_activation", "forward", "backward")
 #: Cell magics that would start another program; they are reported, not run.
 BLOCKED_CELL_MAGICS = frozenset({
@@ -49,13 +54,15 @@ MAX_SEEN = 20
 # and as it lives in the untrusted process its silence proves nothing.
 watching = [False]
 seen: list[str] = []
+
+
 def _roots() -> tuple:
     """Where Python itself reads from, plus the working directory: opens elsewhere are noted."""
-    view = sys.path[-1]
+    views = [p for p in sys.path if os.sep + "site-view" + os.sep in p and os.path.isdir(p)]
     return tuple(sorted({os.path.realpath(p) + os.sep for p in (
         os.getcwd(), sys.prefix, sys.base_prefix, sys.exec_prefix, "/dev", "/etc", "/usr", "/proc/self",
         *[q for q in sys.path if q],
-        *[os.path.dirname(os.path.realpath(os.path.join(view, e))) for e in os.listdir(view)])}))
+        *[os.path.dirname(os.path.realpath(os.path.join(v, e))) for v in views for e in os.listdir(v)])}))
 
 
 _ROOTS = _roots()
@@ -142,9 +149,14 @@ def _no_input(prompt=""):
     raise EOFError("input() is not available while grading")
 
 
-shell = _make_shell()
-_preload()
-builtins.input = _no_input
+if KERNEL:  # the kernel's own shell runs the cells; only calls go through this program
+    from IPython import get_ipython
+
+    shell = get_ipython()
+else:
+    shell = _make_shell()
+    _preload()
+    builtins.input = _no_input
 send = lambda header, blobs=None: write_message(CHANNEL_OUT, header, blobs)  # noqa: E731
 receive = fd_reader(CHANNEL_IN)
 
@@ -302,6 +314,7 @@ def train(header: dict, blobs: list) -> tuple[dict, list]:
 
 
 def main() -> None:
+    watching[0] = False
     send({"op": "ready", "pid": os.getpid()})
     while True:
         header, blobs = read_message(receive)
@@ -415,5 +428,8 @@ def serve_forks(control_fd: int) -> None:
 
 if FORK_SERVER:
     serve_forks(int(_CHANNEL_ARGS[1]))  # noqa: F821
+elif KERNEL:
+    watching[0] = True  # the notebook's cells run next, through the kernel; main() is started after them
+    signal._sandbox_serve = main
 else:
     main()

@@ -1,0 +1,260 @@
+"""The kernel backend: the notebook runs in a real ipykernel driven by nbclient ("Restart & Run All").
+
+Everything after execution is shared with the default backend, so both compute
+every check, diagnosis and score with the same trusted code:
+
+1. A fresh ipykernel starts, confined exactly like a sandbox process (the same
+   ``prepare_child``: namespaces, read-only file system, site view without the
+   grader, rlimits); only its ZeroMQ sockets' directory stays writable, and it
+   talks over unix sockets (``ipc``), since its network namespace has no network.
+2. A silent setup request loads the sandbox worker program (``sandbox_worker.py``
+   in kernel mode) into a private namespace of the kernel: not the notebook's.
+3. nbclient executes the code cells: per-cell timeout with interrupt, errors
+   allowed and recorded. A cell that ignores the interrupt is killed by a
+   watchdog; the kernel is restarted and the good cells replayed, as the default
+   backend does.
+4. One more request starts the worker's serve loop inside the kernel; from then
+   on the grader talks to it over the same private pipe pair and protocol as to
+   a sandbox process (``execute.SubprocessSandbox``, which this class extends).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from grader import wire
+from grader.confine import prepare_child
+from grader.errors import SandboxError
+from grader.execute import (WATCHDOG_GRACE_S, ProcessHandle, StopKind, SubprocessSandbox, _PACKAGE_DIR,
+                            _PopenHandle, sandbox_environment)
+from grader.limits import Limits
+from grader.model import CellRun
+
+KERNEL_NAME = "grader-sandbox"
+START_TIMEOUT_S = 60.0
+#: nbclient interrupts a cell at its limit; a kernel still busy this long after that is killed.
+INTERRUPT_GRACE_S = 2.0
+
+
+def _kernel_spec_dir(site_view: str) -> str:
+    """A kernelspec whose kernel is ``python -I -S`` with the site view (cached per interpreter and view)."""
+    launcher = (f"import sys; sys.path.append({site_view!r}); "
+                "from ipykernel.kernelapp import launch_new_instance; launch_new_instance()")
+    spec = {"argv": [sys.executable, "-I", "-S", "-c", launcher, "-f", "{connection_file}"],
+            "display_name": "grader sandbox (Python 3)", "language": "python", "interrupt_mode": "signal"}
+    text = json.dumps(spec, indent=1)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    root = Path(base) / "grader" / "kernels" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    target = root / KERNEL_NAME / "kernel.json"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(text)
+        os.replace(temporary, target)
+    return str(root)
+
+
+def _setup_code(channel: tuple[int, int]) -> str:
+    """Loads the worker program, in kernel mode, into a namespace of its own inside the kernel."""
+    wire_source = (_PACKAGE_DIR / "wire.py").read_text().replace("from __future__ import annotations\n", "", 1)
+    program = (f"_CHANNEL_ARGS = ['kernel', '{channel[0]}', '{channel[1]}']\n_JAIL_SOURCE = ''\n"
+               + wire_source + "\n" + (_PACKAGE_DIR / "sandbox_worker.py").read_text())
+    return f"exec(compile({program!r}, '<sandbox>', 'exec'), {{'__name__': '__sandbox__'}})"
+
+
+def _describe_error(name: str, value: str) -> str:
+    """The same one-line wording the sandbox worker gives an exception."""
+    if name == "MemoryError":
+        return f"memory limit: the code needed more memory than the sandbox allows ({value})"[:300]
+    if name == "RecursionError":
+        return "RecursionError: maximum recursion depth exceeded (does the function call itself forever?)"
+    text = f"{name}: {value}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class KernelSandbox(SubprocessSandbox):
+    """``--backend kernel``: a confined ipykernel per submission, cells executed by nbclient."""
+
+    name = "kernel"
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self._sockets = tempfile.mkdtemp(prefix="grader-kernel-")
+        self._km: Any = None
+        self._client: Any = None
+        self._cell_output: list[str] = []
+        super().__init__(limits, None)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def _starter(self, channel: tuple[int, int], output: int) -> ProcessHandle:
+        from jupyter_client import KernelManager
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        self._cleanup_kernel()
+        spec_manager = KernelSpecManager(kernel_dirs=[_kernel_spec_dir(self.confinement.site_view)])
+        km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=spec_manager, transport="ipc",
+                           ip=os.path.join(self._sockets, "kernel"))
+        km.connection_file = os.path.join(self._sockets, "connection.json")
+        keep = tuple(channel)
+        workdir = self.workdir
+        try:
+            km.start_kernel(cwd=workdir, env=sandbox_environment(workdir), stdout=output, stderr=output,
+                            pass_fds=keep,
+                            preexec_fn=lambda: prepare_child(self.limits, workdir, self.confinement,
+                                                             writable=(self._sockets,)))
+        except Exception as exc:  # jupyter_client raises several kinds
+            raise SandboxError.from_start_failure(f"the kernel did not start ({type(exc).__name__}: {exc})") from None
+        self._km = km
+        return _PopenHandle(km.provisioner.process)
+
+    def _await_ready(self) -> None:
+        """Connect to the kernel and load the worker program into it (not yet serving: cells come first)."""
+        from nbclient import NotebookClient
+        from nbformat.v4 import new_notebook
+
+        if self._ready:
+            return
+        assert self._process is not None and self._km is not None
+        client = NotebookClient(new_notebook(), km=self._km, timeout=max(1, math.ceil(self.limits.cell_timeout_s)),
+                                allow_errors=True, interrupt_on_timeout=True, record_timing=False,
+                                startup_timeout=int(START_TIMEOUT_S), shutdown_kernel="immediate",
+                                error_on_timeout={"ename": "CellTimeoutError", "evalue": "time limit",
+                                                  "traceback": []})
+        try:
+            client.kc = self._km.client()
+            client.kc.start_channels()
+            client.kc.wait_for_ready(timeout=START_TIMEOUT_S)
+            reply = client.kc.execute_interactive(_setup_code(self._channel_numbers), silent=True,
+                                                  store_history=False, timeout=30)
+        except Exception as exc:
+            self._process.kill(died=True)
+            raise SandboxError.from_start_failure(f"the kernel did not answer ({type(exc).__name__})") from None
+        if reply["content"].get("status") != "ok":
+            raise SandboxError.from_start_failure("the kernel could not load the grader's worker program")
+        self._client = client
+        self._ready = True
+
+    def _spawn(self) -> None:
+        # The channel's descriptor numbers in the kernel are the ones it inherited: remember them.
+        numbers: list[tuple[int, int]] = []
+        starter = self._starter
+
+        def start(channel: tuple[int, int], output: int) -> ProcessHandle:
+            numbers.append(channel)
+            return starter(channel, output)
+
+        from grader.execute import _Process
+
+        self._process = _Process(start, self.limits.output_kb * 1024)
+        self._channel_numbers = numbers[0]
+        self._ready = False
+
+    def _cleanup_kernel(self) -> None:
+        client, km = self._client, self._km
+        self._client = self._km = None
+        if client is not None and client.kc is not None:
+            try:
+                client.kc.stop_channels()
+            except Exception:
+                pass
+        if km is not None:
+            try:
+                km.cleanup_resources()
+            except Exception:
+                pass
+
+    def _retire(self, stop: StopKind = "timeout") -> str:
+        how = super()._retire(stop)
+        self._cleanup_kernel()
+        return how
+
+    def close(self) -> None:
+        super().close()
+        self._cleanup_kernel()
+        shutil.rmtree(self._sockets, ignore_errors=True)
+
+    def output_excerpt(self) -> str:
+        limit = self.limits.output_kb * 1024
+        text = "".join(self._cell_output)
+        kept = text[:limit] + (f"\n[grader] ... {len(text) - limit} more characters of output not kept"
+                               if len(text) > limit else "")
+        process = super().output_excerpt()
+        return "\n".join(part for part in (kept, process) if part)
+
+    # --- the notebook -------------------------------------------------------------------
+
+    def _exec_once(self, cells: list, runs: dict[int, CellRun], warnings: list[str] | None
+                   ) -> tuple[int, StopKind] | None:
+        """Run ``cells`` through nbclient, then start the worker's serve loop and ask it what is defined."""
+        from nbformat.v4 import new_code_cell
+
+        assert self._client is not None and self._process is not None
+        client = self._client
+        for position, cell in enumerate(cells):
+            node = new_code_cell(cell.source)
+            client.nb.cells.append(node)
+            started = time.monotonic()
+            watchdog = threading.Timer(self.limits.cell_timeout_s + INTERRUPT_GRACE_S + WATCHDOG_GRACE_S,
+                                       self._process.handle.kill_group)
+            watchdog.start()
+            try:
+                reply = client.execute_cell(node, len(client.nb.cells) - 1, store_history=True)
+            except Exception:  # DeadKernelError, CellTimeoutError, a ZeroMQ error after a kill
+                watchdog.cancel()
+                if time.monotonic() - started >= self.limits.cell_timeout_s or self._process.handle.poll() is None:
+                    return position, "timeout"
+                return position, "died"
+            finally:
+                watchdog.cancel()
+                self._keep_output(node)
+            if time.monotonic() >= self._total_deadline():
+                return position, "timeout"
+            runs[cell.index] = self._cell_run(cell.index, node, reply)
+        return self._serve_and_describe(len(cells) - 1)
+
+    def _cell_run(self, index: int, node: Any, reply: Any) -> CellRun:
+        content = getattr(reply, "get", lambda *_: None)("content") or {}
+        if content.get("ename") == "CellTimeoutError":
+            return CellRun(index, "timeout", "time limit")
+        for output in node.get("outputs", []):
+            if output.get("output_type") == "error":
+                if output.get("ename") == "KeyboardInterrupt":
+                    return CellRun(index, "timeout", "time limit")
+                return CellRun(index, "error", _describe_error(output.get("ename", "Error"), output.get("evalue", "")))
+        return CellRun(index, "ok")
+
+    def _keep_output(self, node: Any) -> None:
+        for output in node.get("outputs", []):
+            if output.get("output_type") == "stream":
+                self._cell_output.append(str(output.get("text", "")))
+
+    def _serve_and_describe(self, last: int) -> tuple[int, StopKind] | None:
+        """Start the serve loop in the kernel (a request that lasts until the grader is done) and ask for
+        the functions, as the default backend's worker reports them after its cells."""
+        assert self._client is not None and self._process is not None
+        self._client.kc.execute("__import__('signal')._sandbox_serve()", silent=True, store_history=False)
+        try:
+            header, _ = self._process.receive(min(time.monotonic() + 30, self._total_deadline()))
+            if header.get("op") != "ready":
+                raise wire.WireError("the kernel's worker did not start")
+            token = self._request({"op": "exec", "cell_timeout": self.limits.cell_timeout_s, "cells": []})
+            header, _ = self._reply(token, min(time.monotonic() + 30, self._total_deadline()))
+            if header.get("op") != "exec_done":
+                raise wire.WireError("missing end of execution")
+            self._take_exec_done(header)
+            return None
+        except TimeoutError:
+            return last, "timeout"
+        except EOFError:
+            return last, "died"
+        except wire.WireError:
+            return last, "protocol"
