@@ -16,3 +16,14 @@ if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "reference")) an
     _os.path.join(_checkout, "reference", "mutants.py")
 ):
     __path__.append(_checkout)  # type: ignore[name-defined]
+
+
+def check(function=None, **options):
+    """Self-check inside Jupyter: ``import grader; grader.check()`` (see grader.selfcheck).
+
+    Defined here so the package import stays light in a student's kernel: nothing
+    of the checks or the reference is imported into it.
+    """
+    from grader.selfcheck import check as _check
+
+    return _check(function, **options)

@@ -168,6 +168,19 @@ class ProcessHandle(Protocol):
     def kill_group(self) -> None: ...
 
 
+class _AttachedHandle:
+    """A worker the grader did not start and may not stop (a student's own kernel)."""
+
+    def poll(self) -> int | None:
+        return None
+
+    def wait(self, timeout: float | None = None) -> int:
+        raise subprocess.TimeoutExpired("kernel", timeout or 0)
+
+    def kill_group(self) -> None:
+        pass
+
+
 class _PopenHandle:
     def __init__(self, popen: subprocess.Popen) -> None:
         self.popen = popen
@@ -340,13 +353,36 @@ class SubprocessSandbox:
 
     # --- lifecycle ------------------------------------------------------------
 
+    @classmethod
+    def attached(cls, channel_in: int, channel_out: int, limits: Limits) -> "SubprocessSandbox":
+        """A sandbox whose worker already runs elsewhere (``grader.check()`` in a student's kernel):
+        the grader neither starts nor kills it, and a call that hangs it cannot be retried."""
+        sandbox = cls.__new__(cls)
+        sandbox._attached = (channel_in, channel_out)
+        SubprocessSandbox.__init__(sandbox, limits)
+        return sandbox
+
     def _start(self) -> None:
         self._spawn()
         self._await_ready()
 
     def _spawn(self) -> None:
         """Start the process without waiting, so its start-up overlaps the grader's own work."""
+        if getattr(self, "_attached", None):
+            if self._process is not None or self._restarts:
+                raise SandboxError.from_start_failure("the notebook's kernel stopped answering")
+            return self._spawn_attached()
         self._process = _Process(self._starter, self.limits.output_kb * 1024)
+        self._ready = False
+
+    def _spawn_attached(self) -> None:
+        out_r, out_w = os.pipe()
+        os.close(out_w)  # the worker's output is the student's notebook's: nothing to drain here
+        process = _Process.__new__(_Process)
+        process.handle = _AttachedHandle()
+        process.recv_fd, process.send_fd = self._attached
+        process.drain = OutputDrain(out_r, 0)
+        self._process = process
         self._ready = False
 
     def _starter(self, channel: tuple[int, int], output: int) -> ProcessHandle:
@@ -432,6 +468,12 @@ class SubprocessSandbox:
     def _exec(self, cells: list[Cell], warnings: list[str]) -> list[CellRun]:
         """Run ``cells`` in order; a cell that kills or hangs the process is skipped after a restart."""
         runs: dict[int, CellRun] = {}
+        if not cells:  # still ask what is defined (a kernel must start serving; a self-check has no cells)
+            stop = self._exec_once([], runs, warnings)
+            if stop is not None:
+                self._retire(stop[1])
+                self._process = None
+            return []
         pending = list(cells)
         while pending:
             stop = self._exec_once(pending, runs, warnings)
@@ -606,7 +648,7 @@ class SubprocessSandbox:
 
     def _restart_and_replay(self) -> None:
         self._process = None
-        if self._restarts >= MAX_RESTARTS:
+        if self._restarts >= MAX_RESTARTS or getattr(self, "_attached", None):
             return
         self._restarts += 1
         self._start()

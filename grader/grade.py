@@ -91,7 +91,19 @@ def grade_notebook(path: str | os.PathLike, rubric: Rubric, options: Options = O
         sandbox.close()
 
 
-def _grade_loaded(notebook, sandbox: SubprocessSandbox, rubric: Rubric, options: Options, started: float) -> Report:
+def grade_attached(sandbox: SubprocessSandbox, name: str, rubric: Rubric, options: Options) -> Report:
+    """Grade the functions an already running worker has (``grader.check()`` in a student's kernel)."""
+    from grader.load import Notebook
+
+    started = time.perf_counter()
+    try:
+        return _grade_loaded(Notebook(name, [], "4", []), sandbox, rubric, options, started, executed=True)
+    except GraderError as exc:
+        return error_report(name, rubric, exc.message, started)
+
+
+def _grade_loaded(notebook, sandbox: SubprocessSandbox, rubric: Rubric, options: Options, started: float,
+                  executed: bool = False) -> Report:
     from grader.checks import run_checks
     from grader.diagnose import diagnose, unexplained
     from grader.integrity import review
@@ -99,7 +111,7 @@ def _grade_loaded(notebook, sandbox: SubprocessSandbox, rubric: Rubric, options:
 
     execution = sandbox.run_notebook(notebook.code_cells)
     warnings = list(notebook.warnings) + _cell_warnings(execution) + execution.warnings
-    if not notebook.code_cells:
+    if not notebook.code_cells and not executed:
         warnings.append("The notebook has no code cells, so there is nothing to grade.")
     found = {name: info.found for name, info in execution.functions.items()}
     run = run_checks(sandbox, found, rubric.accepted_activations, options.seed)
