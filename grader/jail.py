@@ -157,6 +157,9 @@ def _become_pid_one(libc) -> None:
         # from here: the sandbox holds no capability in the grader's user namespace).
         libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
         return
+    # If the grader dies, so does this relay, and with it (PDEATHSIG) the worker: a kernel, which
+    # never reads the grader's channel before it serves, would otherwise outlive it.
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     os.closerange(0, 65536)  # hold no pipe open: the grader must see EOF when the worker ends
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -96,18 +96,21 @@ class KernelSandbox(SubprocessSandbox):
     # --- lifecycle ------------------------------------------------------------------
 
     def _starter(self, channel: tuple[int, int], output: int) -> ProcessHandle:
-        from jupyter_client import KernelManager
+        from jupyter_client import AsyncKernelManager
         from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_core.utils import run_sync
 
         self._cleanup_kernel()
         spec_manager = KernelSpecManager(kernel_dirs=[_kernel_spec_dir(self.confinement.site_view)])
-        km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=spec_manager, transport="ipc",
+        # nbclient needs the asynchronous client: with a blocking one, its wait for the outputs of a
+        # cell whose kernel was killed can never time out.
+        km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=spec_manager, transport="ipc",
                            ip=os.path.join(self._sockets, "kernel"))
         km.connection_file = os.path.join(self._sockets, "connection.json")
         keep = tuple(channel)
         workdir = self.workdir
         try:
-            km.start_kernel(cwd=workdir, env=sandbox_environment(workdir), stdout=output, stderr=output,
+            run_sync(km.start_kernel)(cwd=workdir, env=sandbox_environment(workdir), stdout=output, stderr=output,
                             pass_fds=keep,
                             preexec_fn=lambda: prepare_child(self.limits, workdir, self.confinement,
                                                              writable=(self._sockets,)))
@@ -118,6 +121,7 @@ class KernelSandbox(SubprocessSandbox):
 
     def _await_ready(self) -> None:
         """Connect to the kernel and load the worker program into it (not yet serving: cells come first)."""
+        from jupyter_core.utils import run_sync
         from nbclient import NotebookClient
         from nbformat.v4 import new_notebook
 
@@ -130,11 +134,9 @@ class KernelSandbox(SubprocessSandbox):
                                 error_on_timeout={"ename": "CellTimeoutError", "evalue": "time limit",
                                                   "traceback": []})
         try:
-            client.kc = self._km.client()
-            client.kc.start_channels()
-            client.kc.wait_for_ready(timeout=START_TIMEOUT_S)
-            reply = client.kc.execute_interactive(_setup_code(self._channel_numbers), silent=True,
-                                                  store_history=False, timeout=30)
+            client.start_new_kernel_client()
+            reply = run_sync(client.kc.execute_interactive)(_setup_code(self._channel_numbers), silent=True,
+                                                            store_history=False, timeout=30)
         except Exception as exc:
             self._process.kill(died=True)
             raise SandboxError.from_start_failure(f"the kernel did not answer ({type(exc).__name__})") from None
@@ -167,8 +169,10 @@ class KernelSandbox(SubprocessSandbox):
             except Exception:
                 pass
         if km is not None:
+            from jupyter_core.utils import run_sync
+
             try:
-                km.cleanup_resources()
+                run_sync(km.cleanup_resources)()
             except Exception:
                 pass
 

@@ -62,3 +62,35 @@ def test_fixture_set_figures(reports, capsys):
               f"{false_alarms}/{len(correct)} false alarms on correct")
     assert lose == len(buggy) and false_alarms == 0
     assert named >= 0.95 * len(buggy)
+
+
+@pytest.fixture(scope="session")
+def kernel_reports():
+    """Every fixture through the kernel backend (nbclient + ipykernel), the next kernel starting
+    while the current notebook is graded, as batch grading does."""
+    from grader.kernel import KernelSandbox
+
+    rubric = load_rubric("simple_nn")
+    names = sorted(MANIFEST)
+    graded, upcoming = {}, KernelSandbox(LIMITS)
+    try:
+        for i, name in enumerate(names):
+            current, upcoming = upcoming, (KernelSandbox(LIMITS) if i + 1 < len(names) else None)
+            graded[name] = grade_notebook(FIXTURES / "notebooks" / name, rubric,
+                                          Options(limits=LIMITS, backend="kernel", prestarted=current))
+    finally:
+        if upcoming is not None:
+            upcoming.close()
+    return graded
+
+
+def _verdicts(report) -> tuple:
+    return (report.status, report.score, [(c.id, c.passed, c.score) for c in report.checks],
+            sorted(d.id for d in report.diagnoses))
+
+
+def test_both_backends_give_identical_reports_on_every_fixture(reports, kernel_reports):
+    assert all(r.backend == "kernel" for r in kernel_reports.values())
+    different = {name: (_verdicts(reports[name]), _verdicts(kernel_reports[name]))
+                 for name in MANIFEST if _verdicts(reports[name]) != _verdicts(kernel_reports[name])}
+    assert different == {}
