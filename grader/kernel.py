@@ -129,7 +129,7 @@ class KernelSandbox(SubprocessSandbox):
             return
         assert self._process is not None and self._km is not None
         client = NotebookClient(new_notebook(), km=self._km, timeout=max(1, math.ceil(self.limits.cell_timeout_s)),
-                                allow_errors=True, interrupt_on_timeout=True, record_timing=False,
+                                allow_errors=True, interrupt_on_timeout=True, record_timing=False, iopub_timeout=1,
                                 startup_timeout=int(START_TIMEOUT_S), shutdown_kernel="immediate",
                                 error_on_timeout={"ename": "CellTimeoutError", "evalue": "time limit",
                                                   "traceback": []})
@@ -210,8 +210,10 @@ class KernelSandbox(SubprocessSandbox):
             watchdog = threading.Timer(self.limits.cell_timeout_s + INTERRUPT_GRACE_S + WATCHDOG_GRACE_S,
                                        self._process.handle.kill_group)
             watchdog.start()
+            replies: list[Any] = []
+            client.on_cell_executed = lambda **hook: replies.append(hook.get("execute_reply"))
             try:
-                reply = client.execute_cell(node, len(client.nb.cells) - 1, store_history=True)
+                client.execute_cell(node, len(client.nb.cells) - 1, store_history=True)
             except Exception:  # DeadKernelError, CellTimeoutError, a ZeroMQ error after a kill
                 watchdog.cancel()
                 if time.monotonic() - started >= self.limits.cell_timeout_s or self._process.handle.poll() is None:
@@ -222,11 +224,24 @@ class KernelSandbox(SubprocessSandbox):
                 self._keep_output(node)
             if time.monotonic() >= self._total_deadline():
                 return position, "timeout"
+            reply = replies[-1] if replies else None
+            if self._still_running(node, reply):
+                return position, "timeout"  # it ignored the interrupt: kill, restart, replay the good cells
             runs[cell.index] = self._cell_run(cell.index, node, reply)
-        return self._serve_and_describe(len(cells) - 1)
+        return None  # the serve loop starts once every cell has run (see _serve)
+
+    @staticmethod
+    def _still_running(node: Any, reply: Any) -> bool:
+        """nbclient answers a timed-out cell after interrupting it, whether or not the code stopped;
+        it did stop only if the interrupt surfaced as a KeyboardInterrupt in the cell's outputs."""
+        content = (reply or {}).get("content") or {}
+        if content.get("ename") != "CellTimeoutError":
+            return False
+        return not any(o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt"
+                       for o in node.get("outputs", []))
 
     def _cell_run(self, index: int, node: Any, reply: Any) -> CellRun:
-        content = getattr(reply, "get", lambda *_: None)("content") or {}
+        content = (reply or {}).get("content") or {}
         if content.get("ename") == "CellTimeoutError":
             return CellRun(index, "timeout", "time limit")
         for output in node.get("outputs", []):
@@ -240,6 +255,25 @@ class KernelSandbox(SubprocessSandbox):
         for output in node.get("outputs", []):
             if output.get("output_type") == "stream":
                 self._cell_output.append(str(output.get("text", "")))
+
+    def run_notebook(self, cells):
+        execution = super().run_notebook(cells)
+        self._serve()
+        execution.functions = self._functions
+        return execution
+
+    def _restart_and_replay(self) -> None:
+        super()._restart_and_replay()
+        self._serve()
+
+    def _serve(self) -> None:
+        """Hand the kernel over to the worker's serve loop; a kernel that cannot is retired."""
+        if self._process is None:
+            return
+        stop = self._serve_and_describe(-1)
+        if stop is not None:
+            self._retire(stop[1])
+            self._process = None
 
     def _serve_and_describe(self, last: int) -> tuple[int, StopKind] | None:
         """Start the serve loop in the kernel (a request that lasts until the grader is done) and ask for

@@ -379,3 +379,70 @@ def test_without_namespaces_the_report_says_what_is_not_enforced(tmp_path, monke
     assert any("namespaces were unavailable" in w and "network" in w for w in report.warnings)
     workdir = report.output_excerpt.split("cwd ")[1].split()[0]
     assert not Path(workdir).exists()
+
+
+# --- the kernel backend has the same containment --------------------------------------------
+
+
+@pytest.fixture
+def kernel_grade():
+    def run(tmp_path: Path, cells: list[str], limits: Limits = LIMITS):
+        path = tmp_path / "hostile.ipynb"
+        path.write_text(notebook_json(cells))
+        started = time.monotonic()
+        report = grade_notebook(path, load_rubric(None), Options(limits=limits, backend="kernel"))
+        return report, time.monotonic() - started
+    return run
+
+
+def test_kernel_a_cell_that_ignores_the_interrupt_is_killed_and_the_rest_replayed(tmp_path, kernel_grade):
+    stubborn = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
+    report, wall = kernel_grade(tmp_path, CORRECT_CELLS[:2] + [stubborn] + CORRECT_CELLS[2:])
+    assert report.backend == "kernel" and report.score == report.max_score
+    assert report.cells[2].status == "timeout"
+    assert wall < LIMITS.cell_timeout_s + 2 + 15  # interrupt grace, a kernel restart, the rest of grading
+
+
+def test_kernel_hung_function_and_memory_hog_fail_alone(tmp_path, kernel_grade):
+    hog = ("def forward(x, w1, w2):\n    big = np.ones(6 * 10**9 // 8)\n    return activation(x @ w1) @ w2\n"
+           "def backward(x, y, y_hat, w1, w2, eta):\n    while True:\n        pass")
+    report, _ = kernel_grade(tmp_path, CORRECT_CELLS + [hog])
+    checks = by_id(report)
+    assert "memory limit" in checks["forward.values"].message and not checks["forward.values"].passed
+    assert "time limit" in checks["backward.values"].message and not checks["backward.values"].passed
+    assert {"activation", "d_activation"} <= passed_functions(report)
+
+
+def test_kernel_cannot_reach_the_grader_the_network_or_the_disk(tmp_path, kernel_grade):
+    outside = tmp_path / "outside.txt"
+    probe = (
+        "import sys, os, socket\nfound = []\n"
+        "try:\n    import grader\n    found.append('grader')\nexcept ImportError:\n    pass\n"
+        "found += [m for m in sys.modules if m.split('.')[0] in ('grader', 'reference', 'rubrics')]\n"
+        f"try:\n    open({str(outside)!r}, 'w').write('x')\n    found.append('wrote')\nexcept OSError:\n    pass\n"
+        "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\n    found.append('net')\n"
+        "except OSError:\n    pass\nprint('FOUND', found)"
+    )
+    report, _ = kernel_grade(tmp_path, CORRECT_CELLS + [probe])
+    assert report.score == report.max_score
+    if NAMESPACES:
+        assert "FOUND []" in report.output_excerpt and not outside.exists()
+    else:
+        assert "FOUND ['wrote'" in report.output_excerpt or "FOUND []" in report.output_excerpt
+        assert any("namespaces were unavailable" in w for w in report.warnings)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for leftover processes")
+def test_kernel_children_do_not_outlive_grading(tmp_path, kernel_grade):
+    marker = f"{os.getpid() % 1000}.{time.monotonic_ns() % 10**6 + 7}"
+    escape = "os.setsid()\n        " if NAMESPACES else ""
+    fork = ("import os\nfor _ in range(20):\n    pid = os.fork()\n    if pid == 0:\n"
+            f"        {escape}os.execv('/bin/sleep', ['sleep', '{marker}'])\n")
+    try:
+        report, _ = kernel_grade(tmp_path, CORRECT_CELLS + [fork])
+        assert report.score == report.max_score
+        time.sleep(0.3)
+        assert _sleepers(marker) == []
+    finally:
+        for pid in _sleepers(marker):
+            os.kill(pid, signal.SIGKILL)
