@@ -18,24 +18,21 @@ from grader.errors import EXIT_CANNOT_GRADE, EXIT_GRADED, EXIT_UNDER_THRESHOLD, 
 FORMATS = ("text", "json", "md", "html", "junit", "gradescope", "classroom")
 
 
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of processes from 1 to 256, got {text!r}") from None
-    if not 1 <= value <= 256:
-        raise argparse.ArgumentTypeError(f"expected a whole number of processes from 1 to 256, got {text!r}")
-    return value
+def _bounded(convert, low: float, high: float, expected: str):
+    """An argparse type: ``convert(text)`` within [low, high], else an error naming the value and what was expected."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
 
 
-def _percentage(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 100, got {text!r}") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 100, got {text!r}")
-    return value
+_jobs = _bounded(int, 1, 256, "a whole number of processes from 1 to 256")
+_percentage = _bounded(float, 0, 100, "a number from 0 to 100")
 
 
 def _positive(text: str) -> float:

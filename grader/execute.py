@@ -37,6 +37,15 @@ if TYPE_CHECKING:
 
 #: Why the sandbox stopped answering: it ran past a limit, it died, or it sent something malformed.
 StopKind = Literal["timeout", "died", "protocol"]
+#: What reading from the sandbox raises in each of those cases.
+CHANNEL_FAILURES = (TimeoutError, EOFError, wire.WireError)
+
+
+def stop_kind(error: BaseException) -> StopKind:
+    """The StopKind of one of ``CHANNEL_FAILURES``."""
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    return "died" if isinstance(error, EOFError) else "protocol"
 CallStatus = Literal["ok", "raised", "timeout", "crashed", "missing", "protocol"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -527,12 +536,8 @@ class SubprocessSandbox:
                 raise wire.WireError("missing end of execution")
             self._take_exec_done(header)
             return None
-        except TimeoutError:
-            return position, "timeout"
-        except EOFError:
-            return position, "died"
-        except wire.WireError:
-            return position, "protocol"
+        except CHANNEL_FAILURES as error:
+            return position, stop_kind(error)
 
     def _take_exec_done(self, header: dict[str, Any]) -> None:
         """What the worker says is defined after the cells, and what its audit hook noticed."""
@@ -600,12 +605,8 @@ class SubprocessSandbox:
                     self._broken[requests[answered].function] = outcome
                 answered += 1
             return answered
-        except TimeoutError:
-            stop = "timeout"
-        except EOFError:
-            stop = "died"
-        except wire.WireError:
-            stop = "protocol"
+        except CHANNEL_FAILURES as error:
+            stop = stop_kind(error)
         how = self._retire(stop)
         if stop == "timeout":
             outcome = CallOutcome("timeout", error="time limit (the code did not stop when asked)")
@@ -636,12 +637,8 @@ class SubprocessSandbox:
             if header.get("op") != "trained":
                 raise wire.WireError("unexpected message")
             return Chain.from_reply(header, reply_blobs)
-        except TimeoutError:
-            stop: StopKind = "timeout"
-        except EOFError:
-            stop = "died"
-        except wire.WireError:
-            stop = "protocol"
+        except CHANNEL_FAILURES as error:
+            stop: StopKind = stop_kind(error)
         self._retire(stop)
         self._restart_and_replay()
         return None

@@ -34,7 +34,7 @@ from typing import Any
 from grader import wire
 from grader.confine import prepare_child
 from grader.errors import SandboxError
-from grader.execute import (WATCHDOG_GRACE_S, ProcessHandle, StopKind, SubprocessSandbox, _PACKAGE_DIR,
+from grader.execute import (CHANNEL_FAILURES, WATCHDOG_GRACE_S, stop_kind, ProcessHandle, StopKind, SubprocessSandbox, _PACKAGE_DIR,
                             _PopenHandle, sandbox_environment)
 from grader.limits import Limits
 from grader.model import CellRun
@@ -290,9 +290,5 @@ class KernelSandbox(SubprocessSandbox):
                 raise wire.WireError("missing end of execution")
             self._take_exec_done(header)
             return None
-        except TimeoutError:
-            return last, "timeout"
-        except EOFError:
-            return last, "died"
-        except wire.WireError:
-            return last, "protocol"
+        except CHANNEL_FAILURES as error:
+            return last, stop_kind(error)
