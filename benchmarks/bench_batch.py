@@ -2,6 +2,7 @@
 
     python benchmarks/bench_batch.py                      # 1000 notebooks, --jobs 2
     python benchmarks/bench_batch.py -n 300 --nbgrader 10 # plus nbgrader autograde on 10 of them
+    python benchmarks/bench_batch.py -n 40 --backend kernel --nbgrader 10
 
 The class is a realistic mix built from the fixture notebooks (``tests/fixtures``):
 45 % correct, 45 % buggy, 10 % broken (errors, syntax errors, missing functions;
@@ -11,7 +12,7 @@ unique extra cell, so every notebook has its own content hash.
 
 Figures, all from one run:
 * first run: wall time, notebooks per second;
-* peak memory (sampled every 50 ms from /proc): the grader's trusted processes
+* peak memory (proportional set size, sampled every 50 ms from /proc): the grader's trusted processes
   (the main process and its pool) summed, and the fork servers and sandboxes
   separately (they are per-process and isolated, but they are memory too);
 * a re-run over the same ``--out`` (everything reused): wall time and speed-up;
@@ -76,9 +77,11 @@ def _descendants(root: int) -> list[int]:
 
 
 def _rss_mb(pid: int) -> float:
+    """Proportional set size: a page shared by n processes counts 1/n to each. Plain RSS would count
+    the copy-on-write pages of every fork (pool processes, PID-namespace relays) again and again."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -112,8 +115,9 @@ class MemorySampler(threading.Thread):
             self.stop.wait(0.05)
 
 
-def run_grader(folder: Path, out: Path, jobs: int) -> tuple[float, MemorySampler, str]:
-    command = [sys.executable, "-m", "grader", "grade", str(folder), "--out", str(out), "--jobs", str(jobs)]
+def run_grader(folder: Path, out: Path, jobs: int, backend: str = "subprocess") -> tuple[float, MemorySampler, str]:
+    command = [sys.executable, "-m", "grader", "grade", str(folder), "--out", str(out), "--jobs", str(jobs),
+               "--backend", backend]
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     sampler = MemorySampler(process.pid)
@@ -131,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1000, help="notebooks in the class (default 1000)")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--backend", choices=("subprocess", "kernel"), default="subprocess")
     parser.add_argument("--nbgrader", type=int, default=0, metavar="K", help="also time nbgrader on K notebooks")
     args = parser.parse_args()
 
@@ -140,12 +145,12 @@ def main() -> None:
         folder.mkdir()
         made = build_class(folder, args.n)
         print(f"class: {args.n} notebooks ({', '.join(f'{v} {k}' for k, v in made.items())}); "
-              f"{os.cpu_count()} CPUs; --jobs {args.jobs}")
-        wall, memory, line = run_grader(folder, out, args.jobs)
+              f"{os.cpu_count()} CPUs; --jobs {args.jobs}; --backend {args.backend}")
+        wall, memory, line = run_grader(folder, out, args.jobs, args.backend)
         print(f"first run : {wall:7.2f} s  {args.n / wall:6.1f} notebooks/s   ({line})")
         print(f"            peak memory: grader (main + pool) {memory.trusted_peak:.0f} MB; "
               f"fork servers + sandboxes {memory.sandbox_peak:.0f} MB")
-        rerun, _, line = run_grader(folder, out, args.jobs)
+        rerun, _, line = run_grader(folder, out, args.jobs, args.backend)
         print(f"re-run    : {rerun:7.2f} s  {wall / rerun:6.1f}x faster   ({line})")
         per_notebook = wall / args.n
         if args.nbgrader:
