@@ -43,6 +43,7 @@ def _load_libc():
         libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
         libc.unshare.argtypes = [ctypes.c_int]
         libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
         return libc
     except (OSError, AttributeError):
         return None
@@ -127,18 +128,40 @@ def enter_namespaces(libc, limits, hidden: tuple[str, ...], workdir: str, writab
     _become_pid_one(libc)
 
 
+def fork_into_own_pid_namespace(libc, home_namespace: int) -> int:
+    """``os.fork()`` whose child is the init (PID 1) of a PID namespace of its own.
+
+    The fork server's children need that so a submission's processes all die with
+    it. ``unshare(CLONE_NEWPID)`` only moves the caller's *next* children, once;
+    ``setns`` back to ``home_namespace`` (the server's own, an open
+    ``/proc/self/ns/pid``) re-arms it for the next fork. Cheaper than forking a
+    relay process per submission, and the server sees the worker's own exit status.
+    """
+    _check(libc.unshare(CLONE_NEWPID), "unshare a PID namespace")
+    try:
+        pid = os.fork()
+    except OSError:
+        libc.setns(home_namespace, CLONE_NEWPID)
+        raise
+    if pid != 0:  # in the server
+        _check(libc.setns(home_namespace, CLONE_NEWPID), "return to the server's PID namespace")
+    return pid
+
+
 def enter_submission_namespaces(libc, limits, workdir: str, readonly: tuple[str, ...]) -> None:
-    """In a fork of the fork server (already in its user, network and mount namespaces): a mount and
-    PID namespace of this submission's own, its private working directory, and ``readonly`` (the
-    server's own working directory) made read-only so no submission can leave anything for the next."""
-    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID), "unshare")
+    """In a child of the fork server (already PID 1 of its own PID namespace, inside the server's user,
+    network and mount namespaces): a mount namespace of its own with a fresh /proc, its private working
+    directory, and ``readonly`` (the server's working directory) made read-only so no submission can
+    leave anything for the next."""
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _check(libc.unshare(CLONE_NEWNS), "unshare a mount namespace")
     _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
     kept = dict(_mount_points())
     for path in readonly:
         if path in kept:
             libc.mount(None, path.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept[path], None)
+    libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
     _private_workdir(libc, limits, workdir)
-    _become_pid_one(libc)
 
 
 def _private_workdir(libc, limits, workdir: str) -> None:

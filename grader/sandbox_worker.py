@@ -393,6 +393,7 @@ def serve_forks(control_fd: int) -> None:
     exec(_JAIL_SOURCE, jail.__dict__)  # noqa: F821 (set by the bootstrap)
     lib = jail.libc()
     server = socket.socket(fileno=control_fd)
+    home_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY) if lib is not None else -1
     reply = lambda obj: server.send(json.dumps(obj).encode())  # noqa: E731
     reply({"op": "ready"})
     while True:
@@ -405,7 +406,10 @@ def serve_forks(control_fd: int) -> None:
         request = json.loads(data)
         op, pid = request.get("op"), request.get("pid")
         if op == "spawn":
-            pid = os.fork()
+            if request["namespaces"] and lib is not None:
+                pid = jail.fork_into_own_pid_namespace(lib, home_namespace)
+            else:
+                pid = os.fork()
             if pid == 0:
                 try:
                     server.close()
