@@ -40,14 +40,15 @@ def _figure() -> "Figure":
     return figure
 
 
-def _png(figure: "Figure") -> bytes:
+def _png(figure: "Figure", tight: bool = True) -> bytes:
     """The figure as PNG bytes, without the matplotlib version in the metadata.
 
     Dropping the "Software" chunk makes the bytes depend only on the data, so
     re-rendering an unchanged report gives an identical page.
     """
     buffer = io.BytesIO()
-    figure.tight_layout()
+    if tight:
+        figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return buffer.getvalue()
 
@@ -95,14 +96,21 @@ def _loss_curve(student: tuple[float, ...], reference: tuple[float, ...]) -> byt
         axes.plot(range(len(reference)), reference, label="reference", color="#222222",
                   linestyle="--", linewidth=1.2, zorder=3)
     if all(v > 0 for v in drawn):
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
         axes.set_yscale("log")
+        # Plain tick labels ("0.001"): the default 10^x labels go through mathtext, which
+        # doubled the cost of a chart drawn once per student.
+        axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes.yaxis.set_minor_formatter(NullFormatter())
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.set_xlabel("iteration")
     axes.set_ylabel("loss")
     axes.set_title("Training loss")
     axes.grid(True, alpha=0.3)
     axes.legend()
-    return _png(figure)
+    figure.subplots_adjust(left=0.14, right=0.97, top=0.9, bottom=0.15)  # fixed: tight_layout costs ~40 ms
+    return _png(figure, tight=False)
 
 
 def histogram_png(scores: list[float], max_score: float) -> bytes:
