@@ -531,13 +531,16 @@ class SubprocessSandbox:
                     warnings.extend(f"Cell {cell.index + 1}: shell command not run while grading: {str(c)[:120]}"
                                     for c in refused[:10])
             position = len(cells) - 1
-            header, _ = self._reply(token, min(time.monotonic() + 30, self._total_deadline()))
-            if header.get("op") != "exec_done":
-                raise wire.WireError("missing end of execution")
-            self._take_exec_done(header)
+            self._await_exec_done(token)
             return None
         except CHANNEL_FAILURES as error:
             return position, stop_kind(error)
+
+    def _await_exec_done(self, token: str) -> None:
+        header, _ = self._reply(token, min(time.monotonic() + 30, self._total_deadline()))
+        if header.get("op") != "exec_done":
+            raise wire.WireError("missing end of execution")
+        self._take_exec_done(header)
 
     def _take_exec_done(self, header: dict[str, Any]) -> None:
         """What the worker says is defined after the cells, and what its audit hook noticed."""

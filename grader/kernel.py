@@ -285,10 +285,7 @@ class KernelSandbox(SubprocessSandbox):
             if header.get("op") != "ready":
                 raise wire.WireError("the kernel's worker did not start")
             token = self._request({"op": "exec", "cell_timeout": self.limits.cell_timeout_s, "cells": []})
-            header, _ = self._reply(token, min(time.monotonic() + 30, self._total_deadline()))
-            if header.get("op") != "exec_done":
-                raise wire.WireError("missing end of execution")
-            self._take_exec_done(header)
+            self._await_exec_done(token)
             return None
         except CHANNEL_FAILURES as error:
             return last, stop_kind(error)
