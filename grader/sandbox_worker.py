@@ -219,32 +219,47 @@ def describe_functions() -> dict:
     return {name: _kind(shell.user_ns.get(name)) for name in GRADED}
 
 
-def call(request: dict, blobs: list, timeout: float, args=None, function=None) -> tuple[dict, list]:
-    out: list = []
-    args = [decode_value(arg, blobs) for arg in request["args"]] if args is None else list(args)
-    function = shell.user_ns.get(request["fn"]) if function is None else function
+def invoke(function, args, timeout: float):
+    """Call a student function under the alarm: ("ok", value) or (status, one-line error)."""
     if function is None or not callable(function):
-        return {"status": "missing"}, out
+        return "missing", None
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         watching[0] = True
-        value = function(*args)
-        watching[0] = False
-        reply = {"status": "ok", "value": encode_value(value, out)}
-        if request.get("args_after", True):
-            reply["args_after"] = [encode_value(arg, out) for arg in args]
-        size = sum(len(blob) for blob in out)
-        if size > MAX_REPLY_BYTES:
-            reply, out = {"status": "raised", "error": f"the function returned {size >> 20} MB of data; "
-                          f"the grader accepts at most {MAX_REPLY_BYTES >> 20} MB"}, []
+        return "ok", function(*args)
     except Deadline:
-        reply, out = {"status": "timeout", "error": "time limit"}, []
+        return "timeout", "time limit"
     except BaseException as error:  # SystemExit and KeyboardInterrupt are failures of the call too
-        reply, out = {"status": "raised", "error": _describe(error)}, []
+        return "raised", _describe(error)
     finally:
         watching[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _reply(status: str, value, args, args_after: bool) -> tuple[dict, list]:
+    """The message for one call's outcome: values as data, within MAX_REPLY_BYTES."""
+    out: list = []
+    if status == "missing":
+        return {"status": "missing"}, out
+    if status != "ok":
+        return {"status": status, "error": value}, out
+    try:
+        reply = {"status": "ok", "value": encode_value(value, out)}
+        if args_after:
+            reply["args_after"] = [encode_value(arg, out) for arg in args]
+    except BaseException as error:  # an __array__ that raises or hangs is the function's failure
+        return {"status": "raised", "error": _describe(error)}, []
+    size = sum(len(blob) for blob in out)
+    if size > MAX_REPLY_BYTES:
+        return {"status": "raised", "error": f"the function returned {size >> 20} MB of data; "
+                f"the grader accepts at most {MAX_REPLY_BYTES >> 20} MB"}, []
     return reply, out
+
+
+def call(request: dict, blobs: list, timeout: float) -> tuple[dict, list]:
+    args = [decode_value(arg, blobs) for arg in request["args"]]
+    status, value = invoke(shell.user_ns.get(request["fn"]), args, timeout)
+    return _reply(status, value, args, request.get("args_after", True))
 
 
 def _float_array(value):
@@ -275,6 +290,23 @@ def _weights(value, shape1, shape2):
     return w1, w2
 
 
+def _plain_array(value) -> bool:
+    return type(value) is numpy.ndarray and value.dtype.kind in NUMERIC_KINDS  # noqa: F821 (wire.py)
+
+
+def _as_received(value):
+    """What the grader would decode from this value, without the encode/decode round trip in the
+    common cases (a float array, a pair of them, a float); anything else takes the real codec."""
+    if _plain_array(value):
+        return value.copy()
+    if type(value) in (tuple, list) and len(value) == 2 and all(_plain_array(v) and v.ndim > 0 for v in value):
+        return type(value)(v.copy() for v in value)
+    if type(value) in (float, numpy.float64):
+        return numpy.float64(value)
+    out: list = []
+    return decode_value(encode_value(value, out), out)
+
+
 def train(header: dict, blobs: list) -> tuple[dict, list]:
     """Run forward/backward ``iterations`` times in here, as the grader would one call at a time.
 
@@ -284,31 +316,32 @@ def train(header: dict, blobs: list) -> tuple[dict, list]:
     x, y, eta, w1, w2 = (decode_value(v, blobs) for v in header["args"])
     timeout, budget = header["call_timeout"], header["budget"]
     started = time.monotonic()
-    y_hats, w1s, w2s, stop = [], [w1], [w2], None
+    y_hats, w1s, w2s, stop, out = [], [w1], [w2], None, []
     forward, backward = shell.user_ns.get("forward"), shell.user_ns.get("backward")
     for step in range(header["iterations"]):
         if time.monotonic() - started > budget:
             stop = {"step": step, "function": "budget"}
             break
         # Fresh copies for every call, as decoding gives the grader's calls: in-place updates stay local.
-        reply, out = call({"fn": "forward", "args_after": False}, [], timeout, (x.copy(), w1.copy(), w2.copy()), forward)
-        y_hat = _float_array(decode_value(reply["value"], out)) if reply["status"] == "ok" else None
+        args = (x.copy(), w1.copy(), w2.copy())
+        status, value = invoke(forward, args, timeout)
+        y_hat = _float_array(_as_received(value)) if status == "ok" else None
         if y_hat is None or y_hat.size != 1 or not numpy.isfinite(y_hat).all():
+            reply, out = _reply(status, value, args, False)
             stop = {"step": step, "function": "forward", "reply": reply}
             break
         y_hat = numpy.float64(y_hat.reshape(()))  # what the grader's float decodes to
         y_hats.append(y_hat)
-        reply, out_b = call({"fn": "backward", "args_after": False}, [], timeout,
-                            (x.copy(), y, y_hat, w1.copy(), w2.copy(), eta), backward)
-        new = _weights(decode_value(reply["value"], out_b), w1.shape, w2.shape) if reply["status"] == "ok" else None
+        args = (x.copy(), y, y_hat, w1.copy(), w2.copy(), eta)
+        status, value = invoke(backward, args, timeout)
+        new = _weights(_as_received(value), w1.shape, w2.shape) if status == "ok" else None
         if new is None:
+            reply, out = _reply(status, value, args, False)
             stop = {"step": step, "function": "backward", "reply": reply}
-            out = out_b
             break
         w1, w2 = new
         w1s.append(w1)
         w2s.append(w2)
-    out = out if stop and stop.get("reply") else []
     blobs_out = list(out)
     result = {"status": "ok", "y_hats": encode_value(numpy.asarray(y_hats, dtype=float), blobs_out),
               "w1s": encode_value(numpy.stack(w1s), blobs_out), "w2s": encode_value(numpy.stack(w2s), blobs_out),
