@@ -175,19 +175,15 @@ def confinement() -> Confinement:
     return Confinement(namespaces, view, _grader_directories(), warnings, _matplotlib_cache(view))
 
 
-def prepare_child(limits: Limits, workdir: str, confined: Confinement, keep_fds: tuple[int, ...] | None = None,
-                  writable: tuple[str, ...] = ()) -> None:
+def prepare_child(limits: Limits, workdir: str, confined: Confinement, writable: tuple[str, ...] = ()) -> None:
     """The ``preexec_fn`` of the worker: new session, namespaces when available, then rlimits.
 
-    ``keep_fds``: when given, every other inherited descriptor above stderr is closed
-    (for launchers that pass ``close_fds=False``, as jupyter_client does).
+    ``writable``: directories that stay writable inside the mount namespace (a kernel's sockets).
     """
     try:
         os.setsid()
     except OSError:  # already a session leader (start_new_session=True)
         pass
-    if keep_fds is not None:
-        jail.close_inherited(keep_fds)
     libc = jail.libc()
     if confined.namespaces and libc is not None:
         jail.enter_namespaces(libc, limits, confined.hidden, workdir, writable)

@@ -61,18 +61,6 @@ def _check(result: int, what: str) -> None:
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
-def close_inherited(keep: tuple[int, ...]) -> None:
-    """Close every descriptor above stderr except ``keep``: a kernel is started with close_fds=False,
-    and must not hold the grader's other pipes and sockets."""
-    low = 3
-    for fd in sorted(set(keep)):
-        os.set_inheritable(fd, True)  # os.pipe() descriptors are close-on-exec
-        if fd >= low:
-            os.closerange(low, fd)
-            low = fd + 1
-    os.closerange(low, 65536)
-
-
 def set_rlimits(limits, processes: bool) -> None:
     mib = 1 << 20
     values = [(resource.RLIMIT_AS, limits.memory_mb * mib), (resource.RLIMIT_CPU, int(limits.cpu_time_s) + 1),

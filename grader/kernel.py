@@ -107,11 +107,10 @@ class KernelSandbox(SubprocessSandbox):
         km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=spec_manager, transport="ipc",
                            ip=os.path.join(self._sockets, "kernel"))
         km.connection_file = os.path.join(self._sockets, "connection.json")
-        keep = tuple(channel)
         workdir = self.workdir
         try:
             run_sync(km.start_kernel)(cwd=workdir, env=sandbox_environment(workdir), stdout=output, stderr=output,
-                            pass_fds=keep,
+                            pass_fds=channel,
                             preexec_fn=lambda: prepare_child(self.limits, workdir, self.confinement,
                                                              writable=(self._sockets,)))
         except Exception as exc:  # jupyter_client raises several kinds
