@@ -19,7 +19,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from grader.compare import arrays_close, as_array, outcomes_agree, trusted_call, values_close
+from grader.compare import arrays_close, as_array, values_close
+from grader.wire import weight_pair
 from grader.execute import CallOutcome, CallRequest, Chain, Sandbox
 from grader.model import CheckResult, Training
 from grader.probe import (
@@ -538,18 +539,7 @@ def _json_inputs(function: str, args: tuple) -> dict[str, Any]:
 
 def _weights(outcome: CallOutcome, shape1: tuple, shape2: tuple) -> tuple[np.ndarray, np.ndarray] | None:
     """The (w1, w2) a backward call returned, if it is a pair of finite arrays of the right shapes."""
-    if not outcome.ok or not isinstance(outcome.value, (tuple, list)) or len(outcome.value) != 2:
-        return None
-    w1, w2 = (as_array(v) for v in outcome.value)
-    if w1 is None or w2 is None or w1.shape != shape1:
-        return None
-    if w2.shape != shape2:
-        if w2.size != int(np.prod(shape2)):
-            return None
-        w2 = w2.reshape(shape2)
-    if not (np.isfinite(w1).all() and np.isfinite(w2).all()):
-        return None
-    return w1, w2
+    return weight_pair(outcome.value, shape1, shape2) if outcome.ok else None
 
 
 def _implied_gradients(probe: NetworkProbe, outcome: CallOutcome) -> tuple[np.ndarray, np.ndarray] | None:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from grader.execute import CallOutcome
-from grader.wire import Unsupported
+from grader.wire import float_array
 
 #: Values are compared with a relative tolerance of 1e-5 and an absolute one of
 #: 1e-6 times the expected magnitude: loose enough for a float32 computation
@@ -22,18 +22,8 @@ RTOL = 1e-5
 ATOL_SCALE = 1e-6
 
 
-def as_array(value: Any) -> np.ndarray | None:
-    """A numeric float array for ``value``, or None when it is not numeric data."""
-    if value is None or isinstance(value, Unsupported):
-        return None
-    if isinstance(value, (list, tuple)):
-        if any(isinstance(v, (list, tuple, Unsupported)) or v is None for v in value):
-            return None
-    try:
-        array = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        return None
-    return array
+#: The numeric reading of a returned value (shared with the sandbox's training chain).
+as_array = float_array
 
 
 def arrays_close(got: Any, expected: Any, dont_care: np.ndarray | None = None) -> bool:

@@ -262,34 +262,6 @@ def call(request: dict, blobs: list, timeout: float) -> tuple[dict, list]:
     return _reply(status, value, args, request.get("args_after", True))
 
 
-def _float_array(value):
-    """Mirror of the grader's ``as_array``: the chain must feed the same numbers the grader would."""
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)) and any(isinstance(v, (list, tuple)) or v is None for v in value):
-        return None
-    try:
-        return numpy.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        return None
-
-
-def _weights(value, shape1, shape2):
-    """Mirror of the grader's ``_weights``: the (w1, w2) a backward call returned, or None."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        return None
-    w1, w2 = _float_array(value[0]), _float_array(value[1])
-    if w1 is None or w2 is None or w1.shape != shape1:
-        return None
-    if w2.shape != shape2:
-        if w2.size != int(numpy.prod(shape2)):
-            return None
-        w2 = w2.reshape(shape2)
-    if not (numpy.isfinite(w1).all() and numpy.isfinite(w2).all()):
-        return None
-    return w1, w2
-
-
 def _plain_array(value) -> bool:
     return type(value) is numpy.ndarray and value.dtype.kind in NUMERIC_KINDS  # noqa: F821 (wire.py)
 
@@ -325,7 +297,7 @@ def train(header: dict, blobs: list) -> tuple[dict, list]:
         # Fresh copies for every call, as decoding gives the grader's calls: in-place updates stay local.
         args = (x.copy(), w1.copy(), w2.copy())
         status, value = invoke(forward, args, timeout)
-        y_hat = _float_array(_as_received(value)) if status == "ok" else None
+        y_hat = float_array(_as_received(value)) if status == "ok" else None  # noqa: F821 (wire.py)
         if y_hat is None or y_hat.size != 1 or not numpy.isfinite(y_hat).all():
             reply, out = _reply(status, value, args, False)
             stop = {"step": step, "function": "forward", "reply": reply}
@@ -334,7 +306,7 @@ def train(header: dict, blobs: list) -> tuple[dict, list]:
         y_hats.append(y_hat)
         args = (x.copy(), y, y_hat, w1.copy(), w2.copy(), eta)
         status, value = invoke(backward, args, timeout)
-        new = _weights(_as_received(value), w1.shape, w2.shape) if status == "ok" else None
+        new = weight_pair(_as_received(value), w1.shape, w2.shape) if status == "ok" else None  # noqa: F821
         if new is None:
             reply, out = _reply(status, value, args, False)
             stop = {"step": step, "function": "backward", "reply": reply}

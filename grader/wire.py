@@ -212,3 +212,38 @@ def decode_value(desc: Any, blobs: list[bytes], depth: int = 0) -> Any:
         decoded = [decode_value(item, blobs, depth + 1) for item in items]
         return tuple(decoded) if desc.get("kind") == "tuple" else decoded
     raise WireError(f"unknown value type {kind!r}")
+
+
+# --- the numbers a value stands for -------------------------------------------------
+# Used by the grader's checks and by the sandbox's training chain, which must read a
+# returned value exactly alike (the chain is audited against ordinary calls).
+
+
+def float_array(value: Any) -> np.ndarray | None:
+    """A numeric float array for ``value``, or None when it is not numeric data."""
+    if value is None or isinstance(value, Unsupported):
+        return None
+    if isinstance(value, (list, tuple)):
+        if any(isinstance(v, (list, tuple, Unsupported)) or v is None for v in value):
+            return None
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return None
+
+
+def weight_pair(value: Any, shape1: tuple, shape2: tuple) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (w1, w2) a backward call returned, if it is a pair of finite arrays of the right shapes
+    (w2 may come in any shape of the right size, as ``w2.flatten()`` does)."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        return None
+    w1, w2 = float_array(value[0]), float_array(value[1])
+    if w1 is None or w2 is None or w1.shape != shape1:
+        return None
+    if w2.shape != shape2:
+        if w2.size != int(np.prod(shape2)):
+            return None
+        w2 = w2.reshape(shape2)
+    if not (np.isfinite(w1).all() and np.isfinite(w2).all()):
+        return None
+    return w1, w2
