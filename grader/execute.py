@@ -272,9 +272,22 @@ class _Process:
             raise SandboxError.from_start_failure(str(exc)) from None
         for fd in (to_child_r, from_child_w, out_w):
             os.close(fd)
+        #: The channel's descriptor numbers as the child inherited them (a kernel is told them).
+        self.child_channel = (to_child_r, from_child_w)
         self.send_fd = to_child_w
         self.recv_fd = from_child_r
         self.drain = OutputDrain(out_r, drain_limit)
+
+    @classmethod
+    def attached(cls, recv_fd: int, send_fd: int) -> "_Process":
+        """A worker the grader did not start and may not stop; its output is not the grader's to drain."""
+        process = cls.__new__(cls)
+        out_r, out_w = os.pipe()
+        os.close(out_w)
+        process.handle, process.child_channel = _AttachedHandle(), (-1, -1)
+        process.recv_fd, process.send_fd = recv_fd, send_fd
+        process.drain = OutputDrain(out_r, 0)
+        return process
 
     def send(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> None:
         try:
@@ -320,7 +333,7 @@ class _Process:
                 pass
         self.drain.join(1.0)
 
-    def exit_description(self, memory_mb: int) -> str:
+    def exit_description(self) -> str:
         code = self.handle.poll()
         if code is None:
             return "stopped by the grader"
@@ -362,36 +375,13 @@ class SubprocessSandbox:
 
     # --- lifecycle ------------------------------------------------------------
 
-    @classmethod
-    def attached(cls, channel_in: int, channel_out: int, limits: Limits) -> "SubprocessSandbox":
-        """A sandbox whose worker already runs elsewhere (``grader.check()`` in a student's kernel):
-        the grader neither starts nor kills it, and a call that hangs it cannot be retried."""
-        sandbox = cls.__new__(cls)
-        sandbox._attached = (channel_in, channel_out)
-        SubprocessSandbox.__init__(sandbox, limits)
-        return sandbox
-
     def _start(self) -> None:
         self._spawn()
         self._await_ready()
 
     def _spawn(self) -> None:
         """Start the process without waiting, so its start-up overlaps the grader's own work."""
-        if getattr(self, "_attached", None):
-            if self._process is not None or self._restarts:
-                raise SandboxError.from_start_failure("the notebook's kernel stopped answering")
-            return self._spawn_attached()
         self._process = _Process(self._starter, self.limits.output_kb * 1024)
-        self._ready = False
-
-    def _spawn_attached(self) -> None:
-        out_r, out_w = os.pipe()
-        os.close(out_w)  # the worker's output is the student's notebook's: nothing to drain here
-        process = _Process.__new__(_Process)
-        process.handle = _AttachedHandle()
-        process.recv_fd, process.send_fd = self._attached
-        process.drain = OutputDrain(out_r, 0)
-        self._process = process
         self._ready = False
 
     def _starter(self, channel: tuple[int, int], output: int) -> ProcessHandle:
@@ -418,7 +408,7 @@ class SubprocessSandbox:
         """Kill the current process and keep its output; return how it ended, in words."""
         assert self._process is not None
         self._process.kill(died=stop != "timeout")
-        how = self._process.exit_description(self.limits.memory_mb)
+        how = self._process.exit_description()
         self._excerpts.append(self._process.drain.excerpt())
         if stop == "protocol":
             self.tampering.append("the notebook wrote to the grader's private channel or broke its protocol")
@@ -648,7 +638,7 @@ class SubprocessSandbox:
 
     def _restart_and_replay(self) -> None:
         self._process = None
-        if self._restarts >= MAX_RESTARTS or getattr(self, "_attached", None):
+        if self._restarts >= MAX_RESTARTS:
             return
         self._restarts += 1
         self._start()
@@ -671,3 +661,19 @@ class SubprocessSandbox:
             error = header.get("error")
             return CallOutcome(status, error=str(error)[:300] if error else None)
         raise wire.WireError("unknown call status")
+
+
+class AttachedSandbox(SubprocessSandbox):
+    """A sandbox whose worker already runs elsewhere (``grader.check()`` in a student's kernel):
+    the grader neither starts nor kills it, and after a call hangs it there is no restart."""
+
+    def __init__(self, channel_in: int, channel_out: int, limits: Limits | None = None) -> None:
+        self._channel = (channel_in, channel_out)
+        super().__init__(limits)
+
+    def _spawn(self) -> None:
+        self._process = _Process.attached(*self._channel)
+        self._ready = False
+
+    def _restart_and_replay(self) -> None:
+        self._process = None

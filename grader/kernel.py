@@ -134,7 +134,7 @@ class KernelSandbox(SubprocessSandbox):
                                                   "traceback": []})
         try:
             client.start_new_kernel_client()
-            reply = run_sync(client.kc.execute_interactive)(_setup_code(self._channel_numbers), silent=True,
+            reply = run_sync(client.kc.execute_interactive)(_setup_code(self._process.child_channel), silent=True,
                                                             store_history=False, timeout=30)
         except Exception as exc:
             self._process.kill(died=True)
@@ -143,21 +143,6 @@ class KernelSandbox(SubprocessSandbox):
             raise SandboxError.from_start_failure("the kernel could not load the grader's worker program")
         self._client = client
         self._ready = True
-
-    def _spawn(self) -> None:
-        # The channel's descriptor numbers in the kernel are the ones it inherited: remember them.
-        numbers: list[tuple[int, int]] = []
-        starter = self._starter
-
-        def start(channel: tuple[int, int], output: int) -> ProcessHandle:
-            numbers.append(channel)
-            return starter(channel, output)
-
-        from grader.execute import _Process
-
-        self._process = _Process(start, self.limits.output_kb * 1024)
-        self._channel_numbers = numbers[0]
-        self._ready = False
 
     def _cleanup_kernel(self) -> None:
         client, km = self._client, self._km

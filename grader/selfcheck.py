@@ -98,13 +98,13 @@ def check(function: str | None = None, *, rubric: str | None = None, seed: int =
 
 
 def _serve(channel_in: int, channel_out: int, settings: dict[str, Any]) -> dict[str, Any]:
-    from grader.execute import SubprocessSandbox
+    from grader.execute import AttachedSandbox
     from grader.grade import Options, grade_attached
     from grader.render import html, json_report
     from grader.rubric import load_rubric
 
     rubric = load_rubric(settings.get("rubric"))
-    sandbox = SubprocessSandbox.attached(channel_in, channel_out, rubric.limits)
+    sandbox = AttachedSandbox(channel_in, channel_out, rubric.limits)
     try:
         report = grade_attached(sandbox, "this notebook", rubric, Options(seed=int(settings.get("seed") or 0)))
     finally:
