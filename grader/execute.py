@@ -142,12 +142,17 @@ _BOOTSTRAP = "from __future__ import annotations\nimport sys\nsys.path.append(sy
 
 
 @lru_cache(maxsize=1)
-def worker_program() -> str:
-    """The sandbox program: bootstrap, ``wire.py``, the jail's source (for the fork server), the worker."""
+def worker_body() -> str:
+    """``wire.py`` and the worker, as source; what runs it prepends ``_CHANNEL_ARGS`` and ``_JAIL_SOURCE``."""
     wire_source = (_PACKAGE_DIR / "wire.py").read_text().replace("from __future__ import annotations\n", "", 1)
+    return wire_source + "\n" + (_PACKAGE_DIR / "sandbox_worker.py").read_text()
+
+
+@lru_cache(maxsize=1)
+def worker_program() -> str:
+    """The sandbox program: bootstrap, the jail's source (for the fork server), then ``worker_body``."""
     jail_source = (_PACKAGE_DIR / "jail.py").read_text()
-    return (_BOOTSTRAP + f"_JAIL_SOURCE = {jail_source!r}\n" + wire_source + "\n"
-            + (_PACKAGE_DIR / "sandbox_worker.py").read_text())
+    return _BOOTSTRAP + f"_JAIL_SOURCE = {jail_source!r}\n" + worker_body()
 
 
 def sandbox_environment(workdir: str) -> dict[str, str]:

@@ -34,8 +34,8 @@ from typing import Any
 from grader import wire
 from grader.confine import prepare_child
 from grader.errors import SandboxError
-from grader.execute import (CHANNEL_FAILURES, WATCHDOG_GRACE_S, stop_kind, ProcessHandle, StopKind, SubprocessSandbox, _PACKAGE_DIR,
-                            _PopenHandle, sandbox_environment)
+from grader.execute import (CHANNEL_FAILURES, WATCHDOG_GRACE_S, ProcessHandle, StopKind, SubprocessSandbox,
+                            _PopenHandle, sandbox_environment, stop_kind, worker_body)
 from grader.limits import Limits
 from grader.model import CellRun
 
@@ -65,20 +65,8 @@ def _kernel_spec_dir(site_view: str) -> str:
 
 def _setup_code(channel: tuple[int, int]) -> str:
     """Loads the worker program, in kernel mode, into a namespace of its own inside the kernel."""
-    wire_source = (_PACKAGE_DIR / "wire.py").read_text().replace("from __future__ import annotations\n", "", 1)
-    program = (f"_CHANNEL_ARGS = ['kernel', '{channel[0]}', '{channel[1]}']\n_JAIL_SOURCE = ''\n"
-               + wire_source + "\n" + (_PACKAGE_DIR / "sandbox_worker.py").read_text())
+    program = f"_CHANNEL_ARGS = ['kernel', '{channel[0]}', '{channel[1]}']\n_JAIL_SOURCE = ''\n" + worker_body()
     return f"exec(compile({program!r}, '<sandbox>', 'exec'), {{'__name__': '__sandbox__'}})"
-
-
-def _describe_error(name: str, value: str) -> str:
-    """The same one-line wording the sandbox worker gives an exception."""
-    if name == "MemoryError":
-        return f"memory limit: the code needed more memory than the sandbox allows ({value})"[:300]
-    if name == "RecursionError":
-        return "RecursionError: maximum recursion depth exceeded (does the function call itself forever?)"
-    text = f"{name}: {value}"
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class KernelSandbox(SubprocessSandbox):
@@ -232,7 +220,7 @@ class KernelSandbox(SubprocessSandbox):
             if output.get("output_type") == "error":
                 if output.get("ename") == "KeyboardInterrupt":
                     return CellRun(index, "timeout", "time limit")
-                return CellRun(index, "error", _describe_error(output.get("ename", "Error"), output.get("evalue", "")))
+                return CellRun(index, "error", wire.describe_error(output.get("ename", "Error"), output.get("evalue", "")))
         return CellRun(index, "ok")
 
     def _keep_output(self, node: Any) -> None:

@@ -175,12 +175,8 @@ def _flush() -> None:
 def _describe(error: BaseException) -> str:
     if isinstance(error, Deadline):
         return "time limit"
-    if isinstance(error, MemoryError):
-        return f"memory limit: the code needed more memory than the sandbox allows ({error})"[:300]
-    if isinstance(error, RecursionError):
-        return "RecursionError: maximum recursion depth exceeded (does the function call itself forever?)"
-    text = f"{type(error).__name__}: {error}"
-    return text if len(text) <= 300 else text[:297] + "..."
+    name = "MemoryError" if isinstance(error, MemoryError) else type(error).__name__
+    return describe_error(name, str(error))  # noqa: F821 (wire.py)
 
 
 def run_cell(index: int, source: str, timeout: float, token: str) -> None:

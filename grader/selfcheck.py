@@ -39,6 +39,8 @@ class SelfCheckError(RuntimeError):
 
 
 def _worker_source(channel: tuple[int, int]) -> str:
+    # execute.worker_body() builds the same text, but importing grader.execute here would load
+    # half the grader into the student's kernel; this module must stay standard-library only.
     wire_source = (_PACKAGE_DIR / "wire.py").read_text().replace("from __future__ import annotations\n", "", 1)
     return (f"_CHANNEL_ARGS = ['selfcheck', '{channel[0]}', '{channel[1]}']\n_JAIL_SOURCE = ''\n"
             + wire_source + "\n" + (_PACKAGE_DIR / "sandbox_worker.py").read_text())

@@ -214,6 +214,24 @@ def decode_value(desc: Any, blobs: list[bytes], depth: int = 0) -> Any:
     raise WireError(f"unknown value type {kind!r}")
 
 
+# --- how a failed call is worded ----------------------------------------------------------
+# The worker words the exceptions it catches; the kernel backend words those nbclient
+# records by name. One wording for both, so a report reads the same on either backend.
+
+#: Exception names that mean "out of memory" (numpy raises a private MemoryError subclass).
+MEMORY_ERRORS = frozenset({"MemoryError", "_ArrayMemoryError"})
+
+
+def describe_error(name: str, value: str) -> str:
+    """One line, at most 300 characters, for an exception called ``name`` with message ``value``."""
+    if name in MEMORY_ERRORS:
+        return f"memory limit: the code needed more memory than the sandbox allows ({value})"[:300]
+    if name == "RecursionError":
+        return "RecursionError: maximum recursion depth exceeded (does the function call itself forever?)"
+    text = f"{name}: {value}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 # --- the numbers a value stands for -------------------------------------------------
 # Used by the grader's checks and by the sandbox's training chain, which must read a
 # returned value exactly alike (the chain is audited against ordinary calls).
