@@ -1,7 +1,10 @@
 """Shared helpers: build notebooks the way students leave them, and grade them."""
 from __future__ import annotations
 
+import base64
 import json
+import struct
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Callable
 
@@ -43,3 +46,55 @@ def write_notebook(tmp_path: Path) -> Callable[..., Path]:
         path.write_text(notebook_json(cells))
         return path
     return write
+
+
+# --- reading rendered pages the way a browser would (HTML renderers, summary, batch output) ---
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class HtmlPage(HTMLParser):
+    """Collects start tags with their attributes and the text, as a browser would see them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    def named(self, tag: str) -> list[dict[str, str | None]]:
+        return [attrs for name, attrs in self.tags if name == tag]
+
+    def classes(self, cls: str) -> int:
+        return sum(1 for _, attrs in self.tags if cls in (attrs.get("class") or "").split())
+
+
+def parse_html(document: str) -> HtmlPage:
+    page = HtmlPage()
+    page.feed(document)
+    page.close()
+    return page
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the IHDR chunk, read without any imaging library."""
+    assert data[:8] == PNG_SIGNATURE
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    return struct.unpack(">II", data[16:24])
+
+
+def embedded_pngs(page: HtmlPage) -> list[bytes]:
+    """The bytes of every ``<img>``, which must all be inline PNG data URLs (self-contained pages)."""
+    prefix = "data:image/png;base64,"
+    sources = [attrs.get("src") or "" for attrs in page.named("img")]
+    assert all(src.startswith(prefix) for src in sources), sources
+    return [base64.b64decode(src[len(prefix):], validate=True) for src in sources]

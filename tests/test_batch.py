@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from html.parser import HTMLParser
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -21,7 +20,7 @@ from grader import batch
 from grader.batch import BatchOptions, run_batch
 from grader.cli import main
 
-from conftest import CORRECT_CELLS, REPO, notebook_json
+from conftest import CORRECT_CELLS, REPO, embedded_pngs, notebook_json, parse_html
 
 FIXTURES = REPO / "tests" / "fixtures" / "notebooks"
 MANIFEST = json.loads((REPO / "tests" / "fixtures" / "manifest.json").read_text())
@@ -76,26 +75,12 @@ def build_class(root: Path) -> dict[str, dict]:
     return expected
 
 
-class _Parser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[str] = []
-        self.images: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        if tag == "img":
-            self.images.append(dict(attrs).get("src", ""))
-
-
-def _png_from(src: str):
-    import base64
-
+def _opened(png: bytes):
+    """The PNG opened (and verified) by an imaging library: a truncated or corrupt file raises."""
     from PIL import Image
 
-    assert src.startswith("data:image/png;base64,")
-    image = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
-    image.verify()  # a truncated or corrupt PNG raises here
+    image = Image.open(io.BytesIO(png))
+    image.verify()
     return image
 
 
@@ -149,20 +134,19 @@ def test_every_output_file_is_there_and_well_formed(graded_class):
     reports = _reports(out)
     for source, document in reports.items():
         sid = document["batch"]["id"]
-        page = _Parser()
-        page.feed((out / "feedback" / f"{sid}.html").read_text())
-        assert "html" in page.tags and "body" in page.tags
+        page = parse_html((out / "feedback" / f"{sid}.html").read_text())
+        assert page.named("html") and page.named("body")
         assert (out / "feedback" / f"{sid}.md").read_text().strip()
         results = json.loads((out / "results" / sid / "results.json").read_text())
         assert results["score"] == document["score"]
         if document["status"] == "graded":
             assert sum(t["max_score"] for t in results["tests"]) == document["max_score"]
             if document.get("training") and document["training"].get("loss"):
-                assert page.images, f"{sid}: the loss curve is missing"
-                assert _png_from(page.images[0]).size[0] > 0
-    summary_page = _Parser()
-    summary_page.feed((out / "summary.html").read_text())
-    pngs = [_png_from(src) for src in summary_page.images]
+                pngs = embedded_pngs(page)
+                assert pngs, f"{sid}: the loss curve is missing"
+                assert _opened(pngs[0]).size[0] > 0
+    summary_page = parse_html((out / "summary.html").read_text())
+    pngs = [_opened(png) for png in embedded_pngs(summary_page)]
     assert len(pngs) >= 2 and all(p.size[0] > 100 and p.size[1] > 100 for p in pngs)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["count"] == len(expected)

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import base64
 import json
-import struct
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from html.parser import HTMLParser
 
 import pytest
 
 from grader.model import CellRun, CheckResult, Diagnosis, FunctionInfo, Report, Training
 from grader.render import RENDERERS, classroom, gradescope, html, junit, plot, render
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from conftest import embedded_pngs, parse_html, png_size
+
 HINT = "The slope belongs at the hidden pre-activation, not at what flows back from w2."
 ERROR_SENTENCE = "notes.txt is not a Jupyter notebook: not JSON; export it again and resubmit."
 HOSTILE = "got <script>alert('x')</script> & \x00\x1b[31mred\x1b[0m"
@@ -84,60 +83,12 @@ def all_passed_report() -> Report:
     return report
 
 
-# ----------------------------------------------------------------------------- HTML helpers
-
-class _Page(HTMLParser):
-    """Collects start tags with their attributes and the text, as a browser would see them."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_startendtag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-    def named(self, tag: str) -> list[dict[str, str | None]]:
-        return [attrs for name, attrs in self.tags if name == tag]
-
-    def classes(self, cls: str) -> int:
-        return sum(1 for _, attrs in self.tags if cls in (attrs.get("class") or "").split())
-
-
-def parse(document: str) -> _Page:
-    page = _Page()
-    page.feed(document)
-    page.close()
-    return page
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    """Width and height from the IHDR chunk, read without any imaging library."""
-    assert data[:8] == PNG_SIGNATURE
-    length, kind = struct.unpack(">I4s", data[8:16])
-    assert kind == b"IHDR" and length == 13
-    return struct.unpack(">II", data[16:24])
-
-
-def embedded_pngs(page: _Page) -> list[bytes]:
-    prefix = "data:image/png;base64,"
-    sources = [attrs.get("src") or "" for attrs in page.named("img")]
-    assert all(src.startswith(prefix) for src in sources), sources
-    return [base64.b64decode(src[len(prefix):], validate=True) for src in sources]
-
-
 # ----------------------------------------------------------------------------- HTML
 
 def test_html_page_structure_and_loss_curve() -> None:
     document = html.render(graded_report())
     assert document.startswith("<!DOCTYPE html>")
-    page = parse(document)
+    page = parse_html(document)
     assert len(page.named("html")) == 1 and len(page.named("head")) == 1
     assert len(page.named("body")) == 1 and len(page.named("style")) == 1
     text = "".join(page.text)
@@ -158,7 +109,7 @@ def test_html_page_structure_and_loss_curve() -> None:
 def test_html_is_self_contained() -> None:
     document = html.render(graded_report())
     assert "http://" not in document and "https://" not in document
-    page = parse(document)
+    page = parse_html(document)
     assert not page.named("script") and not page.named("link")
     for attrs in page.named("img"):
         assert (attrs["src"] or "").startswith("data:")
@@ -166,7 +117,7 @@ def test_html_is_self_contained() -> None:
 
 def test_html_escapes_student_text() -> None:
     document = html.render(hostile_report())
-    page = parse(document)
+    page = parse_html(document)
     assert not page.named("script"), "a <script> in a message must come out escaped"
     assert len(page.named("img")) == 1, "only the loss curve; no img from the submission path"
     assert "&lt;script&gt;" in document
@@ -179,26 +130,26 @@ def test_html_escapes_student_text() -> None:
 
 def test_html_error_report() -> None:
     document = html.render(error_report())
-    page = parse(document)
+    page = parse_html(document)
     text = "".join(page.text)
     assert "Not graded" in text and ERROR_SENTENCE in text
     assert not page.named("img") and not page.named("table")
 
 
 def test_html_without_training_has_no_image() -> None:
-    page = parse(html.render(graded_report(training=None)))
+    page = parse_html(html.render(graded_report(training=None)))
     assert not page.named("img")
     empty = Training(iterations=0, final_prediction=None, target=1.0)
-    assert not parse(html.render(graded_report(training=empty))).named("img")
+    assert not parse_html(html.render(graded_report(training=empty))).named("img")
 
 
 def test_html_fragment_is_body_only() -> None:
     fragment = html.fragment(graded_report())
-    page = parse(fragment)
+    page = parse_html(fragment)
     assert not page.named("html") and not page.named("head") and not page.named("body")
     assert page.tags[0] == ("div", {"class": "grader-report"})
     assert page.named("style"), "the fragment carries its own scoped CSS by default"
-    assert not parse(html.fragment(graded_report(), style=False)).named("style")
+    assert not parse_html(html.fragment(graded_report(), style=False)).named("style")
     assert len(embedded_pngs(page)) == 1
 
 

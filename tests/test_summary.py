@@ -6,12 +6,9 @@ known by hand, and the page is parsed rather than searched as a string.
 """
 from __future__ import annotations
 
-import base64
 import csv
 import json
 import os
-import struct
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -25,6 +22,8 @@ from grader.summary import (
     summarize,
     write_gradebook,
 )
+
+from conftest import embedded_pngs, parse_html, png_size
 
 INJECTION = "=HYPERLINK(\"http://evil\",\"x\")"
 ERROR_SENTENCE = "bob.ipynb is not a Jupyter notebook: not JSON."
@@ -182,37 +181,15 @@ def test_summarize_empty_batch() -> None:
 
 # ----------------------------------------------------------------------------- summary.html
 
-class _Page(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-    def named(self, tag: str) -> list[dict[str, str | None]]:
-        return [attrs for name, attrs in self.tags if name == tag]
-
-
 def test_summary_html_embeds_two_pngs_and_links_students() -> None:
     rows = class_rows()
     document = render_summary_html(summarize(rows), rows)
-    page = _Page()
-    page.feed(document)
-    page.close()
+    page = parse_html(document)
     assert not page.named("script"), "student names must be escaped"
-    images = page.named("img")
+    images = embedded_pngs(page)
     assert len(images) == 2
-    for attrs in images:
-        src = attrs["src"] or ""
-        assert src.startswith("data:image/png;base64,")
-        data = base64.b64decode(src.split(",", 1)[1], validate=True)
-        assert data[:8] == b"\x89PNG\r\n\x1a\n"
-        width, height = struct.unpack(">II", data[16:24])
+    for data in images:
+        width, height = png_size(data)
         assert width > 0 and height > 0
     assert not page.named("link"), "self-contained: no external stylesheet"
     links = [attrs["href"] for attrs in page.named("a")]
@@ -226,8 +203,7 @@ def test_summary_html_embeds_two_pngs_and_links_students() -> None:
 def test_summary_html_without_diagnoses_has_one_png_and_custom_links() -> None:
     rows = class_rows()[:1]
     document = render_summary_html(summarize(rows), rows, link=lambda row: f"reports/{row.student}.html")
-    page = _Page()
-    page.feed(document)
+    page = parse_html(document)
     assert len(page.named("img")) == 1
     assert [a["href"] for a in page.named("a")] == ["reports/ann.html"]
 
