@@ -195,12 +195,12 @@ class Output:
         document["batch"] = {"id": sid, "student": student, "source": source, "sha256": sha256, "fingerprint": stamp}
         _write_atomic(self.report(sid), json.dumps(document, indent=1, allow_nan=False) + "\n")
 
-    def finish(self, rows: list[GradebookRow], ids: dict[int, str]) -> None:
+    def finish(self, rows: list[GradebookRow]) -> None:
         write_gradebook(rows, self.root / "gradebook.csv")
         summary = summarize(rows)
         _write_atomic(self.root / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
         _write_atomic(self.root / "summary.html",
-                      render_summary_html(summary, rows, link=lambda row: f"feedback/{ids[id(row)]}.html"))
+                      render_summary_html(summary, rows, link=lambda row: f"feedback/{row.id}.html"))
         _write_atomic(self.root / "junit.xml", junit.render_many([row.report for row in rows]))
 
 
@@ -264,21 +264,14 @@ def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int],
     finally:
         meter.close()
 
-    rows, ids = [], {}
-    for submission in collection.submissions:
-        report = reports.get(submission.id)
-        if report is None:
-            continue  # interrupted before it was graded; the next run picks it up
-        row = GradebookRow(submission.source, submission.student, report)
-        ids[id(row)] = submission.id
-        rows.append(row)
+    rows = [GradebookRow(s.source, s.student, reports[s.id], s.id) for s in collection.submissions
+            if s.id in reports]  # one missing was interrupted before it was graded: the next run picks it up
     for problem in collection.problems:
         report = error_report(problem.source, rubric, problem.message, time.perf_counter())
-        row = GradebookRow(problem.source, "", report)
-        ids[id(row)] = _problem_id(problem.source)
-        out.save(ids[id(row)], "", problem.source, "", stamp, report)
+        row = GradebookRow(problem.source, "", report, _problem_id(problem.source))
+        out.save(row.id, "", problem.source, "", stamp, report)
         rows.append(row)
-    out.finish(rows, ids)
+    out.finish(rows)
     errors = sum(row.report.status != "graded" for row in rows)
     return BatchResult(rows, len(rows) - reused - len(collection.problems), reused, errors,
                        time.perf_counter() - started, interrupted)

@@ -37,6 +37,8 @@ class GradebookRow:
     submission: str
     student: str
     report: Report
+    #: The submission's stable id in a batch (names its files there); "" outside a batch.
+    id: str = ""
 
 
 # ----------------------------------------------------------------------------- gradebook
