@@ -58,16 +58,23 @@ watching = [False]
 seen: list[str] = []
 
 
-def _roots() -> tuple:
-    """Where Python itself reads from, plus the working directory: opens elsewhere are noted."""
+def _python_roots() -> tuple:
+    """Where Python itself reads from: fixed for the life of the program, so a fork server works it
+    out once (resolving the site view's links takes a few thousand ``lstat`` calls)."""
     views = [p for p in sys.path if os.sep + "site-view" + os.sep in p and os.path.isdir(p)]
-    return tuple(sorted({os.path.realpath(p) + os.sep for p in (
-        os.getcwd(), sys.prefix, sys.base_prefix, sys.exec_prefix, "/dev", "/etc", "/usr", "/proc/self",
+    return tuple({os.path.realpath(p) + os.sep for p in (
+        sys.prefix, sys.base_prefix, sys.exec_prefix, "/dev", "/etc", "/usr", "/proc/self",
         *[q for q in sys.path if q],
-        *[os.path.dirname(os.path.realpath(os.path.join(v, e))) for v in views for e in os.listdir(v)])}))
+        *[os.path.dirname(os.path.realpath(os.path.join(v, e))) for v in views for e in os.listdir(v)])})
 
 
-_ROOTS = _roots()
+def _roots(python_roots: tuple) -> tuple:
+    """Python's own roots plus the working directory: opens elsewhere are noted."""
+    return tuple(sorted({*python_roots, os.path.realpath(os.getcwd()) + os.sep}))
+
+
+_PYTHON_ROOTS = _python_roots()
+_ROOTS = _roots(_PYTHON_ROOTS)
 _PROBES = ("grader", "reference", "rubrics")
 
 
@@ -377,7 +384,7 @@ def _become_worker(request: dict, fds: list, jail, lib) -> None:
     os.close(output)
     CHANNEL_IN, CHANNEL_OUT = channel_in, channel_out
     receive = fd_reader(CHANNEL_IN)  # noqa: F821 (wire.py)
-    _ROOTS = _roots()
+    _ROOTS = _roots(_PYTHON_ROOTS)
     # A fresh process would not share its random state with the previous submission. Seeded from
     # os.urandom: numpy.random.seed() without an argument costs ~20 ms on its first call.
     random.seed(os.urandom(16))
@@ -386,15 +393,59 @@ def _become_worker(request: dict, fds: list, jail, lib) -> None:
     os._exit(0)
 
 
+#: The grader's own code, run once in the fork server so that every fork inherits what a typical
+#: notebook needs first (numpy.random, the Agg canvas, IPython's transformers, traceback and
+#: %timeit machinery) instead of importing and building it again. Its traces are reset afterwards.
+WARM_UP_CELLS = (
+    "import numpy as np\nimport matplotlib.pyplot as plt\n"
+    "_w = np.random.default_rng(0).normal(size=(2, 2))\nnp.random.seed(0)\n"
+    "plt.plot(np.maximum(_w @ _w.T, 0).ravel())\nplt.close('all')",
+    "%timeit pass",
+    "1 / 0",
+)
+
+
+def _warm_up() -> None:
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            for cell in WARM_UP_CELLS:
+                shell.run_cell(cell, store_history=False, silent=True)
+    finally:
+        shell.reset(new_session=False)
+        shell.execution_count = 1  # as in a fresh shell; reset() leaves it unless a new session starts
+        shell.logger  # noqa: B018 (built on first access, in every run_cell)
+    # The first ``plt.plot`` of a session builds a figure and its axes: about half of a typical
+    # notebook's run time. Every fork starts with that empty current figure already built, which is
+    # where the first ``plt.plot`` would have drawn anyway.
+    try:
+        import matplotlib.pyplot as plt
+
+        plt.figure().add_subplot()
+    except Exception:
+        pass
+
+
 def serve_forks(control_fd: int) -> None:
+    import gc
     import json
+    import random  # noqa: F401 (imported once here, not in every fork)
+    import secrets  # noqa: F401
     import socket
+    import tempfile  # noqa: F401
 
     jail = types.ModuleType("sandbox_jail")
     exec(_JAIL_SOURCE, jail.__dict__)  # noqa: F821 (set by the bootstrap)
     lib = jail.libc()
     server = socket.socket(fileno=control_fd)
     home_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY) if lib is not None else -1
+    _warm_up()
+    # Forks share the server's pages until they write to them; a garbage collection in a fork would
+    # write to every object the server holds. Frozen objects are never scanned.
+    gc.collect()
+    gc.freeze()
     reply = lambda obj: server.send(json.dumps(obj).encode())  # noqa: E731
     reply({"op": "ready"})
     while True:
