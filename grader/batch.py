@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,9 +186,11 @@ class Output:
             return None
 
     def save(self, sid: str, student: str, source: str, sha256: str, stamp: str, report: Report,
-             files: dict[str, str] | None = None) -> None:
-        """Write the report last: its presence is what marks the submission as done."""
-        document = json_report.to_dict(report)
+             files: dict[str, str] | None = None, document: dict[str, Any] | None = None) -> None:
+        """Write the report last: its presence is what marks the submission as done.
+
+        ``document`` is the report as a dict when a pool process already made it."""
+        document = dict(document) if document is not None else json_report.to_dict(report)
         files = files or feedback_files(report)
         _write_atomic(self.root / "feedback" / f"{sid}.md", files["md"])
         _write_atomic(self.root / "feedback" / f"{sid}.html", files["html"])
@@ -255,6 +258,10 @@ def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int],
         else:
             todo.append(submission)
     reused = len(reports)
+    if todo:
+        # The class summary's charts need matplotlib, a few hundred ms to import: do it while the
+        # pool grades (this thread mostly waits), not after the last submission.
+        threading.Thread(target=_import_chart_libraries, daemon=True).start()
     meter = (progress or (lambda n: Progress(n)))(len(todo))
     interrupted = False
     try:
@@ -275,6 +282,14 @@ def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int],
     errors = sum(row.report.status != "graded" for row in rows)
     return BatchResult(rows, len(rows) - reused - len(collection.problems), reused, errors,
                        time.perf_counter() - started, interrupted)
+
+
+def _import_chart_libraries() -> None:
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+    except Exception:  # the summary reports the problem itself when it draws
+        pass
 
 
 def _problem_id(source: str) -> str:
@@ -301,10 +316,11 @@ def _grade_all(todo: list[Submission], options: BatchOptions, out: Output, stamp
             broken = False
             for future in done:
                 submission = pending.pop(future)
-                files = None
+                files = document = None
                 try:
                     result = future.result()
-                    report, files = json_report.from_dict(result["report"]), result["files"]
+                    document, files = result["report"], result["files"]
+                    report = json_report.from_dict(document)
                 except futures.process.BrokenProcessPool:
                     # Every submission in flight fails with the pool, and which one broke it is
                     # unknown: each gets one more try in a fresh pool before it becomes an error row.
@@ -317,7 +333,8 @@ def _grade_all(todo: list[Submission], options: BatchOptions, out: Output, stamp
                 except Exception as exc:
                     report = error_report(submission.source, rubric, GRADER_FAILED.format(
                         reason=f"{type(exc).__name__}: {exc}"), time.perf_counter())
-                out.save(submission.id, submission.student, submission.source, submission.sha256, stamp, report, files)
+                out.save(submission.id, submission.student, submission.source, submission.sha256, stamp, report,
+                         files, document)
                 reports[submission.id] = report
                 meter.advance(submission.id)
             if broken:

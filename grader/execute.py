@@ -52,6 +52,8 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 #: Extra wall time the watchdog allows beyond a limit before it kills the sandbox:
 #: the in-process alarm should have fired by then; if not, the code ignores signals.
 WATCHDOG_GRACE_S = 0.5
+#: Bytes read from the sandbox's channel at a time.
+READ_CHUNK = 1 << 20
 MAX_RESTARTS = 4
 
 
@@ -282,6 +284,7 @@ class _Process:
         self.send_fd = to_child_w
         self.recv_fd = from_child_r
         self.drain = OutputDrain(out_r, drain_limit)
+        self._buffer = bytearray()
 
     @classmethod
     def attached(cls, recv_fd: int, send_fd: int) -> "_Process":
@@ -292,6 +295,7 @@ class _Process:
         process.handle, process.child_channel = _AttachedHandle(), (-1, -1)
         process.recv_fd, process.send_fd = recv_fd, send_fd
         process.drain = OutputDrain(out_r, 0)
+        process._buffer = bytearray()
         return process
 
     def send(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> None:
@@ -301,23 +305,29 @@ class _Process:
             raise EOFError("sandbox closed its channel") from None
 
     def receive(self, deadline: float) -> tuple[dict[str, Any], list[bytes]]:
-        """Read one message; TimeoutError past ``deadline``, EOFError if the process died."""
+        """Read one message; TimeoutError past ``deadline``, EOFError if the process died.
+
+        Reads whatever the pipe holds (up to 1 MB) into a buffer and parses from it: replies to
+        a batch of calls arrive back to back, and one read per burst instead of five per reply
+        (frame, header, and a length and a body per array) halves the grader's cost per call.
+        """
+        buffer = self._buffer
 
         def read_exact(n: int) -> bytes:
-            chunks, remaining = [], n
-            while remaining:
+            while len(buffer) < n:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
                     raise TimeoutError
                 ready, _, _ = select.select([self.recv_fd], [], [], wait)
                 if not ready:
                     raise TimeoutError
-                chunk = os.read(self.recv_fd, min(remaining, 1 << 20))
+                chunk = os.read(self.recv_fd, READ_CHUNK)
                 if not chunk:
                     raise EOFError("sandbox closed its channel")
-                chunks.append(chunk)
-                remaining -= len(chunk)
-            return b"".join(chunks)
+                buffer.extend(chunk)
+            data = bytes(buffer[:n])
+            del buffer[:n]
+            return data
 
         return wire.read_message(read_exact)
 

@@ -18,7 +18,7 @@ CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x20000000,
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 0x400, 0x800, 0x200000, 0x1000000
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
 _MOUNT_OPTION_FLAGS = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
                        "noatime": MS_NOATIME, "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME,
                        "strictatime": MS_STRICTATIME}
@@ -53,6 +53,14 @@ def _load_libc():
 # Everything below runs in the forked child before exec: no imports, no threads,
 # no allocation-heavy work; errors abort the start (the grader reports it) rather
 # than letting the worker run less confined than promised.
+
+
+def set_process_name(libc, name: str) -> None:
+    """What ``ps``, ``top`` and ``perf`` show for this process (15 bytes at most): an instructor
+    watching a batch sees which processes are sandboxes and which are the grader."""
+    if libc is not None:
+        buffer = ctypes.create_string_buffer(name.encode()[:15])
+        libc.prctl(PR_SET_NAME, ctypes.addressof(buffer), 0, 0, 0)
 
 
 def _check(result: int, what: str) -> None:

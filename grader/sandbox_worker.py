@@ -369,6 +369,7 @@ def _become_worker(request: dict, fds: list, jail, lib) -> None:
     import types as _types
 
     os.setsid()
+    jail.set_process_name(lib, "grader-sandbox")
     channel_in, channel_out, output = fds
     limits = _types.SimpleNamespace(**request["limits"])
     workdir = request["workdir"]
@@ -441,6 +442,7 @@ def serve_forks(control_fd: int) -> None:
     lib = jail.libc()
     server = socket.socket(fileno=control_fd)
     home_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY) if lib is not None else -1
+    jail.set_process_name(lib, "grader-forksrv")
     _warm_up()
     # Forks share the server's pages until they write to them; a garbage collection in a fork would
     # write to every object the server holds. Frozen objects are never scanned.

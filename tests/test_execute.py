@@ -128,3 +128,62 @@ def test_output_is_bounded_and_never_parsed():
     finally:
         box.close()
     assert not os.path.exists(box.workdir)
+
+
+def test_a_fork_of_the_warmed_up_server_starts_as_clean_as_a_fresh_process():
+    """The fork server runs its own warm-up cells before forking; no trace of them may reach a submission."""
+    from grader.forkserver import ForkServer
+
+    probe = _cells(
+        "ip = get_ipython()\n"
+        "names = sorted(n for n in ip.user_ns if not n.startswith('_') and n not in ('In', 'Out', 'exit', 'quit', 'get_ipython', 'ip'))\n"
+        "print('names', names, 'count', ip.execution_count, 'outputs', len(ip.user_ns['Out']), 'inputs', len(ip.user_ns['In']))",
+        "import numpy as np\nimport matplotlib.pyplot as plt\nline, = plt.plot([1, 2, 3])\n"
+        "print('drawn', line.get_ydata().tolist(), 'axes', len(plt.gcf().axes))",
+        "import numpy as np\nprint('draw', np.random.random())",
+    )
+    texts = []
+    with ForkServer() as server:
+        for _ in range(2):
+            box = SubprocessSandbox(FAST, server)
+            try:
+                execution = box.run_notebook(probe)
+            finally:
+                box.close()
+            assert [c.status for c in execution.cells] == ["ok"] * 3
+            texts.append(box.output_excerpt())
+    fresh = SubprocessSandbox(FAST)
+    try:
+        fresh.run_notebook(probe)
+    finally:
+        fresh.close()
+    expected = fresh.output_excerpt()
+    assert "count 1 outputs 0" in expected and "drawn [1, 2, 3] axes 1" in expected
+    for text in texts:  # identical to a fresh process, apart from the random draw
+        assert text.split("draw 0.")[0] == expected.split("draw 0.")[0]
+    assert texts[0].split("draw ")[1] != texts[1].split("draw ")[1]  # each fork has its own random state
+
+
+def test_the_fork_server_and_its_sandboxes_are_named_for_ps():
+    from grader.forkserver import ForkServer
+
+    def names() -> list[str]:
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/comm") as handle:
+                    found.append(handle.read().strip())
+            except OSError:
+                continue
+        return found
+
+    if not os.path.isdir("/proc"):
+        pytest.skip("no /proc on this system")
+    with ForkServer() as server:
+        box = SubprocessSandbox(FAST, server)
+        try:
+            box.run_notebook(_cells("x = 1"))
+            running = names()
+        finally:
+            box.close()
+    assert "grader-forksrv" in running and "grader-sandbox" in running
