@@ -39,6 +39,9 @@ from grader.summary import GradebookRow, render_summary_html, summarize, write_g
 
 GRADER_FAILED = ("The grader itself failed on this submission ({reason}); the rest of the class was graded. "
                  "Re-run with --force to retry it, and report it if it happens again.")
+#: The class-wide files of ``--out``, and the file naming what they were made from.
+CLASS_FILES = ("gradebook.csv", "summary.json", "summary.html", "junit.xml")
+CLASS_STAMP_FILE = ".class-files-stamp"
 #: Submissions in flight per pool process: enough to keep it busy, few enough to bound memory.
 IN_FLIGHT_PER_JOB = 4
 
@@ -147,10 +150,15 @@ def fingerprint(rubric: Rubric, seed: int, overrides: Iterable[tuple[str, float]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp's 0600 would make the pages unreadable to a web server
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
         os.replace(temporary, path)
@@ -198,13 +206,28 @@ class Output:
         document["batch"] = {"id": sid, "student": student, "source": source, "sha256": sha256, "fingerprint": stamp}
         _write_atomic(self.report(sid), json.dumps(document, indent=1, allow_nan=False) + "\n")
 
-    def finish(self, rows: list[GradebookRow]) -> None:
+    def class_files_current(self, class_stamp: str) -> bool:
+        """Whether the class-wide files exist and were made from exactly this class and setup."""
+        try:
+            made_from = (self.root / CLASS_STAMP_FILE).read_text(encoding="utf-8").strip()
+        except OSError:
+            return False
+        return made_from == class_stamp and all((self.root / name).is_file() for name in CLASS_FILES)
+
+    def finish(self, rows: list[GradebookRow], class_stamp: str = "") -> None:
+        """The class-wide files; the stamp goes last, so an interrupted finish is redone next time."""
+        try:
+            (self.root / CLASS_STAMP_FILE).unlink()
+        except FileNotFoundError:
+            pass
         write_gradebook(rows, self.root / "gradebook.csv")
         summary = summarize(rows)
         _write_atomic(self.root / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
         _write_atomic(self.root / "summary.html",
                       render_summary_html(summary, rows, link=lambda row: f"feedback/{row.id}.html"))
         _write_atomic(self.root / "junit.xml", junit.render_many([row.report for row in rows]))
+        if class_stamp:
+            _write_atomic(self.root / CLASS_STAMP_FILE, class_stamp + "\n")
 
 
 class Progress:
@@ -273,15 +296,30 @@ def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int],
 
     rows = [GradebookRow(s.source, s.student, reports[s.id], s.id) for s in collection.submissions
             if s.id in reports]  # one missing was interrupted before it was graded: the next run picks it up
+    class_stamp = _class_stamp(stamp, collection)
+    unchanged = not todo and not interrupted and out.class_files_current(class_stamp)
     for problem in collection.problems:
         report = error_report(problem.source, rubric, problem.message, time.perf_counter())
         row = GradebookRow(problem.source, "", report, _problem_id(problem.source))
-        out.save(row.id, "", problem.source, "", stamp, report)
+        if not unchanged:
+            out.save(row.id, "", problem.source, "", stamp, report)
         rows.append(row)
-    out.finish(rows)
+    if not unchanged:  # a re-run over an unchanged class rewrites nothing
+        out.finish(rows, class_stamp)
     errors = sum(row.report.status != "graded" for row in rows)
     return BatchResult(rows, len(rows) - reused - len(collection.problems), reused, errors,
                        time.perf_counter() - started, interrupted)
+
+
+def _class_stamp(stamp: str, collection: Collection) -> str:
+    """What the class-wide files are made from: the grading fingerprint, and every submission's id,
+    student, source and content hash, and every input that could not be read."""
+    digest = hashlib.sha256(stamp.encode())
+    for submission in collection.submissions:
+        digest.update(f"\0{submission.id}\0{submission.student}\0{submission.source}\0{submission.sha256}".encode())
+    for problem in collection.problems:
+        digest.update(f"\1{problem.source}\0{problem.message}".encode())
+    return digest.hexdigest()[:32]
 
 
 def _import_chart_libraries() -> None:

@@ -159,18 +159,26 @@ def test_every_output_file_is_there_and_well_formed(graded_class):
 
 def test_a_rerun_reuses_everything_and_a_changed_notebook_is_regraded(graded_class):
     root, out, expected, _ = graded_class
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "reports").glob("*.json")}
+    class_files = [out / name for name in batch.CLASS_FILES]
+    stamps = {p: p.stat().st_mtime_ns for p in [*(out / "reports").glob("*.json"), *class_files]}
     options = BatchOptions(out=out, jobs=2, limit_overrides=(("cell_timeout_s", 2.0), ("call_timeout_s", 1.0),
                                                                ("total_timeout_s", 30.0)))
     paths = [str(root / "class"), str(root / "canvas_export.zip")]
     again = run_batch(paths, options)
     assert (again.graded, again.reused) == (0, len(expected))
-    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing rewritten, class files included
+    (out / "summary.html").unlink()  # a class file gone: made again, the reports still reused
+    again = run_batch(paths, options)
+    assert (again.graded, again.reused) == (0, len(expected)) and (out / "summary.html").is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    # Modes like any file the user makes (a temporary file's 0600 would hide the pages from a web server).
+    assert {os.stat(p).st_mode & 0o777 for p in [*class_files, *stamps]} == {0o666 & ~umask}
     changed = root / "class" / "activation_identity.ipynb"
     changed.write_text(notebook_json(CORRECT_CELLS))
     third = run_batch(paths, options)
     assert third.graded == 1
-    assert float(_gradebook(out)[str(changed)]["score"]) == 100.0
+    assert float(_gradebook(out)[str(changed)]["score"]) == 100.0  # the class files follow the change
 
 
 def test_an_interrupted_batch_keeps_what_was_done_and_the_next_run_finishes(tmp_path):
