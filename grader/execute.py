@@ -52,6 +52,8 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 #: Extra wall time the watchdog allows beyond a limit before it kills the sandbox:
 #: the in-process alarm should have fired by then; if not, the code ignores signals.
 WATCHDOG_GRACE_S = 0.5
+#: The worker sends batched replies at least this often (``CallReplies.FLUSH_S`` in the worker).
+BATCH_FLUSH_S = 0.2
 #: Bytes read from the sandbox's channel at a time.
 READ_CHUNK = 1 << 20
 MAX_RESTARTS = 4
@@ -378,6 +380,8 @@ class SubprocessSandbox:
         self._restarts = 0
         #: Functions that hung or killed the sandbox once, with the outcome every later call gets.
         self._broken: dict[str, CallOutcome] = {}
+        #: Replies to a batch of calls come several per message, until a batch fails unclearly.
+        self._batched_replies = True
         #: What the notebook did to the grader's channel (for an integrity diagnosis), in words.
         self.tampering: list[str] = []
         #: What the worker's audit hook noticed (untrusted, only ever used to flag for review).
@@ -592,28 +596,46 @@ class SubprocessSandbox:
         return outcomes
 
     def _call_batch(self, requests: list[CallRequest], outcomes: list[CallOutcome]) -> int:
-        """Send ``requests``; append outcomes as they arrive; return how many were answered."""
+        """Send ``requests``; append outcomes as they arrive; return how many were answered.
+
+        Replies come a few per message (``batched``, see ``CallReplies`` in the worker) until a
+        batch ends in a way that leaves unclear which call caused it (the sandbox died, or went
+        silent without saying a call was overdue): then the unanswered calls are sent again, from
+        then on one reply per message, which pins the failure on the right call.
+        """
         assert self._process is not None
         blobs: list[bytes] = []
         calls = [{"fn": r.function, "args": [wire.encode_value(a, blobs) for a in r.args], "args_after": r.args_after}
                  for r in requests]
         limit = self.limits.call_timeout_s
+        batched = self._batched_replies
         answered = 0
+        overdue = False
         stop: StopKind
         try:
-            token = self._request({"op": "call", "call_timeout": limit, "calls": calls}, blobs)
-            for _ in requests:
-                deadline = min(time.monotonic() + limit + WATCHDOG_GRACE_S, self._total_deadline())
-                header, reply_blobs = self._reply(token, deadline)
-                outcome = self._parse_outcome(header, reply_blobs)
-                outcomes.append(outcome)
-                if outcome.status == "timeout":
-                    self._broken[requests[answered].function] = outcome
-                answered += 1
+            token = self._request({"op": "call", "call_timeout": limit, "calls": calls, "batched": batched}, blobs)
+            while answered < len(requests):
+                # Batched, a message may wait for a call that started just before a send was due.
+                wait = WATCHDOG_GRACE_S if overdue else limit + WATCHDOG_GRACE_S + (BATCH_FLUSH_S if batched else 0)
+                header, reply_blobs = self._reply(token, min(time.monotonic() + wait, self._total_deadline()))
+                if batched:
+                    replies, overdue = self._parse_batch(header, len(requests) - answered)
+                else:
+                    replies = [header]
+                for reply in replies:
+                    outcome = self._parse_outcome(reply, reply_blobs, batched)
+                    outcomes.append(outcome)
+                    if outcome.status == "timeout":
+                        self._broken[requests[answered].function] = outcome
+                    answered += 1
             return answered
         except CHANNEL_FAILURES as error:
             stop = stop_kind(error)
         how = self._retire(stop)
+        if batched and not overdue:
+            self._batched_replies = False  # which call failed is unknown: ask again, a reply per message
+            self._restart_and_replay()
+            return answered
         if stop == "timeout":
             outcome = CallOutcome("timeout", error="time limit (the code did not stop when asked)")
         else:
@@ -622,6 +644,15 @@ class SubprocessSandbox:
         self._broken[requests[answered].function] = outcome
         self._restart_and_replay()
         return answered + 1
+
+    @staticmethod
+    def _parse_batch(header: dict[str, Any], expected: int) -> tuple[list[dict[str, Any]], bool]:
+        """A batched message's replies (no more than the calls still unanswered) and its overdue mark."""
+        replies, overdue = header.get("replies"), header.get("overdue")
+        if (header.get("op") != "results" or not isinstance(replies, list) or len(replies) > expected
+                or not isinstance(overdue, bool) or not all(isinstance(r, dict) for r in replies)):
+            raise wire.WireError("unexpected message")
+        return replies, overdue
 
     def train(self, x: Any, y: float, eta: float, w1: Any, w2: Any, iterations: int) -> "Chain | None":
         """Run the training chain inside the sandbox in one request; None when the caller should go call by call.
@@ -661,8 +692,8 @@ class SubprocessSandbox:
             self._process = None
 
     @staticmethod
-    def _parse_outcome(header: dict[str, Any], blobs: list[bytes]) -> CallOutcome:
-        if header.get("op") != "result":
+    def _parse_outcome(header: dict[str, Any], blobs: list[bytes], batched: bool = False) -> CallOutcome:
+        if not batched and header.get("op") != "result":
             raise wire.WireError("unexpected message")
         status = header.get("status")
         if status == "ok":

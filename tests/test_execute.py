@@ -119,6 +119,39 @@ def test_raising_hanging_and_crashing_calls_fail_only_themselves(sandbox):
     assert "ValueError: nope" in outcomes[0].error
 
 
+def test_batched_replies_keep_every_array_with_its_call_across_several_messages(sandbox):
+    """Replies travel several per message, each message's arrays renumbered: a slow call makes the
+    worker send mid-batch, so the batch below spans messages; every value must come back to its call."""
+    sandbox.run_notebook(_cells(
+        "import time\ndef forward(x, w1, w2):\n    time.sleep(0.03 if x[0] % 7 == 0 else 0)\n"
+        "    w1[0, 0] = x[0]\n    return (x * 10, [x, x + 1])",
+    ))
+    requests = [CallRequest("forward", (np.array([float(i), 0.5]), np.zeros((2, 2)), np.ones(2)))
+                for i in range(60)]
+    outcomes = sandbox.call_many(requests)
+    assert [o.status for o in outcomes] == ["ok"] * 60
+    for i, outcome in enumerate(outcomes):
+        assert outcome.value[0].tolist() == [10.0 * i, 5.0]
+        assert [a.tolist() for a in outcome.value[1]] == [[i, 0.5], [i + 1, 1.5]]
+        assert outcome.args_after[1][0, 0] == i and outcome.args_after[2].tolist() == [1.0, 1.0]
+
+
+def test_a_function_that_silences_the_alarm_and_hangs_is_still_pinned_on_itself(sandbox):
+    """Without the alarm the worker cannot say which call overran, so the batch is asked again with a
+    reply per message: the hang costs a second call limit, but the verdicts are exact."""
+    sandbox.run_notebook(_cells(
+        "import signal\ndef activation(z):\n    return z + 1",
+        "def d_activation(z):\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n    while True:\n        pass",
+    ))
+    z = np.array([1.0])
+    requests = [CallRequest("activation", (z,)), CallRequest("activation", (z * 2,)),
+                CallRequest("d_activation", (z,)), CallRequest("activation", (z * 3,)),
+                CallRequest("d_activation", (z,))]
+    outcomes = sandbox.call_many(requests)
+    assert [o.status for o in outcomes] == ["ok", "ok", "timeout", "ok", "timeout"]
+    assert [outcomes[i].value.tolist() for i in (0, 1, 3)] == [[2.0], [3.0], [4.0]]
+
+
 def test_output_is_bounded_and_never_parsed():
     box = SubprocessSandbox(Limits(output_kb=4, cell_timeout_s=10))
     try:
