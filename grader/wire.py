@@ -75,16 +75,19 @@ def read_message(read_exact) -> tuple[dict[str, Any], list[bytes]]:
 
 
 def fd_reader(fd: int):
-    """A blocking ``read_exact`` over a file descriptor."""
+    """A blocking ``read_exact`` over a file descriptor, reading ahead: a request with a hundred
+    arrays is one or two reads instead of two hundred."""
+    buffer = bytearray()
+
     def read_exact(n: int) -> bytes:
-        chunks, remaining = [], n
-        while remaining:
-            chunk = os.read(fd, min(remaining, 1 << 20))
+        while len(buffer) < n:
+            chunk = os.read(fd, 1 << 20)
             if not chunk:
                 raise EOFError("peer closed the channel")
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
+            buffer.extend(chunk)
+        data = bytes(buffer[:n])
+        del buffer[:n]
+        return data
     return read_exact
 
 
