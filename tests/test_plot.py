@@ -14,7 +14,6 @@ import io
 import math
 import random
 import struct
-import time
 
 import numpy as np
 import pytest
@@ -158,8 +157,7 @@ def test_busy_shared_figure_draws_on_a_private_one_with_the_same_bytes() -> None
 def test_a_failed_render_is_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
     png = render(decaying())
     monkeypatch.setattr(plot._LossChart, "_png", lambda self: (_ for _ in ()).throw(RuntimeError("disk full")))
-    with pytest.raises(RuntimeError):
-        render(decaying(rate=10.0))
+    assert plot.loss_curve_png(training(decaying(rate=10.0))) is None  # the page goes without the chart
     assert plot._CHART is None
     monkeypatch.undo()
     assert render(decaying()) == png
@@ -283,17 +281,11 @@ def test_tick_labels_are_those_of_matplotlibs_own_axis(loss, reference_loss) -> 
 
 # ----------------------------------------------------------------------------- cost
 
-def test_uncached_render_is_far_cheaper_than_a_fresh_figure() -> None:
-    """A loose bound (the benchmark has the figures): a fresh figure per chart cost ~90 ms of CPU."""
-    rng = random.Random(3)
-    render(decaying())  # the figure, its background and the common labels, once per process
-    times = []
-    for _ in range(15):
-        loss = decaying(rate=rng.uniform(5, 60), scale=rng.uniform(0.2, 2.0))
-        start = time.process_time()
-        render(loss)
-        times.append(time.process_time() - start)
-    assert sorted(times)[len(times) // 2] < 0.040, times
+def test_a_diverged_run_draws_its_finite_part_and_never_raises() -> None:
+    huge = [0.5, 0.4, 1.7e308, -1.7e308, 0.3]
+    png = plot.loss_curve_png(Training(iterations=5, final_prediction=None, target=1.0, loss=huge,
+                                       reference_loss=[0.5, 0.4, 0.3, 0.2, 0.1]))
+    assert png is not None and png.startswith(b"\x89PNG")
 
 
 # ----------------------------------------------------------------------------- against a plain matplotlib figure

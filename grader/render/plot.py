@@ -67,15 +67,20 @@ def _png(figure: "Figure", tight: bool = True) -> bytes:
     return buffer.getvalue()
 
 
+#: Losses beyond this are drawn as gaps like infinities: a run that far gone has diverged, and
+#: matplotlib cannot place ticks on an axis spanning most of the float range.
+DIVERGED = 1e100
+
+
 def _finite(values: Sequence[float]) -> list[float]:
-    """Values with non-finite entries (a diverged run) turned into gaps (NaN)."""
+    """Values with non-finite or diverged entries (past ``DIVERGED``) turned into gaps (NaN)."""
     out: list[float] = []
     for value in values:
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             number = math.nan
-        out.append(number if math.isfinite(number) else math.nan)
+        out.append(number if math.isfinite(number) and abs(number) <= DIVERGED else math.nan)
     return out
 
 
@@ -88,8 +93,11 @@ def loss_curve_png(training: Training | None) -> bytes | None:
     """
     if training is None:
         return None
-    curves = _visible_curves(_finite(training.loss), _finite(training.reference_loss))
-    return None if curves is None else _loss_curve(curves)
+    try:
+        curves = _visible_curves(_finite(training.loss), _finite(training.reference_loss))
+        return None if curves is None else _loss_curve(curves)
+    except Exception:  # a chart the page can do without must never cost a student their feedback
+        return None
 
 
 class _Curves(NamedTuple):
