@@ -129,13 +129,25 @@ def build_site_view() -> str:
     return str(view)
 
 
-def _grader_directories() -> tuple[str, ...]:
-    """What to cover inside the mount namespace: the package, and its checkout when run from source."""
-    hidden = [_PACKAGE_DIR]
+def _grader_directories(interpreter_prefix: str | None = None) -> tuple[str, ...]:
+    """What to cover inside the mount namespace: the package, and its checkout when run from source.
+
+    A checkout is covered folder by folder rather than whole, because the
+    virtual environment the sandbox's interpreter lives in is often inside it
+    (``python -m venv .venv && pip install -e .``): covering the checkout would
+    hide that interpreter and no sandbox could start. The folder holding the
+    environment stays visible; it holds no grader code (its site-packages has
+    only the editable install's ``.pth``, which the site view leaves out).
+    """
     root = _PACKAGE_DIR.parent
-    if (root / "pyproject.toml").is_file() and (root / "reference").is_dir():
-        hidden = [root]
-    return tuple(str(p) for p in hidden)
+    if not ((root / "pyproject.toml").is_file() and (root / "reference").is_dir()):
+        return (str(_PACKAGE_DIR),)
+    prefix = Path(interpreter_prefix or sys.prefix).resolve()
+    if prefix != root and root not in prefix.parents:
+        return (str(root),)
+    keep = prefix.relative_to(root).parts[:1]
+    return tuple(str(child) for child in sorted(root.iterdir())
+                 if child.is_dir() and not child.is_symlink() and child.name not in keep)
 
 
 def _namespaces_work() -> bool:

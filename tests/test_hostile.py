@@ -285,6 +285,25 @@ def test_the_grader_and_reference_are_out_of_reach(tmp_path, grade):
     assert {"integrity_grader_import", "integrity_introspection"} <= diagnosis_ids(report)
 
 
+@pytest.mark.skipif(not NAMESPACES, reason="the checkout is covered only inside a mount namespace")
+def test_the_checkout_is_unreadable_by_its_path_even_with_the_interpreter_inside_it(tmp_path, grade):
+    """Run from source, the checkout's folders are covered one by one (its .venv may hold the interpreter)."""
+    import grader
+    checkout = Path(grader.__file__).resolve().parents[1]
+    targets = [checkout / "reference" / "mutants.py", checkout / "grader" / "checks.py",
+               checkout / "rubrics" / "simple_nn.toml", checkout / ".git" / "HEAD"]
+    probe = (
+        "readable = []\n"
+        f"for path in {[str(t) for t in targets if t.exists()]!r}:\n"
+        "    try:\n        open(path).read(1)\n        readable.append(path)\n"
+        "    except OSError:\n        pass\n"
+        "print('READABLE', readable)"
+    )
+    report, _ = grade(tmp_path, CORRECT_CELLS + [probe])
+    assert "READABLE []" in report.output_excerpt
+    assert report.score == report.max_score
+
+
 def test_monkeypatching_numpy_and_builtins_cannot_change_a_verdict(tmp_path, grade):
     cheat = ("import numpy as np, builtins\n"
              "np.allclose = lambda *a, **k: True\n"
