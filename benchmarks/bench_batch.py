@@ -105,7 +105,7 @@ def _role(pid: int, root: int) -> str:
     try:
         name = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
-        return "sandbox"
+        return "gone"
     if name == "grader-forksrv":
         return "fork servers"
     if name == "grader-sandbox" or _is_sandbox(pid):
@@ -113,31 +113,35 @@ def _role(pid: int, root: int) -> str:
     return "pool"
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of the process itself (its children are counted as themselves)."""
+def _cpu_s(pid: int) -> tuple[float, float]:
+    """User + system CPU seconds of the process itself, and of its children it has reaped."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks, (int(fields[13]) + int(fields[14])) / ticks
     except (OSError, IndexError, ValueError):
-        return 0.0
+        return 0.0, 0.0
 
 
 class MemorySampler(threading.Thread):
     """Peak summed PSS of the trusted processes and of the sandbox processes of one process tree,
-    and the last CPU time seen of every process in it, by role (a sandbox lives ~50 ms, so
-    short-lived ones between samples are missed: the role figures are a lower bound)."""
+    and the CPU time of every process in it by role. A sandbox lives ~50 ms, too short to sample:
+    its time is read from its fork server's reaped-children counter instead."""
 
     def __init__(self, root: int) -> None:
         super().__init__(daemon=True)
         self.root, self.trusted_peak, self.sandbox_peak, self.stop = root, 0.0, 0.0, threading.Event()
-        self.cpu: dict[int, tuple[str, float]] = {}
+        self.cpu: dict[int, tuple[str, float, float]] = {}
 
     def run(self) -> None:
         while not self.stop.is_set():
             trusted = sandbox = 0.0
             for pid in _descendants(self.root):
-                role, seen = self.cpu.get(pid) or (_role(pid, self.root), 0.0)
-                self.cpu[pid] = (role, max(seen, _cpu_s(pid)))  # an exited process reads as 0
+                role = _role(pid, self.root)  # a fork server is named only once it has started
+                own, reaped = _cpu_s(pid)
+                _, seen_own, seen_reaped = self.cpu.get(pid, (role, 0.0, 0.0))
+                if role != "gone":  # an exited process reads as 0
+                    self.cpu[pid] = (role, max(seen_own, own), max(seen_reaped, reaped))
                 if role in ("sandboxes", "fork servers"):
                     sandbox += _rss_mb(pid)
                 else:
@@ -148,8 +152,10 @@ class MemorySampler(threading.Thread):
 
     def cpu_by_role(self) -> dict[str, float]:
         totals: dict[str, float] = {}
-        for role, seconds in self.cpu.values():
-            totals[role] = totals.get(role, 0.0) + seconds
+        for role, own, reaped in self.cpu.values():
+            if role == "fork servers":  # the sandboxes are the fork servers' reaped children
+                totals["sandboxes"] = totals.get("sandboxes", 0.0) + reaped
+            totals[role] = totals.get(role, 0.0) + own
         return totals
 
 

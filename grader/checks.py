@@ -24,10 +24,10 @@ from grader.wire import weight_pair
 from grader.execute import CallOutcome, CallRequest, Chain, Sandbox
 from grader.model import CheckResult, Training
 from grader.probe import (
-    NOTEBOOK_ITERATIONS, ActivationProbe, NetworkProbe, activation_probes, derivative_grid,
-    network_probes, notebook_probe,
+    NOTEBOOK_ITERATIONS, ActivationProbe, NetworkProbe, derivative_grid, notebook_probe, probes_for_seed,
 )
 from grader.reference import simple_nn as ref
+from grader.reference.memo import Memo, freeze_value, joint_key, value_key
 from grader.reference.simple_nn import ActivationPair
 
 # Gradient-check tolerances, after torch.autograd.gradcheck (eps 1e-6, atol
@@ -136,9 +136,7 @@ class Grading:
         self.sandbox = sandbox
         self.found = found
         self.accepted = tuple(accepted_activations)
-        rng = np.random.default_rng(seed)
-        self.network = network_probes(rng)
-        self.activation_inputs = activation_probes(rng, self.network)
+        self.network, self.activation_inputs = probes_for_seed(seed)
         self.results: list[CheckResult] = []
         self.evidence: dict[str, Evidence] = {}
         self.warnings: list[str] = []
@@ -237,8 +235,9 @@ class Grading:
         values = as_array(outcome.value) if outcome.ok else None
         if values is None or values.shape != grid.shape or not np.all(np.isfinite(values)):
             return None
-        for family in ref.FIXED_FAMILIES:
-            if np.allclose(values, family.act(grid), rtol=1e-4, atol=1e-6):
+        for family, expected, expected_abs, finite in _family_values(grid):
+            if (bool((np.abs(values - expected) <= 1e-6 + 1e-4 * expected_abs).all()) if finite
+                    else np.allclose(values, expected, rtol=1e-4, atol=1e-6)):
                 return family.name
         if self._leaky_alpha(grid, values) is not None:
             return "leaky_relu"
@@ -345,9 +344,7 @@ class Grading:
         def evaluate(points: list[tuple]) -> list[float | None]:
             if use_student:
                 outcomes = self._call("forward", [(x, w1, w2) for x, w1, w2, _ in points], args_after=False)
-                values = [as_array(o.value) if o.ok else None for o in outcomes]
-                return [ref.loss(float(v.reshape(())), y) if v is not None and v.size == 1 else None
-                        for v, (_, _, _, y) in zip(values, points)]
+                return [_student_loss(o, y) for o, (_, _, _, y) in zip(outcomes, points)]
             return [ref.loss(ref.forward(x, w1, w2, pair), y) for x, w1, w2, y in points]
         return evaluate
 
@@ -375,7 +372,7 @@ class Grading:
         for call_args, outcome in zip(args, outcomes):
             if outcome.ok and outcome.args_after and len(outcome.args_after) == len(call_args):
                 for name, before, after in zip(names, call_args, outcome.args_after):
-                    if not values_close(after, np.asarray(before, dtype=float)):
+                    if not _unchanged(after, before):
                         changed.add(name)
         if changed:
             listed = ", ".join(n for n in names if n in changed)
@@ -396,7 +393,8 @@ class Grading:
             implied = _implied_gradients(probe, outcome)
             ok = False
             if implied is not None:
-                numeric = _numerical_gradients(probe, eps, loss_of)
+                numeric = (_numerical_gradients(probe, eps, loss_of) if forward_ok
+                           else _reference_gradients(probe, eps, primary.pair, loss_of))
                 if numeric is not None:
                     flat_a, flat_n = np.concatenate([g.ravel() for g in implied]), np.concatenate([g.ravel() for g in numeric])
                     rel = np.abs(flat_a - flat_n) / np.maximum(1e-8, np.abs(flat_a) + np.abs(flat_n))
@@ -491,12 +489,8 @@ class Grading:
     def _training_check(self, primary: Context) -> Training | None:
         check_id, function = "training.converges", "training"
         start = notebook_probe()
-        reference_loss, w1, w2 = [], start.w1.copy(), start.w2.copy()
-        with np.errstate(all="ignore"):
-            for _ in range(NOTEBOOK_ITERATIONS):
-                y_hat = ref.forward(start.x, w1, w2, primary.pair)
-                reference_loss.append(ref.loss(y_hat, start.y))
-                w1, w2 = ref.backward(start.x, start.y, y_hat, w1, w2, start.eta, primary.pair)
+        reference_loss = list(ref.training_curve(start.x, start.y, start.w1, start.w2, start.eta,
+                                                 NOTEBOOK_ITERATIONS, primary.pair))
         training = Training(NOTEBOOK_ITERATIONS, None, start.y, [], reference_loss)
         if not (self.found.get("forward") and self.found.get("backward")):
             self._add(CheckResult(check_id, function, False, "needs both forward and backward to be defined"))
@@ -551,19 +545,94 @@ def _implied_gradients(probe: NetworkProbe, outcome: CallOutcome) -> tuple[np.nd
 
 def _numerical_gradients(probe: NetworkProbe, eps: float, loss_of) -> tuple[np.ndarray, np.ndarray] | None:
     """Central differences of L(forward(x, w1, w2), y) over every weight, evaluated in one batch."""
-    points = []
-    for which, weights in ((0, probe.w1), (1, probe.w2)):
-        for index in np.ndindex(weights.shape):
-            for sign in (1.0, -1.0):
-                w1, w2 = probe.w1.copy(), probe.w2.copy()
-                (w1, w2)[which][index] += sign * eps
-                points.append((probe.x, w1, w2, probe.y))
+    points = [(probe.x, w1, w2, probe.y) for w1, w2 in _perturbed_weights(probe.w1, probe.w2, eps)]
     losses = loss_of(points)
     if any(v is None for v in losses):
         return None
     diffs = (np.array(losses[0::2]) - np.array(losses[1::2])) / (2 * eps)
     n1 = probe.w1.size
     return diffs[:n1].reshape(probe.w1.shape), diffs[n1:].reshape(probe.w2.shape)
+
+
+def _perturb(w1: np.ndarray, w2: np.ndarray, eps: float) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The finite-difference points, built as ``_numerical_gradients`` always built them, then made read-only."""
+    pairs = []
+    for which, weights in ((0, w1), (1, w2)):
+        for index in np.ndindex(weights.shape):
+            for sign in (1.0, -1.0):
+                p1, p2 = w1.copy(), w2.copy()
+                (p1, p2)[which][index] += sign * eps
+                pairs.append((freeze_value(p1), freeze_value(p2)))
+    return tuple(pairs)
+
+
+#: The finite-difference points of each probe: the same few probes for every notebook of a batch.
+_PERTURBED = Memo(maxsize=256)
+
+
+def _perturbed_weights(w1: np.ndarray, w2: np.ndarray, eps: float) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """(w1, w2) with one weight moved by +eps then -eps, for every weight of w1 then w2, as read-only arrays.
+
+    They only ever go to the sandbox (which receives a copy through the wire) or
+    to the reference, so they are built once per probe and eps, not per notebook.
+    """
+    return _PERTURBED.get(joint_key(value_key(w1), value_key(w2), value_key(eps)), lambda: _perturb(w1, w2, eps))
+
+
+def _student_loss(outcome: CallOutcome, y: float) -> float | None:
+    """L(y_hat, y) for the prediction a forward call returned, or None when it is not a single number."""
+    value = outcome.value if outcome.ok else None
+    if type(value) in (float, np.float64):  # the usual reply: as_array then float() gives the same number
+        return ref.loss(float(value), y)
+    v = as_array(value) if outcome.ok else None
+    return ref.loss(float(v.reshape(())), y) if v is not None and v.size == 1 else None
+
+
+def _unchanged(after: Any, before: Any) -> bool:
+    """``values_close(after, before)`` for an argument as the call left it, with the usual case first:
+    the same float64 bits (equal values compare close, also NaN and inf with equal_nan) or an equal float."""
+    if isinstance(after, np.ndarray) and isinstance(before, np.ndarray):
+        if after.dtype == before.dtype == np.float64 and after.shape == before.shape \
+                and after.tobytes() == before.tobytes():
+            return True
+    elif type(after) in (float, np.float64) and type(before) in (float, np.float64) and after == before:
+        return True
+    return values_close(after, np.asarray(before, dtype=float))
+
+
+#: The fixed families' activations on the recognition grid (pure functions of the grid).
+_FAMILY_VALUES = Memo(maxsize=8)
+
+
+def _family_values(grid: np.ndarray) -> tuple[tuple[ActivationPair, np.ndarray, np.ndarray, bool], ...]:
+    """(family, act(grid), |act(grid)|, all finite) for each fixed family, for recognising an activation.
+
+    Recognition is ``np.allclose(values, act(grid), rtol=1e-4, atol=1e-6)``: for
+    finite values (the caller checks) and a finite act(grid) that is exactly
+    ``|values - act(grid)| <= 1e-6 + 1e-4 * |act(grid)|`` everywhere, without
+    np.allclose's ~20 µs of argument handling per family; a family with a
+    non-finite value on the grid keeps np.allclose.
+    """
+    def compute() -> tuple:
+        rows = []
+        for family in ref.FIXED_FAMILIES:
+            expected = np.array(family.act(grid), dtype=float)
+            finite = bool(np.isfinite(expected).all())
+            rows.append((family, freeze_value(expected), freeze_value(np.abs(expected)), finite))
+        return tuple(rows)
+    return _FAMILY_VALUES.get(value_key(grid), compute)
+
+
+#: Finite differences of the reference's own loss (used when the student's forward failed), by probe and pair.
+_REFERENCE_GRADIENTS = Memo(maxsize=256)
+
+
+def _reference_gradients(probe: NetworkProbe, eps: float, pair: ActivationPair,
+                         loss_of) -> tuple[np.ndarray, np.ndarray] | None:
+    """``_numerical_gradients`` with the reference's loss: depends only on the probe, eps and a pure pair, so cached."""
+    key = joint_key(ref.pair_key(pair), value_key(probe.x), value_key(probe.w1), value_key(probe.w2),
+                    value_key(probe.y), value_key(eps))
+    return _REFERENCE_GRADIENTS.get(key, lambda: freeze_value(_numerical_gradients(probe, eps, loss_of)))
 
 
 def run_checks(sandbox: Sandbox, found: dict[str, bool], accepted_activations: Sequence[str], seed: int) -> CheckRun:

@@ -7,6 +7,7 @@ shapes must otherwise agree exactly, which is what exposes transposes.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -27,6 +28,8 @@ as_array = float_array
 
 
 def arrays_close(got: Any, expected: Any, dont_care: np.ndarray | None = None) -> bool:
+    if dont_care is None and _same_bits(got, expected):
+        return True
     got_arr, exp_arr = as_array(got), np.asarray(expected, dtype=float)
     if got_arr is None:
         return False
@@ -34,15 +37,48 @@ def arrays_close(got: Any, expected: Any, dont_care: np.ndarray | None = None) -
         got_arr, exp_arr = got_arr.reshape(()), exp_arr.reshape(())
     if got_arr.shape != exp_arr.shape:
         return False
-    if not np.all(np.isfinite(got_arr)):
+    if not np.isfinite(got_arr).all():
         return bool(np.array_equal(got_arr, exp_arr, equal_nan=True))
-    atol = ATOL_SCALE * max(1.0, float(np.max(np.abs(exp_arr), initial=0.0)))
-    close = np.isclose(got_arr, exp_arr, rtol=RTOL, atol=atol)
+    exp_abs = np.abs(exp_arr)
+    largest = float(exp_abs.max(initial=0.0))  # NaN or inf when some expected value is not finite
+    atol = ATOL_SCALE * max(1.0, largest)
+    close = _isclose(got_arr, exp_arr, exp_abs, atol, math.isfinite(largest))
     if dont_care is not None:
         # ReLU's slope at exactly 0 is a convention: accept any value in [0, 1].
         mask = np.broadcast_to(np.asarray(dont_care, dtype=bool), close.shape)
         close = np.where(mask, (got_arr >= -atol) & (got_arr <= 1 + atol), close)
-    return bool(np.all(close))
+    return bool(close.all())
+
+
+def _same_bits(got: Any, expected: Any) -> bool:
+    """True when ``got`` is exactly ``expected`` (float64 arrays of one shape with the same bytes, or equal floats).
+
+    A right answer usually is, and ``arrays_close`` would then say True in every
+    case (NaN and inf included, which it compares with equal_nan); this answers
+    the common case in ~1 µs. Anything else, or False, goes the whole way.
+    """
+    if type(got) is np.ndarray and type(expected) is np.ndarray:
+        return (got.dtype == expected.dtype == np.float64 and got.shape == expected.shape
+                and got.tobytes() == expected.tobytes())
+    return type(got) in _FLOATS and type(expected) in _FLOATS and got == expected
+
+
+_FLOATS = (float, np.float64)
+
+
+def _isclose(got: np.ndarray, expected: np.ndarray, expected_abs: np.ndarray, atol: float,
+             expected_finite: bool) -> np.ndarray:
+    """``np.isclose(got, expected, rtol=RTOL, atol=atol)`` for a finite ``got``, element for element.
+
+    ``np.isclose`` costs ~20 µs a call in argument handling, and the checks and
+    diagnosis compare thousands of small arrays. For finite values it reduces to
+    ``|got - expected| <= atol + RTOL * |expected|`` (its ``got == expected`` term
+    is implied, as atol > 0), which is what is computed here; an expected value
+    that is not finite (never equal to a finite one) takes numpy's own path.
+    """
+    if not expected_finite:
+        return np.isclose(got, expected, rtol=RTOL, atol=atol)
+    return np.abs(got - expected) <= atol + RTOL * expected_abs
 
 
 def values_close(got: Any, expected: Any, dont_care: np.ndarray | None = None) -> bool:

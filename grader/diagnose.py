@@ -13,15 +13,41 @@ from typing import Any, Callable, Iterable
 
 from grader.checks import CheckRun, Context, Evidence
 from grader.compare import outcomes_agree, trusted_call
+from grader.execute import CallOutcome
 from grader.model import GRADED_FUNCTIONS, Diagnosis
+from grader.reference.memo import Memo, freeze_value, values_key
 from grader.reference.mutants import HINTS, backward_pairs, mutants_for
+from grader.reference.simple_nn import pair_key
 
 NOT_FOUND = "No function named {name} is defined in the notebook: define it (check the spelling) and run its cell."
 VALUES_CHECK = {"activation": "activation.values", "d_activation": "d_activation.values",
                 "forward": "forward.values", "backward": "backward.values"}
 
 
-def _behaves_like(evidence: Evidence, model: Callable[..., Any]) -> bool:
+#: What each mutant does on each probe, by (implementation, pure pair, the probes' values): the
+#: probes are the same for every notebook of a batch, so each mutant runs once per process, not per notebook.
+_MODEL_OUTCOMES = Memo(maxsize=1024)
+Fields = tuple[str, Any, "str | None", "tuple[Any, ...] | None"]
+
+
+def _fields(outcome: CallOutcome) -> Fields:
+    """A trusted call's outcome as an immutable record (arrays read-only), safe to keep in the cache."""
+    return outcome.status, freeze_value(outcome.value), outcome.error, freeze_value(outcome.args_after)
+
+
+def _model_outcomes(impl: Callable[..., Any], context: Context | None, evidence: Evidence,
+                    args_key: tuple | None) -> list[CallOutcome]:
+    """``trusted_call`` of the mutant on every probe; cached unless the context is a student's own pair."""
+    model = _bind(impl, context)
+    pair = None if context is None else pair_key(context.pair)
+    cacheable = args_key is not None and (context is None or pair is not None)
+    key = (impl, pair, args_key) if cacheable else None
+    records = _MODEL_OUTCOMES.get(key, lambda: tuple(_fields(trusted_call(model, args)) for args in evidence.args))
+    return [CallOutcome(*record) for record in records]
+
+
+def _behaves_like(evidence: Evidence, impl: Callable[..., Any], context: Context | None,
+                  args_key: tuple | None) -> bool:
     """Agreement on every graded probe; tie-breaker probes count only for a model that fails on all graded ones.
 
     Scalar probes tell a scalar-only implementation (fails on arrays, fine on
@@ -29,7 +55,7 @@ def _behaves_like(evidence: Evidence, model: Callable[..., Any]) -> bool:
     treats a bare number is irrelevant (``np.ones(len(z))`` is still "constant").
     """
     scored = evidence.scored or [True] * len(evidence.args)
-    models = [trusted_call(model, args) for args in evidence.args]
+    models = _model_outcomes(impl, context, evidence, args_key)
     graded = [i for i, s in enumerate(scored) if s]
     strict = all(models[i].status == "raised" for i in graded)
     for i, (student, dont_care) in enumerate(zip(evidence.outcomes, evidence.dont_care)):
@@ -48,20 +74,33 @@ def _contexts_for(function: str, run: CheckRun) -> list[Context | None]:
     return [None] if function in ("activation", "d_activation") else list(run.contexts)
 
 
+def _args_key(evidence: Evidence) -> tuple | None:
+    """The probes' values as a cache key (None if some argument is not a plain number or array)."""
+    keys = []
+    for args in evidence.args:
+        key = values_key(args)
+        if key is None:
+            return None
+        keys.append(key)
+    return tuple(keys)
+
+
 def _matching_ids(function: str, evidence: Evidence, run: CheckRun) -> list[str]:
     matched: list[str] = []
+    args_key = _args_key(evidence)
     for mutant in mutants_for(function):
         if mutant.id in matched:
             continue
-        if any(_behaves_like(evidence, _bind(variant, context))
+        if any(_behaves_like(evidence, variant, context, args_key)
                for context in _contexts_for(function, run) for variant in mutant.variants):
             matched.append(mutant.id)
     return matched
 
 
 def _matching_pairs(evidence: Evidence, run: CheckRun) -> list[tuple[str, str]]:
+    args_key = _args_key(evidence)
     return [ids for ids, impl in backward_pairs()
-            if any(_behaves_like(evidence, _bind(impl, context)) for context in run.contexts)]
+            if any(_behaves_like(evidence, impl, context, args_key) for context in run.contexts)]
 
 
 def diagnose(run: CheckRun, found: dict[str, bool]) -> list[Diagnosis]:

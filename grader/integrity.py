@@ -12,10 +12,11 @@ from __future__ import annotations
 import ast
 import re
 from collections import defaultdict
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from grader.load import Cell
 from grader.model import Diagnosis
+from grader.reference.memo import Memo
 
 #: Pseudo-function the integrity diagnoses are filed under in reports.
 NOTEBOOK = "notebook"
@@ -73,32 +74,89 @@ def _suspicious_path(value: object) -> bool:
 
 
 class _Scanner(ast.NodeVisitor):
+    """Collects (flag, line, what) for the flagged constructs of a tree.
+
+    ``visit`` is ``ast.NodeVisitor``'s recursive walk. ``scan`` finds the same
+    hits in the same order (pre-order, fields in order: each ``check_*`` runs
+    before the node's children) with an explicit stack and a dispatch on the
+    few node types that can be flagged, about three times faster. A tree deeper
+    than ``MAX_FAST_DEPTH`` goes through ``visit`` instead, so that a tree too
+    deep for the recursion limit still raises ``RecursionError`` (and is then
+    scanned line by line) exactly as before.
+    """
+
+    MAX_FAST_DEPTH = 100
+
     def __init__(self) -> None:
         self.hits: list[tuple[str, int, str]] = []
+        self._checks: dict[type, Callable[[Any], None]] = {
+            ast.Import: self.check_Import, ast.ImportFrom: self.check_ImportFrom,
+            ast.Attribute: self.check_Attribute, ast.Call: self.check_Call, ast.Constant: self.check_Constant,
+            ast.Assign: self.check_Assign, ast.AugAssign: self.check_AugAssign}
+
+    def scan(self, tree: ast.AST) -> bool:
+        """Walk ``tree`` without recursion; False (hits incomplete) when it is deeper than MAX_FAST_DEPTH."""
+        checks, children_of = self._checks, ast.iter_child_nodes
+        stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+        while stack:
+            node, depth = stack.pop()
+            if depth > self.MAX_FAST_DEPTH:
+                return False
+            check = checks.get(type(node))
+            if check is not None:
+                check(node)
+            children = [(child, depth + 1) for child in children_of(node)]
+            children.reverse()
+            stack.extend(children)
+        return True
+
+    def visit_Import(self, node: ast.Import) -> None:
+        self.check_Import(node)
+        self.generic_visit(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        self.check_ImportFrom(node)
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        self.check_Attribute(node)
+        self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        self.check_Call(node)
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        self.check_Constant(node)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.check_Assign(node)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self.check_AugAssign(node)
+        self.generic_visit(node)
 
     def _hit(self, flag: str, node: ast.AST, what: str) -> None:
         self.hits.append((flag, getattr(node, "lineno", 0), what))
 
-    def visit_Import(self, node: ast.Import) -> None:
+    def check_Import(self, node: ast.Import) -> None:
         for alias in node.names:
             if alias.name.split(".")[0] in _PROTECTED_MODULES:
                 self._hit(GRADER_IMPORT, node, f"import {alias.name}")
-        self.generic_visit(node)
 
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+    def check_ImportFrom(self, node: ast.ImportFrom) -> None:
         if node.module and node.module.split(".")[0] in _PROTECTED_MODULES:
             self._hit(GRADER_IMPORT, node, f"from {node.module} import ...")
-        self.generic_visit(node)
 
-    def visit_Attribute(self, node: ast.Attribute) -> None:
+    def check_Attribute(self, node: ast.Attribute) -> None:
         name = _dotted(node)
         if name == "sys.modules":
             self._hit(INTROSPECTION, node, "sys.modules")
         elif node.attr in _INTROSPECTION_ATTRS:
             self._hit(INTROSPECTION, node, f".{node.attr}")
-        self.generic_visit(node)
 
-    def visit_Call(self, node: ast.Call) -> None:
+    def check_Call(self, node: ast.Call) -> None:
         name = _dotted(node.func) or ""
         first = node.args[0] if node.args else None
         literal = first.value if isinstance(first, ast.Constant) else None
@@ -115,9 +173,8 @@ class _Scanner(ast.NodeVisitor):
             self._hit(SIGNAL_TAMPER, node, f"{name}(...)")
         elif name == "setattr" and first is not None and _dotted(first) in _PATCHABLE:
             self._hit(MONKEYPATCH, node, f"setattr({_dotted(first)}, ...)")
-        self.generic_visit(node)
 
-    def visit_Constant(self, node: ast.Constant) -> None:
+    def check_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str) and "/proc/self/fd" in node.value:
             self._hit(PROTOCOL_TAMPER, node, repr(node.value[:60]))
 
@@ -126,21 +183,39 @@ class _Scanner(ast.NodeVisitor):
             if isinstance(target, ast.Attribute) and (_dotted(target.value) or "").split(".")[0] in _PATCHABLE:
                 self._hit(MONKEYPATCH, target, f"{_dotted(target)} = ...")
 
-    def visit_Assign(self, node: ast.Assign) -> None:
+    def check_Assign(self, node: ast.Assign) -> None:
         self._assigned(node.targets)
-        self.generic_visit(node)
 
-    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+    def check_AugAssign(self, node: ast.AugAssign) -> None:
         self._assigned([node.target])
-        self.generic_visit(node)
+
+
+#: Cells longer than this (a template cell is a few hundred characters) are scanned every
+#: time rather than kept: the cache then holds at most ~20 MB even of pathological cells.
+MAX_CACHED_SOURCE = 5_000
+#: Scan results by cell source: the template's cells recur in every notebook of a class.
+_SCANS = Memo(maxsize=1024)
 
 
 def scan_source(source: str) -> list[tuple[str, int, str]]:
-    """(flag, line, what) for one cell; cells that do not parse are scanned line by line for imports."""
+    """(flag, line, what) for one cell; cells that do not parse are scanned line by line for imports.
+
+    The result depends on the text alone (an immutable string, its own key), so
+    it is computed once per process for each distinct cell of moderate length.
+    """
+    key = source if isinstance(source, str) and len(source) <= MAX_CACHED_SOURCE else None
+    found, hits = _SCANS.lookup(key)
+    if found:
+        return list(hits)
     code = "\n".join("" if _MAGIC_LINE.match(line) else line for line in source.splitlines())
     scanner = _Scanner()
     try:
-        scanner.visit(ast.parse(code))
+        tree = ast.parse(code)
+        if not scanner.scan(tree):
+            # Too deep for the fast walk: the recursive one, called from here as it always
+            # was, so that the recursion limit is met (or not) at the same depth.
+            scanner.hits.clear()
+            scanner.visit(tree)
     except (SyntaxError, ValueError, RecursionError):
         for number, line in enumerate(code.splitlines(), 1):
             try:
@@ -148,6 +223,7 @@ def scan_source(source: str) -> list[tuple[str, int, str]]:
                     scanner.hits.append((flag, number, what))
             except (SyntaxError, ValueError, RecursionError):
                 continue
+    _SCANS.store(key, tuple(scanner.hits))
     return scanner.hits
 
 

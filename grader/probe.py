@@ -8,9 +8,11 @@ what makes the finite-difference checks meaningful.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from grader.reference.memo import Memo, frozen
 
 # The notebook's own initialisation (cells "re-initialize weights").
 NOTEBOOK_X = np.array([2.0, 3.0])
@@ -105,3 +107,43 @@ def derivative_grid() -> np.ndarray:
     """Points for recognising the activation and checking d_activation numerically."""
     grid = np.linspace(-3.0, 3.0, 24)
     return grid[np.abs(grid) >= KINK_MARGIN]
+
+
+def _frozen_network(probe: NetworkProbe) -> NetworkProbe:
+    return replace(probe, x=frozen(probe.x), w1=frozen(probe.w1), w2=frozen(probe.w2))
+
+
+def _frozen_activation(probe: ActivationProbe) -> ActivationProbe:
+    return replace(probe, z=frozen(probe.z)) if isinstance(probe.z, np.ndarray) else probe
+
+
+def _writable_network(probe: NetworkProbe) -> NetworkProbe:
+    return replace(probe, x=probe.x.copy(), w1=probe.w1.copy(), w2=probe.w2.copy())
+
+
+def _writable_activation(probe: ActivationProbe) -> ActivationProbe:
+    return replace(probe, z=probe.z.copy()) if isinstance(probe.z, np.ndarray) else probe
+
+
+def _draw(seed: int) -> tuple[tuple[NetworkProbe, ...], tuple[ActivationProbe, ...]]:
+    rng = np.random.default_rng(seed)
+    network = network_probes(rng)
+    activation = activation_probes(rng, network)
+    return tuple(map(_frozen_network, network)), tuple(map(_frozen_activation, activation))
+
+
+#: Probes by seed: a batch grades every notebook with the same one.
+_BY_SEED = Memo(maxsize=16)
+
+
+def probes_for_seed(seed: int) -> tuple[list[NetworkProbe], list[ActivationProbe]]:
+    """The network and activation probes of ``seed``, as ``network_probes`` then ``activation_probes``
+    draw them from ``np.random.default_rng(seed)``.
+
+    Drawn once per process for each integer seed (the rejection sampling costs
+    more than the rest of the probe stage), and handed out as fresh writable
+    copies, so nothing a caller does to its probes reaches the next caller.
+    """
+    key = ("seed", seed) if type(seed) is int else None
+    network, activation = _BY_SEED.get(key, lambda: _draw(seed))
+    return list(map(_writable_network, network)), list(map(_writable_activation, activation))

@@ -11,6 +11,7 @@ be generated and named, rather than hand-writing every pair.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 from typing import Any, Callable
 
@@ -209,7 +210,16 @@ def mutants_for(function: str) -> list[Mutant]:
 
 
 def backward_pairs() -> list[tuple[tuple[str, str], Impl]]:
-    """Every two-bug backward, named by both ids, skipping spellings a single id already covers."""
+    """Every two-bug backward, named by both ids, skipping spellings a single id already covers.
+
+    Built once per process: the same implementation objects every time, so their
+    outcomes can be cached by identity (``grader.diagnose``), and no rebuild per notebook.
+    """
+    return list(_backward_pairs())
+
+
+@lru_cache(maxsize=1)
+def _backward_pairs() -> tuple[tuple[tuple[str, str], Impl], ...]:
     single = {frozenset(flags) for spellings in BACKWARD_SPELLINGS.values() for flags in spellings}
     seen: set[frozenset[str]] = set()
     pairs: list[tuple[tuple[str, str], Impl]] = []
@@ -221,4 +231,4 @@ def backward_pairs() -> list[tuple[tuple[str, str], Impl]]:
                     continue
                 seen.add(flags)
                 pairs.append(((id_a, id_b), backward_with(flags)))
-    return pairs
+    return tuple(pairs)
