@@ -54,8 +54,6 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 WATCHDOG_GRACE_S = 0.5
 #: The worker sends batched replies at least this often (``CallReplies.FLUSH_S`` in the worker).
 BATCH_FLUSH_S = 0.2
-#: Bytes read from the sandbox's channel at a time.
-READ_CHUNK = 1 << 20
 MAX_RESTARTS = 4
 
 
@@ -256,7 +254,8 @@ class OutputDrain:
     def excerpt(self) -> str:
         text = self.kept.decode("utf-8", "replace")
         if self.dropped:
-            text += f"\n[grader] ... {self.dropped} more bytes of output not kept"
+            text += (f"\n[grader] ... {self.dropped} more bytes of output not kept"
+                     " (and print() calls past the limit were skipped)")
         return text
 
     def join(self, timeout: float) -> None:
@@ -309,7 +308,7 @@ class _Process:
     def receive(self, deadline: float) -> tuple[dict[str, Any], list[bytes]]:
         """Read one message; TimeoutError past ``deadline``, EOFError if the process died.
 
-        Reads whatever the pipe holds (up to 1 MB) into a buffer and parses from it: replies to
+        Reads whatever the pipe holds into a buffer and parses from it: replies to
         a batch of calls arrive back to back, and one read per burst instead of five per reply
         (frame, header, and a length and a body per array) halves the grader's cost per call.
         """
@@ -323,7 +322,7 @@ class _Process:
                 ready, _, _ = select.select([self.recv_fd], [], [], wait)
                 if not ready:
                     raise TimeoutError
-                chunk = os.read(self.recv_fd, READ_CHUNK)
+                chunk = os.read(self.recv_fd, wire.PIPE_READ)
                 if not chunk:
                     raise EOFError("sandbox closed its channel")
                 buffer.extend(chunk)
@@ -522,7 +521,7 @@ class SubprocessSandbox:
         limit = self.limits.cell_timeout_s
         position = 0
         try:
-            token = self._request({"op": "exec", "cell_timeout": limit,
+            token = self._request({"op": "exec", "cell_timeout": limit, "output_limit": self.limits.output_kb * 1024,
                                    "cells": [{"index": c.index, "source": c.source} for c in cells]})
             for position, cell in enumerate(cells):
                 deadline = min(time.monotonic() + limit + WATCHDOG_GRACE_S, self._total_deadline())

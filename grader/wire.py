@@ -74,6 +74,13 @@ def read_message(read_exact) -> tuple[dict[str, Any], list[bytes]]:
     return header, blobs
 
 
+#: Bytes asked of one read from a channel pipe. A pipe holds 64 KiB by default, so asking for
+#: more returns no more data, and it costs: CPython allocates the whole request before the
+#: read (a 1 MiB request is an mmap and a munmap, 17 µs against 1.5 µs for 64 KiB, and a
+#: notebook's grading makes a few hundred reads on each side).
+PIPE_READ = 1 << 16
+
+
 def fd_reader(fd: int):
     """A blocking ``read_exact`` over a file descriptor, reading ahead: a request with a hundred
     arrays is one or two reads instead of two hundred."""
@@ -81,7 +88,7 @@ def fd_reader(fd: int):
 
     def read_exact(n: int) -> bytes:
         while len(buffer) < n:
-            chunk = os.read(fd, 1 << 20)
+            chunk = os.read(fd, PIPE_READ)
             if not chunk:
                 raise EOFError("peer closed the channel")
             buffer.extend(chunk)

@@ -220,3 +220,34 @@ def test_the_fork_server_and_its_sandboxes_are_named_for_ps():
         finally:
             box.close()
     assert "grader-forksrv" in running and "grader-sandbox" in running
+
+
+def test_prints_past_the_output_limit_are_skipped_but_the_code_around_them_runs():
+    """A debug print inside a loop costs nothing once the output kept for the report is full."""
+    box = SubprocessSandbox(Limits(output_kb=1, cell_timeout_s=10))
+    try:
+        cells = _cells(
+            "class Loud:\n"
+            "    formatted = 0\n"
+            "    def __str__(self):\n"
+            "        Loud.formatted += 1\n"
+            "        return 'L' * 100\n"
+            "steps = 0\n"
+            "for _ in range(100):\n"
+            "    print(Loud())\n"
+            "    steps += 1\n"
+            "import io\n"
+            "buffer = io.StringIO()\n"
+            "print('to a file', file=buffer)\n"
+            "def activation(z):\n"
+            "    return z + Loud.formatted * 1000 + steps * 10 + len(buffer.getvalue())",
+        )
+        box.run_notebook(cells)
+        [outcome] = box.call_many([CallRequest("activation", (np.zeros(1),))])
+        # 1 KB of output holds ten 101-character lines: the eleventh crosses the limit, the rest are skipped;
+        # the loop itself ran to the end, and a print to a file of the student's own is never skipped.
+        assert outcome.value.tolist() == [11 * 1000 + 100 * 10 + len("to a file\n")]
+        excerpt = box.output_excerpt()
+        assert excerpt.count("L" * 100) == 10 and "print() calls past the limit were skipped" in excerpt
+    finally:
+        box.close()
