@@ -36,6 +36,7 @@ from grader.model import Report
 from grader.render import gradescope, html, json_report, junit, markdown
 from grader.rubric import Rubric, load_rubric
 from grader.summary import GradebookRow, render_summary_html, summarize, write_gradebook
+from grader.template import opening_cells
 
 GRADER_FAILED = ("The grader itself failed on this submission ({reason}); the rest of the class was graded. "
                  "Re-run with --force to retry it, and report it if it happens again.")
@@ -78,8 +79,6 @@ def _init_worker(rubric_ref: str | None, seed: int, overrides: tuple[tuple[str, 
     """Load the rubric and start this process's fork server (or first kernel) once, not per submission."""
     import signal
 
-    from grader.forkserver import ForkServer
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     rubric = load_rubric(rubric_ref)
     limits = rubric.limits.merged(dict(overrides), "the command line")
@@ -89,7 +88,14 @@ def _init_worker(rubric_ref: str | None, seed: int, overrides: tuple[tuple[str, 
         _worker_state["server"] = None
         _worker_state["next_kernel"] = _prestart_kernel(limits)
     else:
-        _worker_state["server"] = ForkServer()
+        _worker_state["server"] = _fork_server(rubric, limits)
+
+
+def _fork_server(rubric: Rubric, limits) -> "ForkServer":
+    """This process's fork server, primed with the template's opening cells when the rubric names a template."""
+    from grader.forkserver import ForkServer
+
+    return ForkServer(opening_cells(rubric), limits.cell_timeout_s)
 
 
 def _prestart_kernel(limits):
@@ -113,8 +119,7 @@ def _grade_in_worker(source: str, data: bytes) -> dict[str, Any]:
     started = time.perf_counter()
     if server is not None and not server.alive:
         try:
-            from grader.forkserver import ForkServer
-            server = _worker_state["server"] = ForkServer()
+            server = _worker_state["server"] = _fork_server(rubric, options.limits)
         except GraderError:
             server = _worker_state["server"] = None
     prestarted = None
@@ -267,6 +272,7 @@ def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int],
     started = time.perf_counter()
     rubric = load_rubric(options.rubric)
     rubric.limits.merged(dict(options.limit_overrides), "the command line")  # fail before any work
+    opening_cells(rubric)  # a template that cannot be read is the course's mistake: say so before any work
     collection: Collection = collect(paths)
     stamp = fingerprint(rubric, options.seed, options.limit_overrides, options.backend)
     out = Output(options.out)

@@ -387,26 +387,35 @@ class SubprocessSandbox:
         self.seen: list[str] = []
         self._process: _Process | None = None
         self._ready = False
-        self._spawn()
+        if server is None:
+            self._spawn()  # a fresh Python takes a while to start: let it, while the notebook loads
+        # A fork is quick, and which server to fork from depends on the notebook's cells: see run_notebook.
 
     # --- lifecycle ------------------------------------------------------------
 
-    def _start(self) -> None:
-        self._spawn()
+    def _start(self, first_cells: Sequence[Cell] | None = None) -> None:
+        self._spawn(first_cells)
         self._await_ready()
 
-    def _spawn(self) -> None:
-        """Start the process without waiting, so its start-up overlaps the grader's own work."""
-        self._process = _Process(self._starter, self.limits.output_kb * 1024)
+    def _spawn(self, first_cells: Sequence[Cell] | None = None) -> None:
+        """Start the process without waiting, so its start-up overlaps the grader's own work.
+
+        ``first_cells``: the cells its first execution begins with, when known (a fork server
+        may then start it from a process that has already run the template's opening cells)."""
+        sources = None if first_cells is None else [cell.source for cell in first_cells]
+        self._process = _Process(lambda channel, output: self._starter(channel, output, sources),
+                                 self.limits.output_kb * 1024)
         self._ready = False
 
-    def _starter(self, channel: tuple[int, int], output: int) -> ProcessHandle:
+    def _starter(self, channel: tuple[int, int], output: int, sources: list[str] | None = None) -> ProcessHandle:
         """How this backend launches a worker: a fork of the fork server, or a fresh confined Python."""
         if self.server is not None:
-            return self.server.spawn(self.limits, self.workdir, channel, output)
+            return self.server.spawn(self.limits, self.workdir, channel, output, sources)
         return _start_with_subprocess(self.limits, self.workdir, self.confinement, channel, output)
 
     def _await_ready(self) -> None:
+        if self._process is None:
+            self._spawn()
         assert self._process is not None
         if self._ready:
             return
@@ -470,8 +479,10 @@ class SubprocessSandbox:
     # --- notebook ---------------------------------------------------------------
 
     def run_notebook(self, cells: Sequence[Cell]) -> Execution:
-        self._await_ready()
         cells = list(cells)
+        if self._process is None and self.server is not None:
+            self._spawn(cells)
+        self._await_ready()
         execution = Execution()
         runs = self._exec(cells, execution.warnings)
         execution.cells = runs
@@ -504,8 +515,8 @@ class SubprocessSandbox:
                 self._process = None
                 break
             self._restarts += 1
-            self._start()
             replay = [c for c in cells if c.index in runs and runs[c.index].status in ("ok", "error")]
+            self._start(replay)
             if replay:
                 stop = self._exec_once(replay, {}, None)
                 if stop is not None:
@@ -684,7 +695,7 @@ class SubprocessSandbox:
         if self._restarts >= MAX_RESTARTS:
             return
         self._restarts += 1
-        self._start()
+        self._start(self._replayable)
         stop = self._exec_once(list(self._replayable), {}, None)
         if stop is not None:
             self._retire(stop[1])
@@ -714,7 +725,7 @@ class AttachedSandbox(SubprocessSandbox):
         self._channel = (channel_in, channel_out)
         super().__init__(limits)
 
-    def _spawn(self) -> None:
+    def _spawn(self, first_cells: Sequence[Cell] | None = None) -> None:
         self._process = _Process.attached(*self._channel)
         self._ready = False
 

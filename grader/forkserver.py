@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from grader.confine import confinement, prepare_child
 from grader.errors import SandboxError
@@ -38,14 +38,66 @@ START_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 10.0
 
 
-class ForkServer:
-    """One server per grading process; not thread-safe (one request at a time)."""
+#: The opening cells are sent to the server in one datagram; a template whose opening is larger
+#: than this is simply not primed.
+MAX_OPENING_BYTES = 48 << 10
 
-    def __init__(self) -> None:
+
+class _Control:
+    """One control socket: to the fork server, or to the primed server it forked."""
+
+    def __init__(self, sock: socket.socket, failure) -> None:
+        self.socket = sock
+        self._failure = failure
+
+    def receive(self) -> dict[str, Any]:
+        try:
+            data = self.socket.recv(1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            raise self._failure("the fork server stopped")
+        return json.loads(data)
+
+    def request(self, request: dict[str, Any], fds: tuple[int, ...] = ()) -> dict[str, Any]:
+        try:
+            socket.send_fds(self.socket, [json.dumps(request).encode()], list(fds))
+        except OSError:
+            raise self._failure("the fork server stopped") from None
+        return self.receive()
+
+    @property
+    def alive(self) -> bool:
+        return self.socket.fileno() >= 0
+
+    def status(self, pid: int, kill: bool) -> int | None:
+        """The child's raw wait status once it has ended (killing its group first when ``kill``), else None."""
+        reply = self.request({"op": "kill" if kill else "poll", "pid": pid})
+        status = reply.get("status")
+        return status if isinstance(status, int) else None
+
+    def close(self) -> None:
+        try:
+            self.socket.close()
+        except OSError:
+            pass
+
+
+class ForkServer:
+    """One server per grading process; not thread-safe (one request at a time).
+
+    ``opening``: the assignment template's opening cells (``grader.template``). The server
+    then forks a *primed* server that has run them, and a notebook whose code begins with
+    exactly those cells is forked from it, skipping work every such notebook would repeat.
+    """
+
+    def __init__(self, opening: Sequence[str] = (), cell_timeout_s: float = 10.0) -> None:
         self.confinement = confinement()
         self.workdir = tempfile.mkdtemp(prefix="grader-forkserver-")
+        self.opening: tuple[str, ...] = ()
+        self._primed: _Control | None = None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._socket = ours
+        self._control = _Control(ours, self._failure)
         try:
             self._popen = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", worker_program(), "forkserver", str(theirs.fileno()),
@@ -59,11 +111,36 @@ class ForkServer:
             raise SandboxError.from_start_failure(str(exc)) from None
         finally:
             theirs.close()
-        self._socket.settimeout(START_TIMEOUT_S)
-        reply = self._receive()
+        ours.settimeout(START_TIMEOUT_S)
+        reply = self._control.receive()
         if reply.get("op") != "ready":
             raise self._failure("the fork server did not start")
-        self._socket.settimeout(REPLY_TIMEOUT_S)
+        ours.settimeout(REPLY_TIMEOUT_S)
+        if opening:
+            self._prime(tuple(opening), cell_timeout_s)
+
+    def _prime(self, opening: tuple[str, ...], cell_timeout_s: float) -> None:
+        """Fork the primed server; without it (too large, a cell that fails) every notebook forks from this one."""
+        if sum(len(source.encode()) for source in opening) > MAX_OPENING_BYTES:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._control.request({"op": "primed", "sources": list(opening), "cell_timeout": cell_timeout_s},
+                                  (theirs.fileno(),))
+        finally:
+            theirs.close()
+        primed = _Control(ours, self._failure)
+        ours.settimeout(START_TIMEOUT_S + len(opening) * cell_timeout_s)
+        try:
+            ready = primed.receive()
+        except SandboxError:
+            primed.close()
+            return
+        ours.settimeout(REPLY_TIMEOUT_S)
+        if ready.get("op") == "ready" and ready.get("primed") is True:
+            self._primed, self.opening = primed, opening
+        else:
+            primed.close()
 
     # --- protocol -------------------------------------------------------------------
 
@@ -78,49 +155,41 @@ class ForkServer:
         last = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [what]
         return SandboxError.from_start_failure(last[0])
 
-    def _receive(self) -> dict[str, Any]:
-        try:
-            data = self._socket.recv(1 << 16)
-        except OSError:
-            data = b""
-        if not data:
-            raise self._failure("the fork server stopped")
-        return json.loads(data)
-
-    def _request(self, request: dict[str, Any], fds: tuple[int, ...] = ()) -> dict[str, Any]:
-        try:
-            socket.send_fds(self._socket, [json.dumps(request).encode()], list(fds))
-        except OSError:
-            raise self._failure("the fork server stopped") from None
-        return self._receive()
-
     @property
     def alive(self) -> bool:
-        return self._popen.poll() is None and self._socket.fileno() >= 0
+        return self._popen.poll() is None and self._control.socket.fileno() >= 0
 
     # --- what execute.py uses ---------------------------------------------------------
 
-    def spawn(self, limits: Limits, workdir: str, channel: tuple[int, int], output: int) -> "ForkedProcess":
-        reply = self._request({
-            "op": "spawn", "workdir": workdir, "limits": dataclasses.asdict(limits),
-            "namespaces": self.confinement.namespaces, "readonly": [self.workdir],
-        }, (*channel, output))
+    def begins_with_opening(self, sources: Sequence[str] | None) -> bool:
+        """Whether a notebook whose code cells are ``sources`` can start from the primed server."""
+        return bool(self.opening) and sources is not None and tuple(sources[: len(self.opening)]) == self.opening
+
+    def spawn(self, limits: Limits, workdir: str, channel: tuple[int, int], output: int,
+              sources: Sequence[str] | None = None) -> "ForkedProcess":
+        """A worker for a notebook whose code cells are ``sources`` (None: not known, start from the beginning)."""
+        request = {"op": "spawn", "workdir": workdir, "limits": dataclasses.asdict(limits),
+                   "namespaces": self.confinement.namespaces, "readonly": [self.workdir]}
+        fds = (*channel, output)
+        if self._primed is not None and self.begins_with_opening(sources):
+            try:
+                return ForkedProcess(self._primed, self._pid(self._primed.request(request, fds)))
+            except SandboxError:
+                # The primed server is gone: carry on without it rather than fail the notebook.
+                self._primed.close()
+                self._primed, self.opening = None, ()
+        return ForkedProcess(self._control, self._pid(self._control.request(request, fds)))
+
+    def _pid(self, reply: dict[str, Any]) -> int:
         pid = reply.get("pid")
         if not isinstance(pid, int) or pid <= 0:
             raise self._failure("the fork server could not fork")
-        return ForkedProcess(self, pid)
-
-    def status(self, pid: int, kill: bool) -> int | None:
-        """The child's raw wait status once it has ended (killing its group first when ``kill``), else None."""
-        reply = self._request({"op": "kill" if kill else "poll", "pid": pid})
-        status = reply.get("status")
-        return status if isinstance(status, int) else None
+        return pid
 
     def close(self) -> None:
-        try:
-            self._socket.close()
-        except OSError:
-            pass
+        if self._primed is not None:
+            self._primed.close()
+        self._control.close()
         if self._popen.poll() is None:
             try:
                 self._popen.wait(timeout=2)
@@ -139,9 +208,9 @@ class ForkServer:
 
 
 class ForkedProcess:
-    """``execute.ProcessHandle`` for a child of the fork server."""
+    """``execute.ProcessHandle`` for a child of the fork server (or of its primed server)."""
 
-    def __init__(self, server: ForkServer, pid: int) -> None:
+    def __init__(self, server: _Control, pid: int) -> None:
         self._server = server
         self._pid = pid
         self._returncode: int | None = None

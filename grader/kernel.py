@@ -83,7 +83,7 @@ class KernelSandbox(SubprocessSandbox):
 
     # --- lifecycle ------------------------------------------------------------------
 
-    def _starter(self, channel: tuple[int, int], output: int) -> ProcessHandle:
+    def _starter(self, channel: tuple[int, int], output: int, sources: list[str] | None = None) -> ProcessHandle:
         from jupyter_client import AsyncKernelManager
         from jupyter_client.kernelspec import KernelSpecManager
         from jupyter_core.utils import run_sync

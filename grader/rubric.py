@@ -16,7 +16,7 @@ import json
 import math
 import re
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -43,7 +43,7 @@ KNOWN_ACTIVATIONS: tuple[str, ...] = (
     "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "elu", "silu", "identity",
 )
 
-_TOP_LEVEL_KEYS = ("schema", "name", "title", "max_score", "accepted_activations", "limits", "checks")
+_TOP_LEVEL_KEYS = ("schema", "name", "title", "max_score", "accepted_activations", "template", "limits", "checks")
 _CHECK_KEYS = ("points", "partial_credit")
 #: Used when a rubric has no ``accepted_activations``: the exercise is about ReLU.
 _DEFAULT_ACTIVATIONS: tuple[str, ...] = ("relu",)
@@ -72,6 +72,10 @@ class Rubric:
     checks: dict[str, CheckWeight]
     #: ``Limits()`` defaults merged with the rubric's ``[limits]`` table.
     limits: Limits
+    #: The notebook handed to students (where it is, for messages), if the rubric names one, and
+    #: its bytes: batch grading runs its opening cells once per process (``grader.template``).
+    template: str | None = None
+    template_bytes: bytes | None = field(default=None, repr=False, compare=False)
 
 
 # --------------------------------------------------------------------------- finding rubrics
@@ -115,7 +119,7 @@ def load_rubric(name_or_path: str | Path | None = None) -> Rubric:
     bundled = _bundled()
     if not _looks_like_path(name) and name in bundled:
         entry = bundled[name]
-        return parse_rubric(_read_bundled(entry), str(entry))
+        return parse_rubric(_read_bundled(entry), str(entry), _bundled_dir())
     path = Path(name)
     if not path.exists():
         raise RubricError.not_found(name, sorted(bundled))
@@ -227,9 +231,11 @@ def _opens_multiline(line: str) -> str | None:
 class _Validator:
     """Turns the parsed TOML into a :class:`Rubric`, raising one precise error at the first problem."""
 
-    def __init__(self, data: dict[str, Any], text: str, path: str) -> None:
+    def __init__(self, data: dict[str, Any], text: str, path: str, folder: Traversable | None = None) -> None:
         self.data = data
         self.path = path
+        #: Where files the rubric names (its template) are looked up: beside it.
+        self.folder = folder if folder is not None else Path(path).parent
         self.lines = _KeyLines(text)
 
     def fail(self, key_path: tuple[str, ...], what: str, expected: str) -> RubricError:
@@ -250,6 +256,7 @@ class _Validator:
             accepted_activations=self.accepted_activations(),
             checks=checks,
             limits=self.limits(),
+            **self.template(),
         )
 
     def check_top_level_keys(self) -> None:
@@ -338,6 +345,21 @@ class _Validator:
                 raise self.fail(key, f"accepted_activations contains unknown activation {item!r}{hint}", expected)
         return tuple(dict.fromkeys(value))
 
+    def template(self) -> dict[str, Any]:
+        value = self.data.get("template")
+        if value is None:
+            return {}
+        expected = 'expected the file name of the notebook handed to students, next to the rubric, such as "seed.ipynb"'
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(("template",), f"template = {value!r} is not a file name", expected)
+        entry = self.folder / value
+        try:
+            data = entry.read_bytes()
+        except OSError:
+            raise self.fail(("template",), f"template = {value!r} names no readable file (looked for {entry})",
+                            expected) from None
+        return {"template": str(entry), "template_bytes": data}
+
     def limits(self) -> Limits:
         table = self.data.get("limits", {})
         if not isinstance(table, dict):
@@ -379,10 +401,11 @@ def _expected_from_setting(exc: SettingError) -> str:
     return match.group(1) if match else exc.message.rstrip(".")
 
 
-def parse_rubric(text: str, path: str) -> Rubric:
-    """Parse and validate rubric ``text``; ``path`` is only used to name the file in messages."""
+def parse_rubric(text: str, path: str, folder: Traversable | None = None) -> Rubric:
+    """Parse and validate rubric ``text``; ``path`` names the file in messages, and files the rubric
+    names are looked up in ``folder`` (by default the folder of ``path``)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RubricError.from_toml_error(path, exc) from exc
-    return _Validator(data, text, path).rubric()
+    return _Validator(data, text, path, folder).rubric()
