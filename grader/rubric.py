@@ -356,8 +356,9 @@ class _Validator:
         try:
             data = entry.read_bytes()
         except OSError:
+            # Most often a rubric copied without its template: say how to fix it either way.
             raise self.fail(("template",), f"template = {value!r} names no readable file (looked for {entry})",
-                            expected) from None
+                            expected + " (copy the notebook there, or delete the template line)") from None
         return {"template": str(entry), "template_bytes": data}
 
     def limits(self) -> Limits:

@@ -1,4 +1,6 @@
 """The rubric must catch and name every catalogued bug; a gap fails this test (and CI)."""
+from pathlib import Path
+
 from grader.calibrate import calibrate, render_matrix
 from grader.cli import main
 from grader.reference.mutants import CATALOG
@@ -26,6 +28,7 @@ def test_a_rubric_that_stops_catching_bugs_is_reported_as_a_gap(tmp_path, capsys
     lenient = lenient.replace('[checks."activation.values"]\npoints = 15', '[checks."activation.values"]\npoints = 100')
     path = tmp_path / "lenient.toml"
     path.write_text(lenient)
+    (tmp_path / "simple_nn_seed.ipynb").write_bytes(Path(text).with_name("simple_nn_seed.ipynb").read_bytes())
     assert main(["calibrate", "--rubric", str(path)]) == 1
     out = capsys.readouterr().out
     assert "backward:stale_w2" in out and "GAP: no check catches this bug" in out

@@ -3,6 +3,8 @@
 The functions here are test code (trusted), served by calibrate.TrustedSandbox,
 which pushes every value through the wire codec as a real sandbox reply would.
 """
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -76,6 +78,7 @@ def test_accepting_sigmoid_in_the_rubric_gives_full_marks(tmp_path):
                                                              'accepted_activations = ["relu", "tanh"]')
     path = tmp_path / "tanh_ok.toml"
     path.write_text(text)
+    (tmp_path / "simple_nn_seed.ipynb").write_bytes(Path(RUBRIC.path).with_name("simple_nn_seed.ipynb").read_bytes())
     run, diagnoses, score, max_score = grade_functions(student_nn(np.tanh, lambda z: 1 - np.tanh(z) ** 2),
                                                        load_rubric(str(path)), 0)
     assert score == max_score and diagnoses == []

@@ -84,6 +84,8 @@ def test_a_bad_template_is_reported_with_its_line_and_what_was_expected(tmp_path
         load_rubric(str(path))
     assert found in raised.value.message and f"line {line}" in raised.value.message
     assert "expected the file name of the notebook handed to students" in raised.value.message
+    if "names no" in found:
+        assert "copy the notebook there, or delete the template line" in raised.value.message
 
 
 # --- the primed server ----------------------------------------------------------------------------
