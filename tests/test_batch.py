@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -89,9 +90,21 @@ def graded_class(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     expected = build_class(root)
     out = root / "out"
-    code = main(["grade", str(root / "class"), str(root / "canvas_export.zip"), "--out", str(out),
-                 "--jobs", "2", *LIMIT_FLAGS])
+    scratch = root / "tmp"  # the batch's temporary files, in every process, go here: see the leftovers test
+    scratch.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(scratch))
+        patch.setattr(tempfile, "tempdir", str(scratch))
+        code = main(["grade", str(root / "class"), str(root / "canvas_export.zip"), "--out", str(out),
+                     "--jobs", "2", *LIMIT_FLAGS])
     return root, out, expected, code
+
+
+def test_a_batch_leaves_no_temporary_directory_behind(graded_class):
+    """Each pool process's fork server (and each sandbox) removes its working directory when done."""
+    root, _, _, code = graded_class
+    assert code == 0
+    assert sorted(p.name for p in (root / "tmp").iterdir()) == []
 
 
 def _gradebook(out: Path) -> dict[str, dict]:
