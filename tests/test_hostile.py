@@ -290,6 +290,8 @@ def test_the_checkout_is_unreadable_by_its_path_even_with_the_interpreter_inside
     """Run from source, the checkout's folders are covered one by one (its .venv may hold the interpreter)."""
     import grader
     checkout = Path(grader.__file__).resolve().parents[1]
+    if not (checkout / "pyproject.toml").is_file():
+        pytest.skip("the grader is installed, not run from a checkout")
     targets = [checkout / "reference" / "mutants.py", checkout / "grader" / "checks.py",
                checkout / "rubrics" / "simple_nn.toml", checkout / ".git" / "HEAD"]
     probe = (
