@@ -56,6 +56,7 @@ class _Control:
         except OSError:
             data = b""
         if not data:
+            self.close()
             raise self._failure("the fork server stopped")
         return json.loads(data)
 
@@ -63,6 +64,7 @@ class _Control:
         try:
             socket.send_fds(self.socket, [json.dumps(request).encode()], list(fds))
         except OSError:
+            self.close()
             raise self._failure("the fork server stopped") from None
         return self.receive()
 
@@ -81,6 +83,11 @@ class _Control:
             self.socket.close()
         except OSError:
             pass
+
+
+def _primed_failure(what: str) -> SandboxError:
+    """The primed server failing costs only the shortcut: the fork server itself carries on."""
+    return SandboxError.from_start_failure(f"the primed fork server stopped ({what})")
 
 
 class ForkServer:
@@ -129,7 +136,7 @@ class ForkServer:
                                   (theirs.fileno(),))
         finally:
             theirs.close()
-        primed = _Control(ours, self._failure)
+        primed = _Control(ours, _primed_failure)
         ours.settimeout(START_TIMEOUT_S + len(opening) * cell_timeout_s)
         try:
             ready = primed.receive()
@@ -221,7 +228,10 @@ class ForkedProcess:
 
     def poll(self) -> int | None:
         if self._returncode is None and self._server.alive:
-            self._record(self._server.status(self._pid, kill=False))
+            try:
+                self._record(self._server.status(self._pid, kill=False))
+            except SandboxError:  # its server is gone, and every child of it with it
+                self._returncode = -9
         return self._returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -234,6 +244,9 @@ class ForkedProcess:
 
     def kill_group(self) -> None:
         if self._returncode is None and self._server.alive:
-            self._record(self._server.status(self._pid, kill=True))
+            try:
+                self._record(self._server.status(self._pid, kill=True))
+            except SandboxError:  # its server is gone, and every child of it with it
+                pass
         if self._returncode is None:
             self._returncode = -9

@@ -144,3 +144,16 @@ def test_a_crash_after_the_opening_replays_from_the_primed_server_with_the_same_
     assert report["score"] == report["max_score"]
     assert report["output_excerpt"].count("Final prediction") == 2  # the first run, and the replay
     assert report == report_of(path, plain)
+
+
+def test_when_the_primed_server_is_gone_notebooks_fork_from_the_plain_one(tmp_path):
+    import socket
+
+    path = tmp_path / "seed.ipynb"
+    path.write_bytes(SEED.read_bytes())
+    with ForkServer(opening_cells(RUBRIC), LIMITS.cell_timeout_s) as server:
+        expected = report_of(path, server)
+        server._primed.socket.shutdown(socket.SHUT_RDWR)  # as its end looks when the process has died
+        assert report_of(path, server) == expected
+        assert server.opening == () and server.alive
+        assert report_of(path, server) == expected
