@@ -37,8 +37,9 @@ def servers():
         yield plain, primed
 
 
-#: What %time and %timeit print: the only output that may differ between two runs of one notebook.
-TIMINGS = re.compile(r"\d+(\.\d+)?\s*(ns|µs|μs|us|ms|s)\b")
+#: What %time and %timeit print: the only output that may differ between two runs of one notebook
+#: (IPython writes some of them with an exponent, such as "1e+03 ns").
+TIMINGS = re.compile(r"\d+(\.\d+)?(e[+-]?\d+)?\s*(ns|µs|μs|us|ms|s)\b")
 
 
 def report_of(path: Path, server: ForkServer) -> dict:
