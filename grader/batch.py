@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from grader.collect import Collection, Submission, collect
 from grader.grade import Options, error_report, grade_notebook
@@ -38,6 +38,10 @@ from grader.render import gradescope, html, json_report, junit, markdown
 from grader.rubric import Rubric, load_rubric
 from grader.summary import GradebookRow, render_summary_html, summarize, write_gradebook
 from grader.template import opening_cells
+
+if TYPE_CHECKING:
+    from grader.forkserver import ForkServer
+    from grader.limits import Limits
 
 GRADER_FAILED = ("The grader itself failed on this submission ({reason}); the rest of the class was graded. "
                  "Re-run with --force to retry it, and report it if it happens again.")
@@ -93,7 +97,7 @@ def _init_worker(rubric_ref: str | None, seed: int, overrides: tuple[tuple[str, 
         _worker_state["server"] = _fork_server(rubric, limits)
 
 
-def _fork_server(rubric: Rubric, limits) -> "ForkServer":
+def _fork_server(rubric: Rubric, limits: Limits) -> ForkServer:
     """This process's fork server, primed with the template's opening cells when the rubric names a template."""
     from grader.forkserver import ForkServer
 

@@ -395,7 +395,7 @@ class Grading:
         # reference's forward stands in: the same finite differences (or the right ones), computed
         # once per probe for the whole class instead of 72 sandbox calls per notebook.
         own_forward = forward_ok and self._forward_pair is not None and not self._forward_pair.pure
-        pair = self._forward_pair if own_forward else (self._forward_pair or primary.pair)
+        pair = self._forward_pair or primary.pair
         loss_of = self._loss_function(own_forward, pair)
         passed, worst_error, first_failure = 0, 0.0, None
         for index, (probe, call_args, outcome) in enumerate(zip(self.network, args, outcomes)):

@@ -72,6 +72,13 @@ class _Control:
     def alive(self) -> bool:
         return self.socket.fileno() >= 0
 
+    def spawn(self, request: dict[str, Any], fds: tuple[int, ...]) -> "ForkedProcess":
+        """Ask this server for a worker; its own failure (a bad reply included) is raised as this server's."""
+        pid = self.request(request, fds).get("pid")
+        if not isinstance(pid, int) or pid <= 0:
+            raise self._failure("the fork server could not fork")
+        return ForkedProcess(self, pid)
+
     def status(self, pid: int, kill: bool) -> int | None:
         """The child's raw wait status once it has ended (killing its group first when ``kill``), else None."""
         reply = self.request({"op": "kill" if kill else "poll", "pid": pid})
@@ -164,7 +171,7 @@ class ForkServer:
 
     @property
     def alive(self) -> bool:
-        return self._popen.poll() is None and self._control.socket.fileno() >= 0
+        return self._popen.poll() is None and self._control.alive
 
     # --- what execute.py uses ---------------------------------------------------------
 
@@ -180,18 +187,12 @@ class ForkServer:
         fds = (*channel, output)
         if self._primed is not None and self.begins_with_opening(sources):
             try:
-                return ForkedProcess(self._primed, self._pid(self._primed.request(request, fds)))
+                return self._primed.spawn(request, fds)
             except SandboxError:
                 # The primed server is gone: carry on without it rather than fail the notebook.
                 self._primed.close()
                 self._primed, self.opening = None, ()
-        return ForkedProcess(self._control, self._pid(self._control.request(request, fds)))
-
-    def _pid(self, reply: dict[str, Any]) -> int:
-        pid = reply.get("pid")
-        if not isinstance(pid, int) or pid <= 0:
-            raise self._failure("the fork server could not fork")
-        return pid
+        return self._control.spawn(request, fds)
 
     def close(self) -> None:
         if self._primed is not None:
