@@ -42,6 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 SLOW_FIXTURES = {"broken/infinite_loop_between_definitions.ipynb"}
 MIX = {"correct": 0.45, "buggy": 0.45, "broken": 0.10}
+#: The last revision before the sandbox was hardened (issue 11): minimal root, seccomp, no capabilities.
+BASELINE_REV = "aaa2fd7"
 
 
 def build_class(directory: Path, count: int, seed: int = 0) -> dict[str, int]:
@@ -165,11 +167,14 @@ def _busy_s() -> float:
     return (sum(fields[:3]) + sum(fields[5:8])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_grader(folder: Path, out: Path, jobs: int, backend: str = "subprocess") -> tuple[float, MemorySampler, str]:
+def run_grader(folder: Path, out: Path, jobs: int, backend: str = "subprocess",
+               source: Path = REPO) -> tuple[float, MemorySampler, str]:
+    """``grader grade`` from ``source`` (this checkout, or a worktree of an earlier revision: the
+    current directory comes first on ``sys.path``, so ``-m grader`` imports that revision's package)."""
     command = [sys.executable, "-m", "grader", "grade", str(folder), "--out", str(out), "--jobs", str(jobs),
                "--backend", backend]
     started, busy = time.perf_counter(), _busy_s()
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=source, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     sampler = MemorySampler(process.pid)
     sampler.start()
     _, stderr = process.communicate()
@@ -187,6 +192,10 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=1000, help="notebooks in the class (default 1000)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--backend", choices=("subprocess", "kernel"), default="subprocess")
+    parser.add_argument("--baseline", default=BASELINE_REV, metavar="REV",
+                        help="also grade the class with this git revision of the grader, in a worktree, for the "
+                             f"cost of what changed since (default {BASELINE_REV}, before the sandbox hardening; "
+                             "'' to skip)")
     parser.add_argument("--nbgrader", type=int, default=10, metavar="K",
                         help="also time nbgrader autograde on K of the notebooks (default 10; 0 to skip)")
     args = parser.parse_args()
@@ -205,6 +214,18 @@ def main() -> None:
         roles = memory.cpu_by_role()
         print(f"            CPU: {memory.busy_s:.1f} s on the machine = {1000 * memory.busy_s / args.n:.0f} ms per "
               "notebook; seen by role: " + ", ".join(f"{role} {seconds:.1f} s" for role, seconds in sorted(roles.items())))
+        if args.baseline:
+            tree = work / "baseline"
+            subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.baseline], cwd=REPO, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                base_wall, base_memory, _ = run_grader(folder, work / "out-baseline", args.jobs, args.backend, tree)
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            print(f"baseline  : {base_wall:7.2f} s  {args.n / base_wall:6.1f} notebooks/s   (revision {args.baseline}, "
+                  f"same class; CPU {1000 * base_memory.busy_s / args.n:.0f} ms per notebook); this revision costs "
+                  f"{100 * (wall / base_wall - 1):+.1f} % wall time (target: at most +10 %)")
         rerun, _, line = run_grader(folder, out, args.jobs, args.backend)
         print(f"re-run    : {rerun:7.2f} s  {wall / rerun:6.1f}x faster   ({line})")
         per_notebook = wall / args.n

@@ -300,8 +300,9 @@ def sandbox_program(variant: str) -> str | None:
 
 def sandbox_env(workdir: str) -> dict[str, str]:
     """The environment _Process gives the sandbox (grader/execute.py)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    mpl = os.path.join(base, "grader", "matplotlib")
+    from grader.cache import cache_root  # the grader's own choice of cache directory
+
+    mpl = str(cache_root() / "matplotlib")
     os.makedirs(mpl, exist_ok=True)
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": workdir, "TMPDIR": workdir,
             "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": mpl, "OPENBLAS_NUM_THREADS": "1",

@@ -5,7 +5,7 @@ load → execute (sandbox_worker, wire) → probe → checks → diagnose → sc
 """
 import os as _os
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Installed, `reference/` and `rubrics/` are the subpackages grader.reference
 # and grader.rubrics (see pyproject's package-dir). In a source checkout they sit

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from grader.collect import Collection, Submission, collect
+from grader import environment
+from grader.collect import Collection, NotebookChanged, NotebookRef, Submission, collect
 from grader.grade import Options, error_report, grade_notebook
 from grader.model import Report
 from grader.render import gradescope, html, json_report, junit, markdown
@@ -45,6 +46,17 @@ if TYPE_CHECKING:
 
 GRADER_FAILED = ("The grader itself failed on this submission ({reason}); the rest of the class was graded. "
                  "Re-run with --force to retry it, and report it if it happens again.")
+WORKER_FAILED = ("This submission was not graded because its grading process could not start ({reason}); "
+                 "run `grader doctor`, fix what it reports and run the same command again.")
+POOL_LOST = ("This submission was not graded because the grading processes kept dying before they could grade "
+             "anything; run `grader doctor`, fix what it reports and run the same command again.")
+NOTICE_NO_FORK_SERVER = ("A grading process could not start its fork server ({reason}), so its submissions were "
+                         "each run in a freshly started sandbox, which is slower.")
+NOTICE_POOL_LOST = ("{pools} pools of grading processes in a row died before grading anything ({reason}), so the "
+                    "{count} submissions left were not graded; run `grader doctor` to see why.")
+#: Pools that may break in a row, with nothing graded in between, before the rest become error rows.
+#: Three, not two: a submission that kills its grading process breaks two pools (it is retried once).
+MAX_FRUITLESS_POOLS = 3
 #: The class-wide files of ``--out``, and the file naming what they were made from.
 CLASS_FILES = ("gradebook.csv", "summary.json", "summary.html", "junit.xml")
 CLASS_STAMP_FILE = ".class-files-stamp"
@@ -72,6 +84,8 @@ class BatchResult:
     errors: int
     seconds: float
     interrupted: bool = False
+    #: What the grading machine did not enforce (printed once on stderr, in summary.json/html), never in a report.
+    notices: tuple[str, ...] = ()
 
 
 # --- in the pool processes -----------------------------------------------------------
@@ -81,20 +95,41 @@ _worker_state: dict[str, Any] = {}
 
 def _init_worker(rubric_ref: str | None, seed: int, overrides: tuple[tuple[str, float], ...],
                  backend: str = "subprocess") -> None:
-    """Load the rubric and start this process's fork server (or first kernel) once, not per submission."""
+    """Load the rubric and start this process's fork server (or first kernel) once, not per submission.
+
+    Never raises: an initializer that raises breaks the whole pool, and every
+    submission would then fail with nothing but "the pool broke". A failure is
+    kept instead, and each submission sent here comes back as that failure (an
+    error row naming it); a fork server that cannot start only costs speed.
+    """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     atexit.register(_close_worker_state)  # a pool process ends normally when the pool shuts down
-    rubric = load_rubric(rubric_ref)
-    limits = rubric.limits.merged(dict(overrides), "the command line")
+    try:
+        rubric = load_rubric(rubric_ref)
+        limits = rubric.limits.merged(dict(overrides), "the command line")
+    except Exception as exc:
+        _worker_state["failure"] = _reason(exc)
+        return
     _worker_state["rubric"] = rubric
     _worker_state["options"] = Options(seed=seed, limits=limits, backend=backend)
     if backend == "kernel":
         _worker_state["server"] = None
         _worker_state["next_kernel"] = _prestart_kernel(limits)
     else:
-        _worker_state["server"] = _fork_server(rubric, limits)
+        try:
+            _worker_state["server"] = _fork_server(rubric, limits)
+        except Exception as exc:  # each submission then starts its own sandbox, which reports its own trouble
+            _worker_state["server"] = None
+            environment.note(NOTICE_NO_FORK_SERVER.format(reason=_reason(exc).rstrip(".")))
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception in words: a grader error's own sentence, otherwise its type and message."""
+    from grader.errors import GraderError
+
+    return exc.message if isinstance(exc, GraderError) else f"{type(exc).__name__}: {exc}"
 
 
 def _fork_server(rubric: Rubric, limits: Limits) -> ForkServer:
@@ -126,10 +161,15 @@ def _prestart_kernel(limits):
         return None
 
 
-def _grade_in_worker(source: str, data: bytes) -> dict[str, Any]:
-    """Grade one submission and render its feedback here, in parallel; plain data crosses back."""
-    from grader.errors import GraderError
+def _grade_in_worker(source: str, data: bytes | NotebookRef, note: str = "") -> dict[str, Any]:
+    """Grade one submission and render its feedback here, in parallel; plain data crosses back.
 
+    Besides the report: ``notices``, what this process learned about the machine
+    since its last answer (for the operator, never in the report), and instead of
+    a report ``failure`` when this process could not start (see ``_init_worker``).
+    """
+    if "failure" in _worker_state:
+        return {"failure": _worker_state["failure"], "notices": _new_notices()}
     rubric: Rubric = _worker_state["rubric"]
     options: Options = _worker_state["options"]
     server = _worker_state.get("server")
@@ -137,18 +177,33 @@ def _grade_in_worker(source: str, data: bytes) -> dict[str, Any]:
     if server is not None and not server.alive:
         try:
             server = _worker_state["server"] = _fork_server(rubric, options.limits)
-        except GraderError:
+        except Exception as exc:
             server = _worker_state["server"] = None
+            environment.note(NOTICE_NO_FORK_SERVER.format(reason=_reason(exc).rstrip(".")))
     prestarted = None
     if options.backend == "kernel":
         prestarted = _worker_state.pop("next_kernel", None)
         _worker_state["next_kernel"] = _prestart_kernel(options.limits)
     try:
+        if isinstance(data, NotebookRef):  # a batch sends where the notebook is: read it here, now
+            data = data.read()
         report = grade_notebook(source, rubric, dataclasses.replace(options, server=server, prestarted=prestarted),
                                 data=data)
+        if note:  # which of the submission's notebooks was graded, and why
+            report.warnings.append(note)
+    except NotebookChanged as exc:  # replaced or removed since it was collected: this row only
+        report = error_report(source, rubric, exc.message, started)
     except Exception as exc:  # a grader bug must cost one row, never the batch
         report = error_report(source, rubric, GRADER_FAILED.format(reason=f"{type(exc).__name__}: {exc}"), started)
-    return {"report": json_report.to_dict(report), "files": feedback_files(report)}
+    return {"report": json_report.to_dict(report), "files": feedback_files(report), "notices": _new_notices()}
+
+
+def _new_notices() -> list[str]:
+    """The operator notices of this process not yet sent to the main process (each crosses once)."""
+    sent: set[str] = _worker_state.setdefault("notices_sent", set())
+    fresh = [notice for notice in environment.notices() if notice not in sent]
+    sent.update(fresh)
+    return fresh
 
 
 def feedback_files(report: Report) -> dict[str, str]:
@@ -181,7 +236,8 @@ def _write_atomic(path: Path, text: str) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp's 0600 would make the pages unreadable to a web server
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        # Reports are safe text already; should one not be, an encoding error must still never stop the batch.
+        with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as stream:
             stream.write(text)
         os.replace(temporary, path)
     except BaseException:
@@ -238,14 +294,25 @@ class Output:
             return False
         return made_from == class_stamp and all((self.root / name).is_file() for name in CLASS_FILES)
 
-    def finish(self, rows: list[GradebookRow], class_stamp: str = "") -> None:
-        """The class-wide files; the stamp goes last, so an interrupted finish is redone next time."""
+    def previous_notices(self) -> list[str]:
+        """The operator notices of the last summary: they describe how the reports reused from it were graded."""
+        try:
+            document = json.loads((self.root / "summary.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        listed = document.get("operator_notices") if isinstance(document, dict) else None
+        return [str(notice) for notice in listed] if isinstance(listed, list) else []
+
+    def finish(self, rows: list[GradebookRow], class_stamp: str = "", notices: Iterable[str] = ()) -> None:
+        """The class-wide files; the stamp goes last, so an interrupted finish is redone next time.
+
+        ``notices``: the operator notices of the run, for ``summary.json`` and ``summary.html``."""
         try:
             (self.root / CLASS_STAMP_FILE).unlink()
         except FileNotFoundError:
             pass
         write_gradebook(rows, self.root / "gradebook.csv")
-        summary = summarize(rows)
+        summary = summarize(rows, notices)
         _write_atomic(self.root / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
         _write_atomic(self.root / "summary.html",
                       render_summary_html(summary, rows, link=lambda row: f"feedback/{row.id}.html"))
@@ -274,6 +341,13 @@ class Progress:
             self._last = time.monotonic()
             print(f"grader: {self.done}/{self.total} submissions done", file=self.stream, flush=True)
 
+    def note(self, line: str) -> None:
+        """Print a line for the operator without breaking the bar."""
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
@@ -292,7 +366,10 @@ def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int],
     rubric = load_rubric(options.rubric)
     rubric.limits.merged(dict(options.limit_overrides), "the command line")  # fail before any work
     opening_cells(rubric)  # a template that cannot be read is the course's mistake: say so before any work
-    collection: Collection = collect(paths)
+    from grader.confine import confinement
+    confinement().require()  # a root grader that cannot drop root stops here, before any student code
+    # Holds references, not notebooks: each is read when it is graded (by the pool process grading it).
+    collection: Collection = collect(paths, rubric.template)
     stamp = fingerprint(rubric, options.seed, options.limit_overrides, options.backend)
     out = Output(options.out)
     options.out.mkdir(parents=True, exist_ok=True)
@@ -312,8 +389,11 @@ def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int],
         threading.Thread(target=_import_chart_libraries, daemon=True).start()
     meter = (progress or (lambda n: Progress(n)))(len(todo))
     interrupted = False
+    # The reused reports were graded under the previous run's conditions: its notices still apply to them.
+    notices: dict[str, None] = dict.fromkeys(out.previous_notices() if reused else [])
+    seen: dict[str, None] = {}
     try:
-        _grade_all(todo, options, out, stamp, rubric, reports, meter)
+        _grade_all(todo, options, out, stamp, rubric, reports, meter, seen)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -325,15 +405,17 @@ def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int],
     unchanged = not todo and not interrupted and out.class_files_current(class_stamp)
     for problem in collection.problems:
         report = error_report(problem.source, rubric, problem.message, time.perf_counter())
-        row = GradebookRow(problem.source, "", report, _problem_id(problem.source))
+        # A whole submission that could not be graded (several notebooks, none chosen) keeps its id and student.
+        row = GradebookRow(problem.source, problem.student, report, problem.id or _problem_id(problem.source))
         if not unchanged:
-            out.save(row.id, "", problem.source, "", stamp, report)
+            out.save(row.id, problem.student, problem.source, "", stamp, report)
         rows.append(row)
+    notices.update(seen)
     if not unchanged:  # a re-run over an unchanged class rewrites nothing
-        out.finish(rows, class_stamp)
+        out.finish(rows, class_stamp, notices)
     errors = sum(row.report.status != "graded" for row in rows)
     return BatchResult(rows, len(rows) - reused - len(collection.problems), reused, errors,
-                       time.perf_counter() - started, interrupted)
+                       time.perf_counter() - started, interrupted, tuple(notices))
 
 
 def _class_stamp(stamp: str, collection: Collection) -> str:
@@ -341,9 +423,10 @@ def _class_stamp(stamp: str, collection: Collection) -> str:
     student, source and content hash, and every input that could not be read."""
     digest = hashlib.sha256(stamp.encode())
     for submission in collection.submissions:
-        digest.update(f"\0{submission.id}\0{submission.student}\0{submission.source}\0{submission.sha256}".encode())
+        digest.update(f"\0{submission.id}\0{submission.student}\0{submission.source}\0{submission.sha256}"
+                      .encode("utf-8", "surrogatepass"))
     for problem in collection.problems:
-        digest.update(f"\1{problem.source}\0{problem.message}".encode())
+        digest.update(f"\1{problem.source}\0{problem.message}".encode("utf-8", "surrogatepass"))
     return digest.hexdigest()[:32]
 
 
@@ -356,38 +439,61 @@ def _import_chart_libraries() -> None:
 
 
 def _problem_id(source: str) -> str:
-    return "unreadable-" + hashlib.sha256(source.encode()).hexdigest()[:12]
+    return "unreadable-" + hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 def _grade_all(todo: list[Submission], options: BatchOptions, out: Output, stamp: str, rubric: Rubric,
-               reports: dict[str, Report], meter: Progress) -> None:
-    """Keep the pool fed with a bounded window of submissions; save each result as it arrives."""
+               reports: dict[str, Report], meter: Progress, notices: dict[str, None] | None = None) -> None:
+    """Keep the pool fed with a bounded window of submissions; save each result as it arrives.
+
+    A pool that breaks (one of its processes died) is replaced and what was in flight
+    is tried once more. After ``MAX_FRUITLESS_POOLS`` pools in a row broke with
+    nothing graded, no new pool is started: every submission left becomes an error
+    row, so a machine where grading processes cannot live still ends the run with
+    its gradebook, never in a hang or an endless round of new pools. ``notices``
+    collects the pool's operator notices; each new one is printed once, via ``meter``.
+    """
     if not todo:
         return
+    notices = {} if notices is None else notices
     queue = list(reversed(todo))
     attempts: dict[str, int] = {}
     pool = _pool(options)
     pending: dict[futures.Future, Submission] = {}
+    fruitless, cause = 0, ""
     interrupted = False
+
+    def record(submission: Submission, report: Report, files: dict[str, str] | None = None,
+               document: dict[str, Any] | None = None) -> None:
+        out.save(submission.id, submission.student, submission.source, submission.sha256, stamp, report,
+                 files, document)
+        reports[submission.id] = report
+        meter.advance(submission.id)
+
     try:
         while queue or pending:
+            broken = False
             while queue and len(pending) < options.jobs * IN_FLIGHT_PER_JOB:
                 submission = queue.pop()
+                try:
+                    # Where the notebook is, not its bytes: the pool process reads it (one at a time).
+                    future = pool.submit(_grade_in_worker, submission.source, submission.ref, submission.note)
+                except (futures.process.BrokenProcessPool, RuntimeError) as exc:  # broke between two results
+                    queue.append(submission)
+                    broken, cause = True, str(exc)
+                    break
                 attempts[submission.id] = attempts.get(submission.id, 0) + 1
-                pending[pool.submit(_grade_in_worker, submission.source, submission.data)] = submission
-            done, _ = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
-            broken = False
+                pending[future] = submission
+            done = futures.wait(pending, return_when=futures.FIRST_COMPLETED)[0] if pending else set()
             for future in done:
                 submission = pending.pop(future)
                 files = document = None
                 try:
                     result = future.result()
-                    document, files = result["report"], result["files"]
-                    report = json_report.from_dict(document)
-                except futures.process.BrokenProcessPool:
+                except futures.process.BrokenProcessPool as exc:
                     # Every submission in flight fails with the pool, and which one broke it is
                     # unknown: each gets one more try in a fresh pool before it becomes an error row.
-                    broken = True
+                    broken, cause = True, str(exc)
                     if attempts[submission.id] < 2:
                         queue.append(submission)
                         continue
@@ -396,17 +502,46 @@ def _grade_all(todo: list[Submission], options: BatchOptions, out: Output, stamp
                 except Exception as exc:
                     report = error_report(submission.source, rubric, GRADER_FAILED.format(
                         reason=f"{type(exc).__name__}: {exc}"), time.perf_counter())
-                out.save(submission.id, submission.student, submission.source, submission.sha256, stamp, report,
-                         files, document)
-                reports[submission.id] = report
-                meter.advance(submission.id)
+                else:
+                    _take_notices(result, notices, meter)
+                    if "failure" in result:
+                        report = error_report(submission.source, rubric, WORKER_FAILED.format(
+                            reason=str(result["failure"]).rstrip(".")), time.perf_counter())
+                    else:
+                        fruitless = 0
+                        try:
+                            document, files = result["report"], result["files"]
+                            report = json_report.from_dict(document)
+                        except Exception as exc:
+                            files = document = None
+                            report = error_report(submission.source, rubric, GRADER_FAILED.format(
+                                reason=f"{type(exc).__name__}: {exc}"), time.perf_counter())
+                record(submission, report, files, document)
             if broken:
                 queue.extend(pending.values())
                 pending.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
+                fruitless += 1
+                if fruitless >= MAX_FRUITLESS_POOLS:
+                    _take_notices({"notices": [NOTICE_POOL_LOST.format(
+                        pools=fruitless, reason=cause.rstrip(".") or "no reason given", count=len(queue))]},
+                        notices, meter)
+                    while queue:
+                        submission = queue.pop()
+                        record(submission, error_report(submission.source, rubric, POOL_LOST, time.perf_counter()))
+                    break
                 pool = _pool(options)
     except KeyboardInterrupt:
         interrupted = True
         raise
     finally:
         pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
+def _take_notices(result: dict[str, Any], notices: dict[str, None], meter: Progress) -> None:
+    """Add a pool result's operator notices to the run's; print each new one once, on stderr."""
+    for notice in result.get("notices") or ():
+        notice = str(notice)
+        if notice not in notices:
+            notices[notice] = None
+            meter.note(environment.stderr_line(notice))

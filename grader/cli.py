@@ -1,4 +1,5 @@
-"""Command line: ``grader check`` (one notebook), ``grader grade`` (a class) and ``grader calibrate``.
+"""Command line: ``grader check`` (one notebook), ``grader grade`` (a class), ``grader calibrate`` and
+``grader doctor`` (what this machine enforces; exit 0 all of it, 1 not all, 2 cannot grade here).
 
 ``main(argv) -> int`` in the manner of pypa/build: every domain error is one
 sentence on stderr and a documented exit code, never a traceback.
@@ -13,6 +14,7 @@ import os
 import sys
 from typing import Sequence
 
+from grader import environment
 from grader.errors import EXIT_CANNOT_GRADE, EXIT_GRADED, EXIT_UNDER_THRESHOLD, GraderError
 
 FORMATS = ("text", "json", "md", "html", "junit", "gradescope", "classroom")
@@ -86,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate = commands.add_parser("calibrate", help="grade the reference and every mutant; exit 1 on a rubric gap")
     calibrate.add_argument("--format", choices=("text", "json"), default="text")
     _add_grading_options(calibrate)
+
+    doctor = commands.add_parser("doctor", help="say what this machine enforces for student code "
+                                                "(exit 0 all of it, 1 not all, 2 cannot grade here)")
+    doctor.add_argument("--format", choices=("text", "json"), default="text")
+    doctor.add_argument("--no-sandbox", action="store_true",
+                        help="only look at this process and the kernel; do not start a sandbox to look inside it")
     return parser
 
 
@@ -104,6 +112,17 @@ def _colour(args: argparse.Namespace) -> bool:
     return not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
 
 
+def _write_report(text: str) -> None:
+    """Write ``text`` to stdout in whatever encoding it has, escaping what that encoding cannot hold.
+
+    Renderers give safe text, but a terminal in a legacy encoding (``LANG=C``
+    on an old system, a Windows console) must still get its report rather than
+    a ``UnicodeEncodeError`` and nothing.
+    """
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding, "replace"))
+
+
 def _check(args: argparse.Namespace) -> int:
     from grader.grade import Options, grade_notebook
     from grader.rubric import load_rubric
@@ -117,7 +136,10 @@ def _check(args: argparse.Namespace) -> int:
     else:
         from grader.render import render
         output = render(report, args.format)
-    sys.stdout.write(output if output.endswith("\n") else output + "\n")
+    _write_report(output if output.endswith("\n") else output + "\n")
+    sys.stdout.flush()
+    for notice in environment.notices():  # the operator's, on stderr; the report is the student's
+        print(environment.stderr_line(notice), file=sys.stderr)
     if report.status != "graded":
         return EXIT_CANNOT_GRADE
     if args.fail_under is not None and report.max_score > 0:
@@ -155,6 +177,18 @@ def _calibrate(args: argparse.Namespace) -> int:
     return calibrate_main(args)
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    """``grader doctor``: what this machine enforces for student code; the exit code is the verdict."""
+    import json
+
+    result = environment.survey(sandbox=not args.no_sandbox)
+    if args.format == "json":
+        _write_report(json.dumps(environment.to_dict(result), indent=1) + "\n")
+    else:
+        _write_report(environment.render_text(result))
+    return result.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -162,7 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return EXIT_CANNOT_GRADE if exit_.code else EXIT_GRADED
     try:
-        return {"check": _check, "grade": _grade, "calibrate": _calibrate}[args.command](args)
+        if args.command in ("check", "grade", "doctor"):
+            from grader.cache import matplotlib_config_default
+            environment.forget()  # this command's operator notices only (main() may run many times in a process)
+            matplotlib_config_default()  # a service account's home is not writable: keep matplotlib quiet and fast
+        return {"check": _check, "grade": _grade, "calibrate": _calibrate, "doctor": _doctor}[args.command](args)
     except GraderError as exc:
         print(f"grader: {exc.message}", file=sys.stderr)
         return exc.exit_code

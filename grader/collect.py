@@ -6,19 +6,34 @@ inside the Canvas export). Only ``*.ipynb`` files are submissions; editor and
 OS litter (``.ipynb_checkpoints/``, ``__MACOSX/``, hidden files, AppleDouble
 ``._*``) is skipped.
 
-Archives are read in memory with :mod:`zipfile` and never extracted, so a
-member called ``../x.ipynb`` or ``/etc/x.ipynb`` is harmless; its name is still
-kept out of the submission's ``id``. Zip bombs are bounded three ways: a
-notebook may not be larger than :data:`MAX_NOTEBOOK_BYTES` (declared in its
-header *and* counted while reading, in chunks), archives nest at most
-:data:`MAX_ZIP_DEPTH` deep, and at most :data:`MAX_ARCHIVE_BYTES` are
-decompressed per top-level archive.
+Nothing is kept in memory: each notebook is read once, in chunks, to hash it
+(the hash is what a re-run compares) and to see which graded functions it
+defines; a :class:`Submission` keeps only a :class:`NotebookRef` (the file, or
+the archive and the members leading to it), and its bytes are read again when
+it is graded. A class of any size costs the collect stage a few hundred bytes
+per notebook.
+
+Archives are read with :mod:`zipfile` and never extracted, so a member called
+``../x.ipynb`` or ``/etc/x.ipynb`` is harmless; its name is still kept out of the
+submission's ``id``. An archive inside an archive is copied, as it is
+decompressed, to an anonymous temporary file (in memory only while small), never
+held whole in memory. Zip bombs are bounded: a notebook may not be larger than
+:data:`MAX_NOTEBOOK_BYTES` (declared in its header *and* counted while reading),
+archives nest at most :data:`MAX_ZIP_DEPTH` deep, an archive may hold at most
+:data:`MAX_ARCHIVE_MEMBERS` members (read from its end record before its
+directory is parsed), and at most :data:`MAX_ARCHIVE_BYTES` are decompressed per
+top-level archive, nested archives included. The whole run is bounded the same
+way: :data:`MAX_RUN_ARCHIVE_BYTES` decompressed and :data:`MAX_RUN_MEMBERS`
+members, over every archive given.
 
 Nothing one student did stops the batch: a corrupt archive, an encrypted or
 oversized member, an unreadable file each become a :class:`Problem` (a row
-with status "error" in the report). Only a PATH that does not exist, or is
-neither a notebook, a folder nor a zip, raises :class:`CollectError`: that is
-the instructor's typo, and grading the rest would hide it.
+with status "error" in the report). When a budget runs out, every notebook
+(and every nested archive) not collected because of it is a Problem of its
+own, naming the limit; an archive the run's budget no longer reaches is one.
+Only a PATH that does not exist, or is neither a notebook, a folder nor a zip,
+raises :class:`CollectError`: that is the instructor's typo, and grading the
+rest would hide it.
 
 Who submitted what comes from the LMS's naming (the outermost path part that
 matches a pattern decides):
@@ -34,6 +49,23 @@ matches a pattern decides):
   submission id after it needs 5 -> ``canvas-12345``;
 * otherwise "plain": the path relative to the PATH given.
 
+One submission, one row. All the notebooks of one LMS submission (the same
+Canvas student id, Moodle submission or Gradescope submission in one PATH) and
+all those of one archive found inside a PATH (a student's own zip) are one
+submission, graded from one notebook, chosen by :func:`_choose`:
+
+1. the one that defines the most of ``activation``, ``d_activation``,
+   ``forward`` and ``backward`` (``def name(`` in its cells);
+2. among those, the one named like the assignment's template (the rubric's
+   ``template``, e.g. ``simple_nn_seed.ipynb``), when exactly one is;
+3. otherwise no notebook is guessed: the submission is one error row that
+   names how many notebooks it holds and which, so the student can be asked to
+   resubmit one.
+
+The chosen notebook's report says which notebooks were not graded. Notebooks
+given directly or found in folders are each a submission of their own (a folder
+of notebooks is how an instructor lays out a class).
+
 ``id`` is used as a file name in the output folder and by ``--resume``, so it is
 a pure function of the inputs: safe characters only, at most
 :data:`MAX_ID_LENGTH` long, and unique ignoring case (macOS and Windows file
@@ -42,19 +74,20 @@ systems do not tell ``Alice`` from ``alice``).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import stat
+import tempfile
 import unicodedata
 import zipfile
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import BinaryIO
+from dataclasses import dataclass
+from typing import IO, BinaryIO, Iterator
 
 from grader.errors import EXIT_CANNOT_GRADE, GraderError
+from grader.untrusted_text import safe_text
 
 #: Largest notebook read, from a zip member or from disk (declared and actual size).
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
@@ -62,14 +95,28 @@ MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
 MAX_ZIP_DEPTH = 3
 #: Most bytes decompressed from one top-level archive, nested archives and their members included.
 MAX_ARCHIVE_BYTES = 1024 * 1024 * 1024
+#: Most members (files and folders) in one top-level archive, nested archives' members included.
+#: A Canvas export of 1,000 students with three files each is 3,000.
+MAX_ARCHIVE_MEMBERS = 20_000
+#: Most bytes decompressed from all the archives of one run: three 1 GB zip bombs are not read
+#: whole, one after the other, and no class export comes near it.
+MAX_RUN_ARCHIVE_BYTES = 4 * 1024 * 1024 * 1024
+#: Most archive members over the whole run.
+MAX_RUN_MEMBERS = 100_000
 #: Longest ``Submission.id``.
 MAX_ID_LENGTH = 100
 #: Longest file name appended to tell apart two submissions that would share an id.
 MAX_SUFFIX_LENGTH = 40
 #: Chunk size when reading a member, so an oversized one is abandoned early.
 READ_CHUNK = 1024 * 1024
+#: A nested archive is copied to a temporary file; up to this size the copy stays in memory.
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+#: Other notebooks named in one error row or one note before "and N more".
+MAX_NAMES_SHOWN = 5
 
 GRADESCOPE_METADATA = "submission_metadata.yml"
+#: The functions a notebook is chosen by, when one submission holds several.
+GRADED_FUNCTIONS = ("activation", "d_activation", "forward", "backward")
 
 # CollectError: the PATH itself is wrong (exit code 2).
 PATH_MISSING = "{path} does not exist; check the path given to grader grade."
@@ -91,10 +138,32 @@ TOO_DEEP = (
     "{source} is a zip nested more than {depth} archives deep, so it was not opened; "
     "extract it by hand and pass the folder if it holds a submission."
 )
-ARCHIVE_BUDGET = (
-    "{source}: reading stopped after {limit} of decompressed data, so {member} and the members after it were not collected; "
-    "extract the archive and pass the folder instead."
+TOO_MANY_MEMBERS = (
+    "{source} has {count} members, over the limit of {limit} for one archive, so it was not opened; "
+    "extract it and pass the folder instead."
 )
+NOT_COLLECTED = "{source} was not collected because {why}; {fix}."
+WHY_ARCHIVE_BYTES = "{archive} reached the limit of {limit} decompressed from one archive"
+WHY_ARCHIVE_MEMBERS = "{archive} reached the limit of {limit} members in one archive"
+WHY_RUN_BYTES = "this run reached its limit of {limit} decompressed from archives"
+WHY_RUN_MEMBERS = "this run reached its limit of {limit} archive members"
+FIX_ARCHIVE = "extract the archive and pass the folder instead"
+FIX_RUN = "grade the remaining archives in a separate run"
+# One submission, several notebooks (see "One submission, one row" above).
+AMBIGUOUS = (
+    "{source} holds {count} notebooks ({names}) and none of them is clearly the one to grade ({why}); "
+    "ask the student to submit only the notebook to grade."
+)
+WHY_TIED = "{tied} of them define the same {defined} of activation, d_activation, forward and backward"
+WHY_NONE = "none defines activation, d_activation, forward or backward"
+CHOSEN = (
+    "This submission holds {count} notebooks: {name} was graded because {why} "
+    "(not graded: {names})."
+)
+CHOSEN_MOST = "it defines the most of activation, d_activation, forward and backward"
+CHOSEN_NAMED = "it is named like the assignment ({template})"
+# Reading a collected notebook again to grade it.
+CHANGED = "{source} changed or disappeared after it was collected ({reason}); run the same grader grade command again."
 
 _SKIPPED_DIRS = frozenset({"__macosx", ".ipynb_checkpoints"})
 _MOODLE = re.compile(r"^(?P<student>.+?)_(?P<key>\d+)_assignsubmission_(?:file|onlinetext)_(?P<rest>.*)$", re.S)
@@ -111,6 +180,11 @@ _DRIVE = re.compile(r"^[A-Za-z]:$")
 _WINDOWS_RESERVED = frozenset(
     {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)} | {f"LPT{i}" for i in range(1, 10)}
 )
+#: ``def activation(`` and the others, as they appear in a notebook file's JSON. It starts with a
+#: literal, so ``re`` finds candidates at memory speed; what precedes one is checked by ``_line_start``.
+_GRADED_DEF = re.compile(rb"def[ \t]+(activation|d_activation|forward|backward)[ \t]*\(")
+#: Bytes of one chunk kept to find a definition that spans two chunks.
+_DEF_OVERLAP = 64
 
 
 class CollectError(GraderError):
@@ -127,9 +201,60 @@ class CollectError(GraderError):
         return cls(PATH_UNSUPPORTED.format(path=_one_line(path)))
 
 
+class NotebookChanged(GraderError):
+    """A collected notebook could not be read again, or its bytes are not those collected."""
+
+
+@dataclass(frozen=True)
+class NotebookRef:
+    """Where one notebook's bytes are, so they can be read when it is graded and not before.
+
+    Small and picklable: this, not the bytes, is what a batch hands its grading processes.
+    """
+
+    #: The file on disk: the notebook itself, or the outermost archive holding it.
+    path: str
+    #: Each archive member on the way, as (position in its archive's directory, name): nested
+    #: archives first, the notebook last. The position tells apart two members of the same name.
+    members: tuple[tuple[int, str], ...] = ()
+    #: Hex SHA-256 of the bytes collected; reading them again checks it.
+    sha256: str = ""
+    #: Their length.
+    size: int = 0
+
+    @property
+    def source(self) -> str:
+        """Where it is, as reports show it: the path, then archive members joined with "!"."""
+        return "!".join((self.path, *(name for _, name in self.members)))
+
+    def read(self) -> bytes:
+        """The notebook's bytes, read now with the collect stage's limits; NotebookChanged if they
+        cannot be read or are not the bytes collected (the file was replaced meanwhile)."""
+        try:
+            if not self.members:
+                data = _read_disk(self.path, MAX_NOTEBOOK_BYTES)
+            else:
+                with _open_chain(self.path, self.members[:-1]) as archive:
+                    position, name = self.members[-1]
+                    info = _member_at(archive, position, name)
+                    data = _read_member(archive, info, self.source, MAX_NOTEBOOK_BYTES, None)
+        except _MemberError as exc:
+            reason = exc.message.split("; ")[0].rstrip(".")  # its first clause: what is wrong, not what to do
+            raise self._changed(reason) from None
+        except Exception as exc:  # noqa: BLE001 - a file replaced by anything at all: zipfile raises many types
+            raise self._changed(_reason(exc)) from None
+        if self.sha256 and hashlib.sha256(data).hexdigest() != self.sha256:
+            raise self._changed("its bytes are not those collected")
+        return data
+
+    def _changed(self, reason: str) -> NotebookChanged:
+        # The source and the reason name files a student named: shown as safe text, like every source.
+        return NotebookChanged(safe_text(CHANGED.format(source=_one_line(self.source), reason=reason)))
+
+
 @dataclass(frozen=True)
 class Submission:
-    """One notebook to grade, with who submitted it and where it came from."""
+    """One notebook to grade, with who submitted it and where it came from (not its bytes: see ``data``)."""
 
     #: Stable, file-name-safe (``[A-Za-z0-9._-]``, at most 100 characters), unique in its collection.
     id: str
@@ -137,20 +262,32 @@ class Submission:
     student: str
     #: Where it was found, for reports: a path, or archive members joined with "!".
     source: str
-    #: The notebook file's bytes.
-    data: bytes = field(repr=False)
-    #: Hex SHA-256 of ``data``.
+    #: Hex SHA-256 of the notebook's bytes.
     sha256: str
     #: "canvas", "moodle", "gradescope" or "plain".
     lms: str
+    #: Where to read the bytes when the notebook is graded.
+    ref: NotebookRef
+    #: When the submission held several notebooks: one sentence saying which was graded and why.
+    note: str = ""
+
+    @property
+    def data(self) -> bytes:
+        """The notebook file's bytes, read now (they are not kept: see ``NotebookRef.read``)."""
+        return self.ref.read()
 
 
 @dataclass(frozen=True)
 class Problem:
-    """Something that could not be read; it becomes a row with status "error"."""
+    """Something that could not be read or graded; it becomes a row with status "error"."""
 
     source: str
     message: str
+    #: The submission's id, when the problem is one whole submission (several notebooks, none chosen);
+    #: "" for an input that could not be read (the batch names its row after ``source``).
+    id: str = ""
+    #: Whose it is, when known.
+    student: str = ""
 
 
 @dataclass
@@ -161,9 +298,13 @@ class Collection:
     problems: list[Problem]
 
 
-def collect(paths: Sequence[str | os.PathLike[str]]) -> Collection:
-    """Find every notebook in ``paths``; raise CollectError only for a path that cannot hold any."""
-    collector = _Collector()
+def collect(paths: Sequence[str | os.PathLike[str]], template: str | None = None) -> Collection:
+    """Find every notebook in ``paths``; raise CollectError only for a path that cannot hold any.
+
+    ``template``: the file name of the notebook handed to students (the rubric's ``template``),
+    used to choose between the notebooks of one submission (see the module docstring).
+    """
+    collector = _Collector(os.path.basename(template) if template else None)
     for index, path in enumerate(paths):
         collector.add_path(index, os.fspath(path))
     return collector.result()
@@ -172,34 +313,84 @@ def collect(paths: Sequence[str | os.PathLike[str]]) -> Collection:
 # --- walking inputs ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Scan:
+    """What reading a notebook once, without keeping it, tells: its size, hash and graded definitions."""
+
+    size: int
+    sha256: str
+    defines: frozenset[str]
+
+
 @dataclass
 class _Found:
-    """A notebook read but not named yet."""
+    """A notebook seen but not named yet."""
 
     source: str
     #: Path parts relative to the PATH given; archives appear as parts (``alice.zip``).
     parts: tuple[str, ...]
-    data: bytes
+    ref: NotebookRef
+    defines: frozenset[str]
     #: Which PATH it came from, to find a Gradescope metadata file in the same input.
     input_index: int
+    #: How many of ``parts`` lead to the outermost archive found *inside* a PATH (a student's own
+    #: zip), or 0: that archive's notebooks are one submission.
+    upload: int = 0
 
 
 class _BudgetExceeded(Exception):
-    def __init__(self, member: str) -> None:
+    """A budget ran out at ``member``; ``why`` and ``fix`` fill NOT_COLLECTED."""
+
+    def __init__(self, member: str, why: str, fix: str) -> None:
         super().__init__(member)
         self.member = member
+        self.why = why
+        self.fix = fix
+        #: Set once the archive where it ran out has made its rows: outer archives then make rows
+        #: only for their members after the one that holds it.
+        self.recorded = False
+
+
+class _RunBudget:
+    """What all the archives of one run may still cost: decompressed bytes and members."""
+
+    def __init__(self) -> None:
+        self.bytes_left = MAX_RUN_ARCHIVE_BYTES
+        self.members_left = MAX_RUN_MEMBERS
+        #: Why the run stopped opening archives, once it has: (why, fix).
+        self.spent: tuple[str, str] | None = None
 
 
 class _Budget:
-    """Bytes that may still be decompressed from one top-level archive."""
+    """What one top-level archive, nested archives included, may still cost (and the run with it)."""
 
-    def __init__(self) -> None:
-        self.remaining = MAX_ARCHIVE_BYTES
+    def __init__(self, run: _RunBudget, archive: str) -> None:
+        self.run = run
+        self.archive = archive
+        self.bytes_left = MAX_ARCHIVE_BYTES
+        self.members_left = MAX_ARCHIVE_MEMBERS
 
     def take(self, n: int, member: str) -> None:
-        if n > self.remaining:
-            raise _BudgetExceeded(member)
-        self.remaining -= n
+        """Count ``n`` decompressed bytes; _BudgetExceeded (naming ``member``) if either budget is spent."""
+        if n > self.bytes_left:
+            raise _BudgetExceeded(member, WHY_ARCHIVE_BYTES.format(archive=_one_line(self.archive),
+                                                                    limit=_size(MAX_ARCHIVE_BYTES)), FIX_ARCHIVE)
+        if n > self.run.bytes_left:
+            self.run.spent = (WHY_RUN_BYTES.format(limit=_size(MAX_RUN_ARCHIVE_BYTES)), FIX_RUN)
+            raise _BudgetExceeded(member, *self.run.spent)
+        self.bytes_left -= n
+        self.run.bytes_left -= n
+
+    def take_members(self, n: int, member: str) -> None:
+        """Count an archive's ``n`` members before its directory is walked."""
+        if n > self.members_left:
+            raise _BudgetExceeded(member, WHY_ARCHIVE_MEMBERS.format(archive=_one_line(self.archive),
+                                                                      limit=MAX_ARCHIVE_MEMBERS), FIX_ARCHIVE)
+        if n > self.run.members_left:
+            self.run.spent = (WHY_RUN_MEMBERS.format(limit=MAX_RUN_MEMBERS), FIX_RUN)
+            raise _BudgetExceeded(member, *self.run.spent)
+        self.members_left -= n
+        self.run.members_left -= n
 
 
 class _MemberError(Exception):
@@ -211,12 +402,14 @@ class _MemberError(Exception):
 
 
 class _Collector:
-    def __init__(self) -> None:
+    def __init__(self, template: str | None = None) -> None:
+        self.template = template
         self.found: list[_Found] = []
         self.problems: list[Problem] = []
         #: (input index, folder parts) -> {submission id: student}
         self.metadata: dict[tuple[int, tuple[str, ...]], dict[str, str]] = {}
         self._seen_files: set[str] = set()
+        self.run = _RunBudget()
 
     # -- top level
 
@@ -248,17 +441,42 @@ class _Collector:
             self._disk_archive(index, path, path, ())
 
     def result(self) -> Collection:
+        """Group, choose, name, id and sort what was found. Names and sources are a student's choice (a
+        file name, an archive member, Gradescope metadata): they leave here as ``safe_text``, so a bidi
+        override, an escape or an undecodable byte in a file name is shown as text in every report and
+        never breaks one. (A NotebookRef keeps the real path: it is read, never shown.)"""
         self.found.sort(key=lambda f: f.source)  # stable: equal sources keep walk order
         named = [self._name(f) for f in self.found]
-        ids = _assign_ids([(lms, key, original, f.source) for f, (lms, _, key, original) in zip(self.found, named)])
-        submissions = [
-            Submission(
-                id=sid, student=student, source=f.source, data=f.data,
-                sha256=hashlib.sha256(f.data).hexdigest(), lms=lms,
-            )
-            for f, (lms, student, _, _), sid in zip(self.found, named, ids)
-        ]
-        problems = sorted(self.problems, key=lambda p: p.source)
+        rows: list[tuple[tuple[str, str, str, str], int | None, str, list[int]]] = []
+        for members in _units(self.found, named):
+            chosen, sentence = _choose([self.found[i] for i in members], [named[i][3] for i in members],
+                                       self.template)
+            if chosen is None:
+                lms, student, key, _ = named[members[0]]
+                label = _unit_label([self.found[i].source for i in members])
+                if lms == "plain":  # a student's own archive: named after it
+                    first = self.found[members[0]]
+                    key = "/".join(first.parts[:first.upload])
+                rows.append(((lms, key, "", label), None, sentence, members))
+            else:
+                index = members[chosen]
+                lms, _, key, original = named[index]
+                rows.append(((lms, key, original, self.found[index].source), index, sentence, members))
+        ids = _assign_ids([item for item, _, _, _ in rows])
+        submissions = []
+        problems = [Problem(safe_text(p.source), safe_text(p.message)) for p in self.problems]
+        for (item, index, sentence, members), sid in zip(rows, ids):
+            student = named[members[0] if index is None else index][1]
+            if index is None:
+                problems.append(Problem(safe_text(item[3]), safe_text(sentence), sid, safe_text(student)))
+                continue
+            found = self.found[index]
+            submissions.append(Submission(
+                id=sid, student=safe_text(student), source=safe_text(found.source), sha256=found.ref.sha256,
+                lms=item[0], ref=found.ref, note=safe_text(sentence),
+            ))
+        submissions.sort(key=lambda s: s.source)
+        problems.sort(key=lambda p: p.source)
         return Collection(submissions=submissions, problems=problems)
 
     def _problem(self, source: str, template: str, **values: object) -> None:
@@ -303,19 +521,30 @@ class _Collector:
         if not self._first_visit(path):
             return
         try:
-            data = _read_disk(path, MAX_NOTEBOOK_BYTES)
+            scan = _scan_disk(path, MAX_NOTEBOOK_BYTES)
         except _MemberError as exc:
             self.problems.append(Problem(source, exc.message))
             return
-        self.found.append(_Found(source=source, parts=parts, data=data, input_index=index))
+        ref = NotebookRef(path=path, sha256=scan.sha256, size=scan.size)
+        self.found.append(_Found(source=source, parts=parts, ref=ref, defines=scan.defines, input_index=index))
 
     def _disk_archive(self, index: int, path: str, source: str, parts: tuple[str, ...]) -> None:
+        """A zip on disk: the top of a chain. A zip found in a folder given is a student's own (``parts``
+        non-empty); one given as a PATH is a class export."""
         if not self._first_visit(path):
             return
         if not os.path.isfile(path):  # a FIFO or a broken link found while walking a folder
             self._problem(source, UNREADABLE, reason="it is not a regular file")
             return
+        if self.run.spent is not None:
+            self._problem(source, NOT_COLLECTED, why=self.run.spent[0], fix=self.run.spent[1])
+            return
         try:
+            with open(path, "rb") as fh:
+                count = _declared_members(fh)
+                if count is not None and count > MAX_ARCHIVE_MEMBERS:
+                    self._problem(source, TOO_MANY_MEMBERS, count=count, limit=MAX_ARCHIVE_MEMBERS)
+                    return
             archive = zipfile.ZipFile(path)
         except OSError as exc:
             self._problem(source, UNREADABLE, reason=_reason(exc))
@@ -323,62 +552,97 @@ class _Collector:
         except Exception as exc:  # noqa: BLE001 - zipfile raises many types for a damaged central directory
             self._problem(source, ZIP_CORRUPT, reason=_reason(exc))
             return
+        chain = _Chain(path=path, members=(), parts=parts, upload=len(parts) if parts else 0)
         with archive:
             try:
-                self._walk_archive(index, archive, source, parts, 1, _Budget())
+                budget = _Budget(self.run, source)
+                budget.take_members(len(archive.infolist()), source)
+                self._walk_archive(index, archive, source, chain, 1, budget)
             except _BudgetExceeded as exc:
-                self._problem(source, ARCHIVE_BUDGET, limit=_size(MAX_ARCHIVE_BYTES), member=exc.member)
+                if not exc.recorded:
+                    self._problem(source, NOT_COLLECTED, why=exc.why, fix=exc.fix)
 
     # -- archives
 
-    def _walk_archive(
-        self, index: int, archive: zipfile.ZipFile, source: str, prefix: tuple[str, ...], depth: int, budget: _Budget
-    ) -> None:
-        """Collect one open archive; ``depth`` is 1 for a top-level archive."""
-        for info in archive.infolist():
-            name = _member_name(info)
-            parts = _member_parts(name)
-            if info.is_dir() or not parts or any(_skipped(p) for p in parts):
-                continue
-            member_source = f"{source}!{name}"
-            leaf = parts[-1]
-            if _is_notebook_name(leaf):
-                try:
-                    data = _read_member(archive, info, member_source, MAX_NOTEBOOK_BYTES, budget)
-                except _MemberError as exc:
-                    self.problems.append(Problem(member_source, exc.message))
-                    continue
-                self.found.append(_Found(source=member_source, parts=(*prefix, *parts), data=data, input_index=index))
-            elif _is_zip_name(leaf):
-                self._nested_archive(index, archive, info, member_source, (*prefix, *parts), depth + 1, budget)
-            elif leaf == GRADESCOPE_METADATA:
-                try:
-                    data = _read_member(archive, info, member_source, MAX_NOTEBOOK_BYTES, budget)
-                except _MemberError as exc:
-                    self.problems.append(Problem(member_source, exc.message))
-                    continue
-                key = (index, (*prefix, *parts[:-1]))
-                self.metadata[key] = parse_gradescope_metadata(data.decode("utf-8", "replace"))
+    def _walk_archive(self, index: int, archive: zipfile.ZipFile, source: str, chain: "_Chain", depth: int,
+                      budget: _Budget) -> None:
+        """Collect one open archive; ``depth`` is 1 for a top-level archive.
+
+        When a budget runs out, every notebook and nested archive of this archive not collected
+        because of it becomes a Problem naming the limit, and the outer archives add theirs."""
+        infos = archive.infolist()
+        for position, info in enumerate(infos):
+            try:
+                self._member(index, archive, position, info, source, chain, depth, budget)
+            except _BudgetExceeded as exc:
+                rest = infos[position + 1:] if exc.recorded else infos[position:]
+                for later in rest:
+                    name = _member_name(later)
+                    parts = _member_parts(name)
+                    if not later.is_dir() and parts and not any(_skipped(p) for p in parts) and (
+                            _is_notebook_name(parts[-1]) or _is_zip_name(parts[-1])):
+                        self._problem(f"{source}!{name}", NOT_COLLECTED, why=exc.why, fix=exc.fix)
+                exc.recorded = True
+                raise
+
+    def _member(self, index: int, archive: zipfile.ZipFile, position: int, info: zipfile.ZipInfo, source: str,
+                chain: "_Chain", depth: int, budget: _Budget) -> None:
+        name = _member_name(info)
+        parts = _member_parts(name)
+        if info.is_dir() or not parts or any(_skipped(p) for p in parts):
+            return
+        member_source = f"{source}!{name}"
+        leaf = parts[-1]
+        if _is_notebook_name(leaf):
+            try:
+                with _opened_member(archive, info, member_source, MAX_NOTEBOOK_BYTES, budget) as fh:
+                    scan = _scan(fh, member_source, MAX_NOTEBOOK_BYTES, budget)
+            except _MemberError as exc:
+                self.problems.append(Problem(member_source, exc.message))
+                return
+            ref = NotebookRef(path=chain.path, members=(*chain.members, (position, info.filename)),
+                              sha256=scan.sha256, size=scan.size)
+            self.found.append(_Found(source=member_source, parts=(*chain.parts, *parts), ref=ref,
+                                     defines=scan.defines, input_index=index, upload=chain.upload))
+        elif _is_zip_name(leaf):
+            self._nested_archive(index, archive, position, info, member_source, chain, parts, depth + 1, budget)
+        elif leaf == GRADESCOPE_METADATA:
+            try:
+                data = _read_member(archive, info, member_source, MAX_NOTEBOOK_BYTES, budget)
+            except _MemberError as exc:
+                self.problems.append(Problem(member_source, exc.message))
+                return
+            key = (index, (*chain.parts, *parts[:-1]))
+            self.metadata[key] = parse_gradescope_metadata(data.decode("utf-8", "replace"))
 
     def _nested_archive(
-        self, index: int, archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str,
-        parts: tuple[str, ...], depth: int, budget: _Budget,
+        self, index: int, archive: zipfile.ZipFile, position: int, info: zipfile.ZipInfo, source: str,
+        chain: "_Chain", parts: tuple[str, ...], depth: int, budget: _Budget,
     ) -> None:
         if depth > MAX_ZIP_DEPTH:
             self._problem(source, TOO_DEEP, depth=MAX_ZIP_DEPTH)
             return
         try:
-            data = _read_member(archive, info, source, None, budget)
+            spool = _spool_member(archive, info, source, budget)
         except _MemberError as exc:
             self.problems.append(Problem(source, exc.message))
             return
-        try:
-            inner = zipfile.ZipFile(io.BytesIO(data))
-        except Exception as exc:  # noqa: BLE001 - see _disk_archive
-            self._problem(source, ZIP_CORRUPT, reason=_reason(exc))
-            return
-        with inner:
-            self._walk_archive(index, inner, source, parts, depth, budget)
+        with spool:
+            count = _declared_members(spool)
+            if count is not None and count > MAX_ARCHIVE_MEMBERS:
+                self._problem(source, TOO_MANY_MEMBERS, count=count, limit=MAX_ARCHIVE_MEMBERS)
+                return
+            try:
+                inner = zipfile.ZipFile(spool)
+            except Exception as exc:  # noqa: BLE001 - see _disk_archive
+                self._problem(source, ZIP_CORRUPT, reason=_reason(exc))
+                return
+            inner_parts = (*chain.parts, *parts)
+            inner_chain = _Chain(path=chain.path, members=(*chain.members, (position, info.filename)),
+                                 parts=inner_parts, upload=chain.upload or len(inner_parts))
+            with inner:
+                budget.take_members(len(inner.infolist()), source)
+                self._walk_archive(index, inner, source, inner_chain, depth, budget)
 
     # -- naming
 
@@ -407,58 +671,178 @@ class _Collector:
         return "plain", student, "/".join(parts), leaf_stem
 
 
+@dataclass(frozen=True)
+class _Chain:
+    """The archives leading to the one being walked: the file on disk and the members on the way."""
+
+    path: str
+    members: tuple[tuple[int, str], ...]
+    #: Path parts of the archive being walked, relative to the PATH given.
+    parts: tuple[str, ...]
+    #: See ``_Found.upload``.
+    upload: int
+
+
+# --- one submission, one notebook ------------------------------------------------------------
+
+
+def _units(found: list[_Found], named: list[tuple[str, str, str, str]]) -> Iterator[list[int]]:
+    """The indexes of ``found`` grouped into submissions, in order of their first notebook.
+
+    One LMS submission (the same lms and key in one PATH) is one unit; so is one archive found
+    inside a PATH (a student's own zip); any other notebook is a unit of its own."""
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for i, (f, (lms, _, key, _)) in enumerate(zip(found, named)):
+        if lms != "plain":
+            unit: tuple[object, ...] = ("lms", f.input_index, lms, key)
+        elif f.upload:
+            unit = ("upload", f.input_index, f.parts[:f.upload])
+        else:
+            unit = ("notebook", i)
+        groups.setdefault(unit, []).append(i)
+    yield from groups.values()
+
+
+def _choose(candidates: list[_Found], originals: list[str], template: str | None) -> tuple[int | None, str]:
+    """Which of one submission's notebooks to grade, and the sentence saying why (see the module
+    docstring): (position, note for its report), or (None, the error row's message).
+
+    ``originals``: each notebook's own file name without the LMS's prefix (``_Collector._name``)."""
+    if len(candidates) == 1:
+        return 0, ""
+    most = max(len(f.defines) for f in candidates)
+    top = [i for i, f in enumerate(candidates) if len(f.defines) == most]
+    why = CHOSEN_MOST
+    if len(top) > 1 and template:
+        named = [i for i in top if originals[i].lower() == _stem(template).lower()]
+        if len(named) == 1:
+            top, why = named, CHOSEN_NAMED.format(template=template)
+    if len(top) == 1 and (most > 0 or why != CHOSEN_MOST):
+        chosen = top[0]
+        others = [_leaf(f) for i, f in enumerate(candidates) if i != chosen]
+        return chosen, CHOSEN.format(count=len(candidates), name=_leaf(candidates[chosen]), why=why,
+                                     names=_names(others))
+    reason = WHY_TIED.format(tied=len(top), defined=most) if most else WHY_NONE
+    message = AMBIGUOUS.format(source=_unit_label([f.source for f in candidates]), count=len(candidates),
+                               names=_names([_leaf(f) for f in candidates]), why=reason)
+    return None, _one_line(message)
+
+
+def _leaf(found: _Found) -> str:
+    return found.parts[-1]
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_NAMES_SHOWN])
+    return shown + (f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else "")
+
+
+def _unit_label(sources: list[str]) -> str:
+    """Where a submission of several notebooks is: what their sources share, ``*`` where they differ."""
+    if len(sources) == 1:
+        return sources[0]
+    common = os.path.commonprefix(sources)
+    return common if common.endswith(("/", "!", os.sep)) else common + "*"
+
+
 # --- reading bytes -------------------------------------------------------------------------
 
 
 def _read_disk(path: str, limit: int) -> bytes:
     """A file's bytes, refusing non-regular files (a FIFO would block) and files over ``limit``."""
-    shown = _one_line(path)
-    try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            raise _MemberError(UNREADABLE.format(source=shown, reason="it is not a regular file"))
-        if st.st_size > limit:
-            raise _MemberError(TOO_LARGE.format(source=shown, size=_size(st.st_size), limit=_size(limit)))
-        with open(path, "rb") as fh:
+    with _opened_disk(path, limit) as fh:
+        try:
             return _read_capped(fh, path, limit, None, path)
-    except OSError as exc:
-        raise _MemberError(UNREADABLE.format(source=shown, reason=_reason(exc))) from None
+        except OSError as exc:
+            raise _MemberError(UNREADABLE.format(source=_one_line(path), reason=_reason(exc))) from None
+
+
+def _scan_disk(path: str, limit: int) -> _Scan:
+    """A file's size, hash and graded definitions, read in chunks and not kept."""
+    with _opened_disk(path, limit) as fh:
+        try:
+            return _scan(fh, path, limit, None)
+        except OSError as exc:
+            raise _MemberError(UNREADABLE.format(source=_one_line(path), reason=_reason(exc))) from None
+
+
+class _opened_disk:
+    """``open(path, "rb")`` for a regular file no larger than ``limit``; _MemberError otherwise."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        shown = _one_line(path)
+        try:
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):
+                raise _MemberError(UNREADABLE.format(source=shown, reason="it is not a regular file"))
+            if st.st_size > limit:
+                raise _MemberError(TOO_LARGE.format(source=shown, size=_size(st.st_size), limit=_size(limit)))
+            self.fh = open(path, "rb")
+        except OSError as exc:
+            raise _MemberError(UNREADABLE.format(source=shown, reason=_reason(exc))) from None
+
+    def __enter__(self) -> BinaryIO:
+        return self.fh
+
+    def __exit__(self, *exc: object) -> None:
+        self.fh.close()
+
+
+class _opened_member:
+    """``archive.open(info)`` after the checks that need no reading: encryption, declared size and
+    the budget; a damaged member's errors while reading become _MemberError."""
+
+    def __init__(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, limit: int | None,
+                 budget: _Budget | None) -> None:
+        shown = _one_line(source)
+        self.source = source
+        if info.flag_bits & 0x1:
+            raise _MemberError(MEMBER_ENCRYPTED.format(source=shown))
+        if limit is not None and info.file_size > limit:
+            raise _MemberError(TOO_LARGE.format(source=shown, size=_size(info.file_size), limit=_size(limit)))
+        if budget is not None and (info.file_size > budget.bytes_left or info.file_size > budget.run.bytes_left):
+            budget.take(info.file_size, source)  # its declared size alone is over: raises, naming the budget
+        try:
+            self.fh = archive.open(info)
+        except Exception as exc:  # noqa: BLE001 - see _damaged
+            raise _damaged(exc, shown) from None
+
+    def __enter__(self) -> IO[bytes]:
+        return self.fh
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        self.fh.close()
+        if exc is not None and not isinstance(exc, (_MemberError, _BudgetExceeded)) and isinstance(exc, Exception):
+            raise _damaged(exc, _one_line(self.source)) from None
+        return False
+
+
+def _damaged(exc: BaseException, shown: str) -> _MemberError:
+    """zlib, bz2, lzma, CRC and header errors all mean "damaged"; zipfile says "encrypted" in a RuntimeError."""
+    if isinstance(exc, RuntimeError) and "encrypted" in str(exc):
+        return _MemberError(MEMBER_ENCRYPTED.format(source=shown))
+    return _MemberError(MEMBER_DAMAGED.format(source=shown, reason=_reason(exc)))
 
 
 def _read_member(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, limit: int | None, budget: _Budget
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, limit: int | None, budget: _Budget | None
 ) -> bytes:
     """A member's bytes, checking encryption, declared size, actual size and the archive budget.
 
     ``limit`` None means only the budget limits the size (nested archives).
     """
-    shown = _one_line(source)
-    if info.flag_bits & 0x1:
-        raise _MemberError(MEMBER_ENCRYPTED.format(source=shown))
-    if limit is not None and info.file_size > limit:
-        raise _MemberError(TOO_LARGE.format(source=shown, size=_size(info.file_size), limit=_size(limit)))
-    if info.file_size > budget.remaining:
-        raise _BudgetExceeded(_one_line(source))
-    try:
-        with archive.open(info) as fh:
-            return _read_capped(fh, source, limit, budget, source)
-    except (_MemberError, _BudgetExceeded):
-        raise
-    except Exception as exc:  # noqa: BLE001 - zlib, bz2, lzma, CRC and header errors all mean "damaged"
-        if isinstance(exc, RuntimeError) and "encrypted" in str(exc):
-            raise _MemberError(MEMBER_ENCRYPTED.format(source=shown)) from None
-        raise _MemberError(MEMBER_DAMAGED.format(source=shown, reason=_reason(exc))) from None
+    with _opened_member(archive, info, source, limit, budget) as fh:
+        return _read_capped(fh, source, limit, budget, source)
 
 
-def _read_capped(fh: BinaryIO, source: str, limit: int | None, budget: _Budget | None, member: str) -> bytes:
-    """Read in chunks; stop as soon as more than ``limit`` bytes (or the budget) would be needed."""
-    chunks: list[bytes] = []
+def _chunks(fh: IO[bytes], source: str, limit: int | None, budget: _Budget | None, member: str) -> Iterator[bytes]:
+    """Chunks of ``fh``; stop as soon as more than ``limit`` bytes (or the budget) would be needed."""
     total = 0
     while True:
         want = READ_CHUNK if limit is None else min(READ_CHUNK, limit + 1 - total)
         chunk = fh.read(max(want, 1))
         if not chunk:
-            break
+            return
         total += len(chunk)
         if budget is not None:
             budget.take(len(chunk), _one_line(member))
@@ -466,8 +850,126 @@ def _read_capped(fh: BinaryIO, source: str, limit: int | None, budget: _Budget |
             raise _MemberError(
                 TOO_LARGE.format(source=_one_line(source), size=f"more than {_size(limit)}", limit=_size(limit))
             )
-        chunks.append(chunk)
-    return b"".join(chunks)
+        yield chunk
+
+
+def _read_capped(fh: IO[bytes], source: str, limit: int | None, budget: _Budget | None, member: str) -> bytes:
+    """Read in chunks; stop as soon as more than ``limit`` bytes (or the budget) would be needed."""
+    return b"".join(_chunks(fh, source, limit, budget, member))
+
+
+def _scan(fh: IO[bytes], source: str, limit: int, budget: _Budget | None) -> _Scan:
+    """Hash ``fh`` and find its graded definitions, a chunk at a time: nothing is kept."""
+    digest = hashlib.sha256()
+    size = 0
+    defines: set[str] = set()
+    tail = b""
+    for chunk in _chunks(fh, source, limit, budget, source):
+        digest.update(chunk)
+        size += len(chunk)
+        window = tail + chunk
+        defines.update(m.group(1).decode() for m in _GRADED_DEF.finditer(window) if _line_start(window, m.start()))
+        tail = window[-_DEF_OVERLAP:]
+    return _Scan(size=size, sha256=digest.hexdigest(), defines=frozenset(defines))
+
+
+def _line_start(data: bytes, at: int) -> bool:
+    """Whether ``def`` at ``at`` starts a statement in a notebook's JSON: a cell's line starts after a
+    quote (a list of lines) or an escaped newline (one string), possibly indented."""
+    before = data[max(0, at - 2):at]
+    return before[-1:] in (b'"', b" ", b"\t", b"\n") or before == b"\\n" or before == b"\\t"
+
+
+def _spool_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str,
+                  budget: _Budget | None) -> IO[bytes]:
+    """A nested archive, decompressed into an anonymous temporary file (kept in memory only while
+    small), counted against ``budget``: zipfile needs to seek, and a nested archive held whole in
+    memory would cost as much as it decompresses to."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    try:
+        with _opened_member(archive, info, source, None, budget) as fh:
+            for chunk in _chunks(fh, source, None, budget, source):
+                spool.write(chunk)
+        spool.seek(0)
+        return spool
+    except BaseException:
+        spool.close()
+        raise
+
+
+class _open_chain:
+    """The archive at the end of ``members`` inside the zip at ``path``, open (for NotebookRef.read).
+
+    The last archive file opened is kept open by the process (a pool process reads one class
+    export's notebooks one after another, and parsing its directory each time would cost more
+    than reading the notebook)."""
+
+    def __init__(self, path: str, members: tuple[tuple[int, str], ...]) -> None:
+        self.path = path
+        self.members = members
+        self._opened: list[IO[bytes] | zipfile.ZipFile] = []
+
+    def __enter__(self) -> zipfile.ZipFile:
+        try:
+            archive = _cached_archive(self.path)
+            for position, name in self.members:
+                info = _member_at(archive, position, name)
+                spool = _spool_member(archive, info, f"{self.path}!{name}", None)
+                self._opened.append(spool)
+                archive = zipfile.ZipFile(spool)
+                self._opened.append(archive)
+            return archive
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in reversed(self._opened):
+            handle.close()
+        self._opened.clear()
+
+
+_ARCHIVE_CACHE: dict[str, tuple[tuple[int, int, int], zipfile.ZipFile]] = {}
+
+
+def _cached_archive(path: str) -> zipfile.ZipFile:
+    """The zip at ``path``, its directory parsed once per process while the file is unchanged."""
+    st = os.stat(path)
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _ARCHIVE_CACHE.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    for _, old in _ARCHIVE_CACHE.values():
+        old.close()
+    _ARCHIVE_CACHE.clear()
+    with open(path, "rb") as fh:
+        count = _declared_members(fh)
+    if count is not None and count > MAX_ARCHIVE_MEMBERS:
+        raise ValueError(f"it has {count} members")
+    archive = zipfile.ZipFile(path)
+    _ARCHIVE_CACHE[path] = (key, archive)
+    return archive
+
+
+def _member_at(archive: zipfile.ZipFile, position: int, name: str) -> zipfile.ZipInfo:
+    """The member at ``position`` in the archive's directory, which must still be called ``name``."""
+    infos = archive.infolist()
+    if not 0 <= position < len(infos) or infos[position].filename != name:
+        raise KeyError(f"{name} is no longer where it was in the archive")
+    return infos[position]
+
+
+def _declared_members(fh: IO[bytes]) -> int | None:
+    """How many members a zip's end record declares, read before zipfile parses its directory
+    (which costs memory for every member); None when it cannot be read (zipfile then says why)."""
+    try:
+        record = zipfile._EndRecData(fh)  # type: ignore[attr-defined]  # zipfile's own reader, zip64 included
+        fh.seek(0)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not record:
+        return None
+    return int(record[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]
 
 
 # --- names and paths -----------------------------------------------------------------------

@@ -83,6 +83,15 @@ class SandboxError(GraderError):
         return cls(SANDBOX_START.format(reason=reason))
 
 
+class SandboxRefused(SandboxError):
+    """This machine cannot run student code safely at all: the whole run stops (it is the operator's
+    to fix, never a student's report)."""
+
+    @classmethod
+    def from_reason(cls, message: str) -> "SandboxRefused":
+        return cls(message)
+
+
 def _line_from_message(message: str) -> int | None:
     import re
 

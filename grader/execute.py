@@ -25,11 +25,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Sequence
 
-from grader import wire
-from grader.confine import MPLCONFIG_SUBDIR, Confinement, confinement, prepare_child
+from grader import environment, wire
+from grader.confine import MPLCONFIG_SUBDIR, Confinement, confinement, interpreter, prepare_child
 from grader.errors import SandboxError
 from grader.limits import Limits
 from grader.model import GRADED_FUNCTIONS, CellRun, FunctionInfo
+from grader.untrusted_text import safe_lines, safe_text
 
 if TYPE_CHECKING:
     from grader.forkserver import ForkServer
@@ -102,6 +103,8 @@ class Chain:
 
         if not all(isinstance(v, np.ndarray) for v in (y_hats, w1s, w2s)):
             raise wire.WireError("malformed training chain")
+        if w1s.ndim < 1 or w2s.ndim < 1:  # len() of a 0-d array raises TypeError, which no caller expects
+            raise wire.WireError("malformed training chain")
         if y_hats.ndim != 1 or len(w1s) != len(w2s) or len(w1s) not in (len(y_hats), len(y_hats) + 1):
             raise wire.WireError("inconsistent training chain")
         stop = header.get("stop")
@@ -140,7 +143,8 @@ class Sandbox(Protocol):
 
 #: First lines of the worker program: ``-S`` left site-packages off ``sys.path``; add the
 #: site view (everything installed except the grader) and hide the channel from ``sys.argv``.
-_BOOTSTRAP = "from __future__ import annotations\nimport sys\nsys.path.append(sys.argv[3])\n_CHANNEL_ARGS = sys.argv[1:3]\nsys.argv = ['']\n"
+_BOOTSTRAP = ("from __future__ import annotations\nimport sys\nsys.path.append(sys.argv[3])\n_CHANNEL_ARGS = sys.argv[1:3]\n"
+              "_LOCKDOWN = sys.argv[4] if len(sys.argv) > 4 else ''\nsys.argv = ['']\n")
 
 
 @lru_cache(maxsize=1)
@@ -172,6 +176,15 @@ def sandbox_environment(workdir: str) -> dict[str, str]:
         "PYTHONHASHSEED": "0",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
+
+
+def sandbox_workdir(confined: Confinement, prefix: str) -> str:
+    """A new private host directory for one sandbox: the mount point its root is built over, or,
+    without namespaces, where it works (then handed to the unprivileged uid a root grader drops to)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    if not confined.namespaces and confined.drop_to is not None:
+        os.chown(path, *confined.drop_to)
+    return path
 
 
 class ProcessHandle(Protocol):
@@ -220,8 +233,9 @@ def _start_with_subprocess(limits: Limits, workdir: str, confined: Confinement,
                            channel: tuple[int, int], output: int) -> ProcessHandle:
     """A fresh ``python -I -S`` confined between fork and exec."""
     popen = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", worker_program(), str(channel[0]), str(channel[1]), confined.site_view],
-        stdin=subprocess.DEVNULL, stdout=output, stderr=output, cwd=workdir, env=sandbox_environment(workdir),
+        [interpreter(), "-I", "-S", "-c", worker_program(), str(channel[0]), str(channel[1]), confined.site_path],
+        stdin=subprocess.DEVNULL, stdout=output, stderr=output, cwd=workdir,
+        env=sandbox_environment(confined.workdir(workdir)),
         pass_fds=channel, preexec_fn=lambda: prepare_child(limits, workdir, confined),
     )
     return _PopenHandle(popen)
@@ -252,7 +266,8 @@ class OutputDrain:
         os.close(self._fd)
 
     def excerpt(self) -> str:
-        text = self.kept.decode("utf-8", "replace")
+        """What was kept, as safe text: the student printed it, so escapes and controls are shown, not obeyed."""
+        text = safe_lines(bytes(self.kept))
         if self.dropped:
             text += (f"\n[grader] ... {self.dropped} more bytes of output not kept"
                      " (and print() calls past the limit were skipped)")
@@ -311,8 +326,16 @@ class _Process:
         Reads whatever the pipe holds into a buffer and parses from it: replies to
         a batch of calls arrive back to back, and one read per burst instead of five per reply
         (frame, header, and a length and a body per array) halves the grader's cost per call.
+
+        The sandbox is untrusted: every size it declares is checked against ``wire.FROM_SANDBOX``
+        and this process's ``wire.ReadBudget`` before it is read, and bytes are read only as they
+        arrive, so whatever it sends costs the grader at most those limits. Why a message was
+        refused is kept in ``wire_error`` for the report.
         """
         buffer = self._buffer
+        budget = getattr(self, "read_budget", None)
+        if budget is None:  # one budget for everything this process sends, from its first message
+            budget = self.read_budget = wire.ReadBudget()
 
         def read_exact(n: int) -> bytes:
             while len(buffer) < n:
@@ -326,11 +349,15 @@ class _Process:
                 if not chunk:
                     raise EOFError("sandbox closed its channel")
                 buffer.extend(chunk)
-            data = bytes(buffer[:n])
-            del buffer[:n]
-            return data
+            return wire.take_front(buffer, n)
 
-        return wire.read_message(read_exact)
+        try:
+            header, blobs = wire.read_message(read_exact, wire.FROM_SANDBOX, budget)
+        except wire.WireError as exc:
+            self.wire_error = str(exc)
+            raise
+        blobs.on_refused = lambda reason: setattr(self, "wire_error", reason)  # an array refused when decoded
+        return header, blobs
 
     def kill(self, died: bool) -> None:
         """Stop the process; when it ``died`` on its own, give it a moment to be reaped so its exit status is real."""
@@ -366,12 +393,18 @@ class SubprocessSandbox:
     """The default backend: a fresh Python process per submission."""
 
     name = "subprocess"
+    #: Whether this backend starts sandbox processes (a self-check's worker is the student's own kernel).
+    starts_processes = True
 
     def __init__(self, limits: Limits | None = None, server: "ForkServer | None" = None) -> None:
         self.limits = limits or Limits()
         self.server = server
         self.confinement = confinement()
-        self.workdir = tempfile.mkdtemp(prefix="grader-sandbox-")
+        # What this machine cannot enforce is the operator's to know (stderr, summary), never a student's report.
+        environment.note(*self.confinement.notices)
+        if self.starts_processes:
+            self.confinement.require()
+        self.workdir = sandbox_workdir(self.confinement, "grader-sandbox-")
         self._started = time.monotonic()
         self._replayable: list[Cell] = []
         self._functions: dict[str, FunctionInfo] = self._parse_functions({})
@@ -437,7 +470,8 @@ class SubprocessSandbox:
         self._excerpts.append(self._process.drain.excerpt())
         if stop == "protocol":
             self.tampering.append("the notebook wrote to the grader's private channel or broke its protocol")
-            how = "stopped: it broke the grader's protocol"
+            reason = getattr(self._process, "wire_error", None)  # set by _Process.receive (the grader's words)
+            how = "stopped: it broke the grader's protocol" + (f" ({reason})" if reason else "")
         return how
 
     def close(self) -> None:
@@ -474,6 +508,8 @@ class SubprocessSandbox:
         header, blobs = self._process.receive(deadline)
         if header.get("token") != token:
             raise wire.WireError("a reply without the request's token")
+        if "seen" in header and header.get("op") != "exec_done":
+            self._take_seen(header.get("seen"))
         return header, blobs
 
     # --- notebook ---------------------------------------------------------------
@@ -488,7 +524,6 @@ class SubprocessSandbox:
         execution.cells = runs
         self._replayable = [c for c, r in zip(cells, runs) if r.status in ("ok", "error")]
         execution.functions = self._functions
-        execution.warnings.extend(self.confinement.warnings)
         return execution
 
     def _exec(self, cells: list[Cell], warnings: list[str]) -> list[CellRun]:
@@ -532,8 +567,12 @@ class SubprocessSandbox:
         limit = self.limits.cell_timeout_s
         position = 0
         try:
+            # Sources travel as blobs, not in the JSON header: a cell of any size a notebook can have
+            # fits the sandbox's limits (wire.FROM_GRADER), and it is not escaped and parsed as JSON.
+            # "surrogatepass": a lone surrogate in a source reaches the cell as it was in the notebook.
+            sources = [c.source.encode("utf-8", "surrogatepass") for c in cells]
             token = self._request({"op": "exec", "cell_timeout": limit, "output_limit": self.limits.output_kb * 1024,
-                                   "cells": [{"index": c.index, "source": c.source} for c in cells]})
+                                   "cells": [{"index": c.index, "blob": i} for i, c in enumerate(cells)]}, sources)
             for position, cell in enumerate(cells):
                 deadline = min(time.monotonic() + limit + WATCHDOG_GRACE_S, self._total_deadline())
                 header, _ = self._reply(token, deadline)
@@ -542,10 +581,10 @@ class SubprocessSandbox:
                 status = header.get("status")
                 error = header.get("error")
                 runs[cell.index] = CellRun(cell.index, status if status in ("ok", "error", "timeout") else "error",
-                                           str(error)[:300] if error else None)
+                                           safe_lines(error, limit=300) if error else None)
                 refused = header.get("refused")
                 if warnings is not None and isinstance(refused, list):
-                    warnings.extend(f"Cell {cell.index + 1}: shell command not run while grading: {str(c)[:120]}"
+                    warnings.extend(f"Cell {cell.index + 1}: shell command not run while grading: {safe_text(c, limit=120)}"
                                     for c in refused[:10])
             position = len(cells) - 1
             self._await_exec_done(token)
@@ -562,9 +601,13 @@ class SubprocessSandbox:
     def _take_exec_done(self, header: dict[str, Any]) -> None:
         """What the worker says is defined after the cells, and what its audit hook noticed."""
         self._functions = self._parse_functions(header.get("functions"))
-        seen = header.get("seen")
+        self._take_seen(header.get("seen"))
+
+    def _take_seen(self, seen: Any) -> None:
+        """Add the audit hook's notes (untrusted, bounded, only ever used to flag for review)."""
         if isinstance(seen, list):
-            self.seen.extend(str(item)[:200] for item in seen[:20] if str(item)[:200] not in self.seen)
+            self.seen.extend(note for note in (safe_text(item, limit=200) for item in seen[:20])
+                             if note not in self.seen and len(self.seen) < 40)
 
     @staticmethod
     def _parse_functions(data: Any) -> dict[str, FunctionInfo]:
@@ -713,13 +756,15 @@ class SubprocessSandbox:
             return CallOutcome("ok", value=value, args_after=args_after)
         if status in ("raised", "timeout", "missing"):
             error = header.get("error")
-            return CallOutcome(status, error=str(error)[:300] if error else None)
+            return CallOutcome(status, error=safe_lines(error, limit=300) if error else None)
         raise wire.WireError("unknown call status")
 
 
 class AttachedSandbox(SubprocessSandbox):
     """A sandbox whose worker already runs elsewhere (``grader.check()`` in a student's kernel):
     the grader neither starts nor kills it, and after a call hangs it there is no restart."""
+
+    starts_processes = False
 
     def __init__(self, channel_in: int, channel_out: int, limits: Limits | None = None) -> None:
         self._channel = (channel_in, channel_out)

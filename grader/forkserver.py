@@ -27,15 +27,17 @@ import tempfile
 import time
 from typing import Any, Sequence
 
-from grader.confine import confinement, prepare_child
+from grader.confine import confinement, interpreter, prepare_child
 from grader.errors import SandboxError
-from grader.execute import sandbox_environment, worker_program
+from grader.execute import sandbox_environment, sandbox_workdir, worker_program
 from grader.limits import Limits
 
 #: The server's own limits: generous, since each child lowers them to the submission's.
 SERVER_LIMITS = Limits(memory_mb=1 << 20, cpu_time_s=10.0 ** 7, file_size_mb=64, max_processes=1 << 14)
 START_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 10.0
+#: What is read of a failed server's stderr (its last lines name the cause).
+MAX_STDERR_BYTES = 64 << 10
 
 
 #: The opening cells are sent to the server in one datagram; a template whose opening is larger
@@ -107,18 +109,19 @@ class ForkServer:
 
     def __init__(self, opening: Sequence[str] = (), cell_timeout_s: float = 10.0) -> None:
         self.confinement = confinement()
-        self.workdir = tempfile.mkdtemp(prefix="grader-forkserver-")
+        self.confinement.require()
+        self.workdir = sandbox_workdir(self.confinement, "grader-forkserver-")
         self.opening: tuple[str, ...] = ()
         self._primed: _Control | None = None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._control = _Control(ours, self._failure)
         try:
             self._popen = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", worker_program(), "forkserver", str(theirs.fileno()),
-                 self.confinement.site_view],
+                [interpreter(), "-I", "-S", "-c", worker_program(), "forkserver", str(theirs.fileno()),
+                 self.confinement.site_path, json.dumps(self.confinement.lockdown)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.workdir,
-                env=sandbox_environment(self.workdir), pass_fds=(theirs.fileno(),),
-                preexec_fn=lambda: prepare_child(SERVER_LIMITS, self.workdir, self.confinement),
+                env=sandbox_environment(self.confinement.workdir(self.workdir)), pass_fds=(theirs.fileno(),),
+                preexec_fn=lambda: prepare_child(SERVER_LIMITS, self.workdir, self.confinement, lock=False),
             )
         except OSError as exc:
             ours.close()
@@ -159,15 +162,27 @@ class ForkServer:
     # --- protocol -------------------------------------------------------------------
 
     def _failure(self, what: str) -> SandboxError:
-        self.close()
+        """The server is gone or useless: stop it, then read what it said on stderr (the real cause,
+        such as the kernel refusing a namespace), *then* close everything."""
+        self._control.close()
+        if self._primed is not None:
+            self._primed.close()
+        if self._popen.poll() is None:
+            try:
+                self._popen.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._popen.kill()
+                self._popen.wait()
         stderr = b""
         if self._popen.stderr is not None:
             try:
-                stderr = self._popen.stderr.read() or b""
+                stderr = self._popen.stderr.read(MAX_STDERR_BYTES) or b""
             except (OSError, ValueError):
                 pass
-        last = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [what]
-        return SandboxError.from_start_failure(last[0])
+        self.close()
+        lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+        cause = next((line for line in reversed(lines) if "could not be confined" in line), lines[-1] if lines else "")
+        return SandboxError.from_start_failure(f"{what}: {cause[:300]}" if cause else what)
 
     @property
     def alive(self) -> bool:
@@ -183,7 +198,7 @@ class ForkServer:
               sources: Sequence[str] | None = None) -> "ForkedProcess":
         """A worker for a notebook whose code cells are ``sources`` (None: not known, start from the beginning)."""
         request = {"op": "spawn", "workdir": workdir, "limits": dataclasses.asdict(limits),
-                   "namespaces": self.confinement.namespaces, "readonly": [self.workdir]}
+                   "namespaces": self.confinement.namespaces}
         fds = (*channel, output)
         if self._primed is not None and self.begins_with_opening(sources):
             try:

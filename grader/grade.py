@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from grader.errors import GraderError
+from grader.errors import GraderError, SandboxRefused
 from grader.execute import Execution, SubprocessSandbox
 from grader.limits import Limits
 from grader.model import GRADED_FUNCTIONS, FunctionInfo, Report
@@ -80,6 +80,8 @@ def grade_notebook(path: str | os.PathLike, rubric: Rubric, options: Options = O
     limits = options.limits or rubric.limits
     try:
         sandbox = start_sandbox(limits, options)
+    except SandboxRefused:
+        raise  # the operator's to fix: no student gets it as a report
     except GraderError as exc:
         return error_report(submission, rubric, exc.message, started)
     try:

@@ -28,6 +28,7 @@ FILE_ACCESS = "integrity_file_access"
 PROTOCOL_TAMPER = "integrity_protocol_tamper"
 MONKEYPATCH = "integrity_monkeypatch"
 SIGNAL_TAMPER = "integrity_signal_tamper"
+SANDBOX_ESCAPE = "integrity_sandbox_escape"
 
 #: What each flag means, as the first words of its message.
 EXPLANATIONS = {
@@ -37,6 +38,7 @@ EXPLANATIONS = {
     PROTOCOL_TAMPER: "writes to file descriptors it was not given, or broke the grader's protocol",
     MONKEYPATCH: "replaces attributes of numpy or builtins",
     SIGNAL_TAMPER: "changes signal handling or timers (which the grader uses to stop runaway code)",
+    SANDBOX_ESCAPE: "tries to change what the sandbox sees or may do (mounts, namespaces, privileges, other processes)",
 }
 REVIEW = "flagged for human review; the score is unchanged"
 
@@ -51,6 +53,13 @@ _FILE_CALLS = frozenset({"open", "io.open", "os.open", "Path", "pathlib.Path", "
 _FD_CALLS = frozenset({"os.write", "os.read", "os.fdopen", "os.dup2", "os.close", "os.dup"})
 _SIGNAL_CALLS = frozenset({"signal.signal", "signal.setitimer", "signal.alarm", "signal.pthread_sigmask",
                            "sys.settrace", "sys.setprofile", "faulthandler.dump_traceback_later"})
+#: C functions (reached through ctypes) and os functions that change what a process sees or may do.
+_ESCAPE_NAMES = frozenset({"mount", "umount", "umount2", "unshare", "setns", "pivot_root", "chroot", "ptrace",
+                           "keyctl", "add_key", "request_key", "capset", "process_vm_readv", "process_vm_writev",
+                           "perf_event_open", "init_module", "finit_module", "reboot", "setresuid", "setuid"})
+#: Paths whose reading maps the sandbox itself (its mounts, namespaces, other processes).
+_ESCAPE_PATHS = ("/proc/self/mountinfo", "/proc/self/mounts", "/proc/self/ns", "/proc/1/", "/proc/self/uid_map",
+                 "/sys/fs/cgroup")
 _MAGIC_LINE = re.compile(r"^\s*[%!]")
 _SAFE_PATHS = ("/dev/null",)
 
@@ -153,6 +162,8 @@ class _Scanner(ast.NodeVisitor):
         name = _dotted(node)
         if name == "sys.modules":
             self._hit(INTROSPECTION, node, "sys.modules")
+        elif node.attr in _ESCAPE_NAMES and (name or "").split(".")[0] not in ("np", "numpy"):
+            self._hit(SANDBOX_ESCAPE, node, f".{node.attr}")
         elif node.attr in _INTROSPECTION_ATTRS:
             self._hit(INTROSPECTION, node, f".{node.attr}")
 
@@ -177,6 +188,8 @@ class _Scanner(ast.NodeVisitor):
     def check_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str) and "/proc/self/fd" in node.value:
             self._hit(PROTOCOL_TAMPER, node, repr(node.value[:60]))
+        elif isinstance(node.value, str) and node.value.startswith(_ESCAPE_PATHS):
+            self._hit(SANDBOX_ESCAPE, node, repr(node.value[:60]))
 
     def _assigned(self, targets: Iterable[ast.AST]) -> None:
         for target in targets:
@@ -243,6 +256,8 @@ def _from_runtime(seen: Sequence[str]) -> list[tuple[str, str]]:
             flags.append((GRADER_IMPORT, f"at run time: {note}"))
         elif note.startswith("called "):
             flags.append((INTROSPECTION, f"at run time: {note}"))
+        elif note.startswith("looked up the C function "):
+            flags.append((SANDBOX_ESCAPE, f"at run time: {note}"))
     return flags
 
 

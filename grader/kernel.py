@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from grader import wire
-from grader.confine import prepare_child
+from grader.cache import cache_root
+from grader.confine import interpreter, prepare_child
 from grader.errors import SandboxError
 from grader.execute import (CHANNEL_FAILURES, WATCHDOG_GRACE_S, ProcessHandle, StopKind, SubprocessSandbox,
                             _PopenHandle, sandbox_environment, stop_kind, worker_body)
 from grader.limits import Limits
 from grader.model import CellRun
+from grader.untrusted_text import safe_lines
 
 KERNEL_NAME = "grader-sandbox"
 START_TIMEOUT_S = 60.0
@@ -49,11 +51,10 @@ def _kernel_spec_dir(site_view: str) -> str:
     """A kernelspec whose kernel is ``python -I -S`` with the site view (cached per interpreter and view)."""
     launcher = (f"import sys; sys.path.append({site_view!r}); "
                 "from ipykernel.kernelapp import launch_new_instance; launch_new_instance()")
-    spec = {"argv": [sys.executable, "-I", "-S", "-c", launcher, "-f", "{connection_file}"],
+    spec = {"argv": [interpreter(), "-I", "-S", "-c", launcher, "-f", "{connection_file}"],
             "display_name": "grader sandbox (Python 3)", "language": "python", "interrupt_mode": "signal"}
     text = json.dumps(spec, indent=1)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    root = Path(base) / "grader" / "kernels" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    root = cache_root() / "kernels" / hashlib.sha256(text.encode()).hexdigest()[:16]
     target = root / KERNEL_NAME / "kernel.json"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +76,12 @@ class KernelSandbox(SubprocessSandbox):
     name = "kernel"
 
     def __init__(self, limits: Limits | None = None) -> None:
-        self._sockets = tempfile.mkdtemp(prefix="grader-kernel-")
+        # The kernel's connection file (its key) and sockets: a directory of the sandbox user's inside
+        # one only the grader can enter, bound at the same path into that kernel's root alone, so no
+        # other sandbox, and no other user of this machine, reaches them.
+        self._private = tempfile.mkdtemp(prefix="nbkernel-")
+        self._sockets = os.path.join(self._private, "k")
+        os.mkdir(self._sockets, 0o700)
         self._km: Any = None
         self._client: Any = None
         self._cell_output: list[str] = []
@@ -89,15 +95,21 @@ class KernelSandbox(SubprocessSandbox):
         from jupyter_core.utils import run_sync
 
         self._cleanup_kernel()
-        spec_manager = KernelSpecManager(kernel_dirs=[_kernel_spec_dir(self.confinement.site_view)])
+        spec_manager = KernelSpecManager(kernel_dirs=[_kernel_spec_dir(self.confinement.site_path)])
         # nbclient needs the asynchronous client: with a blocking one, its wait for the outputs of a
         # cell whose kernel was killed can never time out.
         km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=spec_manager, transport="ipc",
                            ip=os.path.join(self._sockets, "kernel"))
         km.connection_file = os.path.join(self._sockets, "connection.json")
         workdir = self.workdir
+        drop_to = self.confinement.drop_to
+        km.write_connection_file()  # now, so that start_kernel keeps it and the kernel's user can read it
+        if drop_to is not None:  # the kernel runs as the sandbox user: its directory and key must be its own
+            os.chown(self._sockets, *drop_to)
+            os.chown(km.connection_file, *drop_to)
         try:
-            run_sync(km.start_kernel)(cwd=workdir, env=sandbox_environment(workdir), stdout=output, stderr=output,
+            run_sync(km.start_kernel)(cwd=workdir, env=sandbox_environment(self.confinement.workdir(workdir)),
+                            stdout=output, stderr=output,
                             pass_fds=channel,
                             preexec_fn=lambda: prepare_child(self.limits, workdir, self.confinement,
                                                              writable=(self._sockets,)))
@@ -156,7 +168,7 @@ class KernelSandbox(SubprocessSandbox):
     def close(self) -> None:
         super().close()
         self._cleanup_kernel()
-        shutil.rmtree(self._sockets, ignore_errors=True)
+        shutil.rmtree(self._private, ignore_errors=True)
 
     def output_excerpt(self) -> str:
         limit = self.limits.output_kb * 1024
@@ -220,13 +232,19 @@ class KernelSandbox(SubprocessSandbox):
             if output.get("output_type") == "error":
                 if output.get("ename") == "KeyboardInterrupt":
                     return CellRun(index, "timeout", "time limit")
-                return CellRun(index, "error", wire.describe_error(output.get("ename", "Error"), output.get("evalue", "")))
+                return CellRun(index, "error", safe_lines(wire.describe_error(str(output.get("ename", "Error")),
+                                                                              str(output.get("evalue", "")))))
+        if content.get("status") == "error":
+            # The kernel could not send the error itself (a lone surrogate in its message cannot be
+            # encoded for the wire): its reply still says the cell failed, so it is not "ok".
+            return CellRun(index, "error", safe_lines(wire.describe_error(str(content.get("ename", "Error")),
+                                                                          str(content.get("evalue", "")))))
         return CellRun(index, "ok")
 
     def _keep_output(self, node: Any) -> None:
         for output in node.get("outputs", []):
             if output.get("output_type") == "stream":
-                self._cell_output.append(str(output.get("text", "")))
+                self._cell_output.append(safe_lines(output.get("text", "")))
 
     def run_notebook(self, cells):
         execution = super().run_notebook(cells)

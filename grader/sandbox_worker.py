@@ -87,6 +87,10 @@ def _roots(python_roots: tuple) -> tuple:
 _PYTHON_ROOTS = _python_roots()
 _ROOTS = _roots(_PYTHON_ROOTS)
 _PROBES = ("grader", "reference", "rubrics")
+#: C functions that would change what the sandbox sees or may do (all refused by its seccomp filter).
+_ESCAPE_SYMBOLS = frozenset({"mount", "umount", "umount2", "unshare", "setns", "pivot_root", "chroot", "ptrace",
+                             "keyctl", "add_key", "request_key", "bpf", "syscall", "capset", "setuid", "setresuid",
+                             "process_vm_readv", "process_vm_writev", "perf_event_open", "init_module", "reboot"})
 
 
 def _audit(event, args):
@@ -101,6 +105,8 @@ def _audit(event, args):
         seen.append(f"tried to import {args[0][:100]}")
     elif event in ("gc.get_objects", "gc.get_referrers"):  # IPython itself uses sys._getframe
         seen.append(f"called {event}")
+    elif event == "ctypes.dlsym" and len(args) > 1 and isinstance(args[1], str) and args[1] in _ESCAPE_SYMBOLS:
+        seen.append(f"looked up the C function {args[1]}")
 
 
 if not SELF_CHECK:  # an audit hook cannot be removed: never leave one in a student's own kernel
@@ -402,8 +408,14 @@ class CallReplies:
     def send(self, overdue: bool = False) -> None:
         if self.items or overdue:
             _flush()
-            send({"op": "results", "token": self.token, "replies": self.items, "overdue": overdue}, self.blobs)
+            send({"op": "results", "token": self.token, "replies": self.items, "overdue": overdue, **_seen_so_far()},
+                 self.blobs)
         self.items, self.blobs, self.size, self.sent_at = [], [], 0, time.monotonic()
+
+
+def _seen_so_far() -> dict:
+    """What the audit hook noticed, for a reply to calls: a function's attempts count as a cell's do."""
+    return {"seen": seen[:MAX_SEEN]} if seen else {}
 
 
 def _shifted(desc, offset: int):
@@ -437,7 +449,7 @@ def serve_calls(header: dict, blobs: list, token: str) -> None:
                 batch.add(reply, out)
             else:
                 _flush()
-                send({"op": "result", "token": token, **reply}, out)
+                send({"op": "result", "token": token, **reply, **_seen_so_far()}, out)
     finally:
         _overdue_flush[0] = None
     if batch is not None:
@@ -555,13 +567,16 @@ def main() -> None:
     watching[0] = False
     send({"op": "ready", "pid": os.getpid()})
     while True:
-        header, blobs = read_message(receive)
+        header, blobs = read_message(receive, FROM_GRADER)  # noqa: F821 (wire.py: the grader's own limits)
         op = header.get("op")
         token = header.get("token")
         if op == "exec":
             if isinstance(header.get("output_limit"), int) and not KERNEL:
                 _OUTPUT["limit"] = header["output_limit"]
-            cells = header["cells"]
+            # Each cell's source is a blob (UTF-8, lone surrogates passed through); "source" in the
+            # header is what the kernel backend's empty request and older graders send.
+            cells = [{"index": cell["index"], "source": cell["source"] if "source" in cell
+                      else bytes(blobs[cell["blob"]]).decode("utf-8", "surrogatepass")} for cell in header["cells"]]
             for cell in cells[_report_opening(cells, token):]:
                 run_cell(cell["index"], cell["source"], header["cell_timeout"], token)
             send({"op": "exec_done", "token": token, "functions": describe_functions(), "seen": seen[:MAX_SEEN]})
@@ -570,7 +585,7 @@ def main() -> None:
         elif op == "train":
             reply, out = train(header, blobs)
             _flush()
-            send({"op": "trained", "token": token, **reply}, out)
+            send({"op": "trained", "token": token, **reply, **_seen_so_far()}, out)
         else:
             break
 
@@ -593,17 +608,25 @@ def _become_worker(request: dict, fds: list, jail, lib) -> None:
     jail.set_process_name(lib, "grader-sandbox")
     channel_in, channel_out, output = fds
     limits = _types.SimpleNamespace(**request["limits"])
-    workdir = request["workdir"]
     if request["namespaces"] and lib is not None:
-        jail.enter_submission_namespaces(lib, limits, workdir, tuple(request["readonly"]))
+        jail.enter_submission(lib, limits.file_size_mb)
+        workdir = jail.SANDBOX_WORKDIR
     else:
+        workdir = request["workdir"]
         os.chdir(workdir)
     jail.set_rlimits(limits, processes=request["namespaces"])
+    if _LOCKDOWN and lib is not None:  # noqa: F821 (set by the bootstrap)
+        jail.lock_down(lib, json.loads(_LOCKDOWN))  # noqa: F821
     os.environ.update(HOME=workdir, TMPDIR=workdir)
     tempfile.tempdir = None
     os.dup2(output, 1)
     os.dup2(output, 2)
     os.close(output)
+    # Nothing of the server's stays open here (its PID namespace handle, its stderr): only the channel.
+    low, high = sorted((channel_in, channel_out))
+    os.closerange(3, low)
+    os.closerange(low + 1, high)
+    os.closerange(high + 1, 65536)
     CHANNEL_IN, CHANNEL_OUT = channel_in, channel_out
     receive = fd_reader(CHANNEL_IN)  # noqa: F821 (wire.py)
     _ROOTS = _roots(_PYTHON_ROOTS)

@@ -6,10 +6,18 @@ grading ran. The gradebook is written atomically, because it is the file an
 instructor uploads: a crash half-way must leave the previous gradebook, never
 a truncated one. It is also opened in spreadsheets, where a cell starting
 with ``=`` is a formula, so student-chosen text is neutralised first.
+
+Names and sources come from file names a student chose, and reports quote
+what their code raised: every function here works on ``_safe_rows``, whose
+strings went through ``safe_text``/``safe_report`` (bidi overrides, escapes
+and lone surrogates shown as ``\\u202e``-style text), however the rows were
+built, so no name or message can reorder a gradebook line, drive a terminal
+or make writing the class files fail.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import re
@@ -22,6 +30,7 @@ from typing import Any, Callable, Iterable
 
 from grader.model import Report
 from grader.render._common import error_sentence, one_line, points
+from grader.untrusted_text import safe_report, safe_text
 
 GRADEBOOK_COLUMNS_FIXED: tuple[str, ...] = ("submission", "student", "score", "max_score", "status")
 #: Bins of the score histogram (same count as the PNG, so table and picture agree).
@@ -39,6 +48,12 @@ class GradebookRow:
     report: Report
     #: The submission's stable id in a batch (names its files there); "" outside a batch.
     id: str = ""
+
+
+def _safe_rows(rows: Iterable[GradebookRow]) -> list[GradebookRow]:
+    """Copies of ``rows`` whose every string is safe to write and show (see the module docstring)."""
+    return [dataclasses.replace(row, submission=safe_text(row.submission), student=safe_text(row.student),
+                                report=safe_report(row.report)) for row in rows]
 
 
 # ----------------------------------------------------------------------------- gradebook
@@ -69,11 +84,13 @@ def write_gradebook(rows: list[GradebookRow], path: str | os.PathLike[str]) -> N
     rather than silently overwriting that column.
     """
     target = Path(path)
+    rows = _safe_rows(rows)
     checks = check_columns(row.report for row in rows)
     headers = {cid: (f"check:{cid}" if cid in GRADEBOOK_COLUMNS_FIXED else cid) for cid in checks}
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+        # The rows are safe text already; an encoding error must still never cost the gradebook.
+        with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
             writer = csv.writer(handle)
             writer.writerow([*GRADEBOOK_COLUMNS_FIXED, *headers.values()])
             for row in rows:
@@ -119,13 +136,17 @@ def _histogram(scores: list[float], max_score: float) -> list[dict[str, Any]]:
             for i, count in enumerate(counts)]
 
 
-def summarize(rows: list[GradebookRow]) -> dict[str, Any]:
+def summarize(rows: list[GradebookRow], notices: Iterable[str] = ()) -> dict[str, Any]:
     """Class-level numbers, JSON-safe (written as ``summary.json`` and drawn in ``summary.html``).
 
     Score statistics cover graded submissions only: an error is not a zero the
     instructor should average in, it is a file to look at, listed under
     ``error_submissions``. Diagnosis counts are students, not occurrences.
+    ``notices``: what the grading machine did not enforce (``grader.environment``),
+    listed as ``operator_notices``: the class files are the operator's, the reports
+    the students' never carry them.
     """
+    rows = _safe_rows(rows)
     graded = [row for row in rows if row.report.status != "error"]
     scores = [row.report.score for row in graded if _finite(row.report.score)]
     maxima = [row.report.max_score for row in graded if _finite(row.report.max_score)]
@@ -168,6 +189,7 @@ def summarize(rows: list[GradebookRow]) -> dict[str, Any]:
              "error": error_sentence(row.report)}
             for row in rows if row.report.status == "error"
         ],
+        "operator_notices": [safe_text(notice) for notice in dict.fromkeys(notices)],
     }
 
 
@@ -194,12 +216,13 @@ def render_summary_html(summary: dict[str, Any], rows: list[GradebookRow],
     """A self-contained ``summary.html``: histogram, pass rates, named bugs, student table.
 
     ``link`` gives each row's feedback page (relative URL); by default
-    ``feedback_name(row.student)``.
+    ``feedback_name(row.student)``. It is given the row as ``_safe_rows`` made it.
     """
     from grader.render.html import STYLE, data_url
     from grader.render.html import escape as _e
     from grader.render.plot import bar_chart_png, histogram_png
 
+    rows = _safe_rows(rows)
     link = link or (lambda row: feedback_name(row.student))
     scores = [row.report.score for row in rows
               if row.report.status != "error" and _finite(row.report.score)]
@@ -211,6 +234,10 @@ def render_summary_html(summary: dict[str, Any], rows: list[GradebookRow],
                   f"range {points(summary['min'])}–{points(summary['max'])} "
                   f"of {points(summary['max_score'])}")
     parts.append(f'<p class="score">{stats}</p>')
+    if summary.get("operator_notices"):  # first, where the person who runs the grader will see it
+        items = "".join(f'<li class="warning">{_e(notice)}</li>' for notice in summary["operator_notices"])
+        parts.append('<section class="warnings operator-notices"><h2>For the operator: what this machine did not '
+                     f"enforce</h2><ul>{items}</ul></section>")
     parts.append(f'<img src="{data_url(histogram_png(scores, summary["max_score"]))}" '
                  'alt="Histogram of scores" width="480" height="280">')
 
@@ -245,7 +272,7 @@ def render_summary_html(summary: dict[str, Any], rows: list[GradebookRow],
     parts.append("<h2>Students</h2><table><thead><tr><th>student</th><th>submission</th>"
                  "<th>score</th><th>status</th></tr></thead><tbody>")
     for row in rows:
-        href = urllib.parse.quote(link(row), safe="/#?=&.-_~")
+        href = urllib.parse.quote(link(row), safe="/#?=&.-_~", errors="replace")
         report = row.report
         score = (f"{points(report.score)} / {points(report.max_score)}"
                  if report.status != "error" else "—")

@@ -16,24 +16,109 @@ import json
 import math
 import os
 import struct
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 MAGIC = b"GRDR"
 _HEAD = struct.Struct("<4sII")  # magic, header length, number of blobs
 _BLOB = struct.Struct("<Q")
-MAX_HEADER = 4 << 20
-MAX_BLOB = 256 << 20
-MAX_BLOBS = 4096
 MAX_DEPTH = 4
 MAX_ITEMS = 64
+#: Most numbers in one value (an array, or all the arrays of one tuple or list), encoded or decoded.
+#: The largest value the grader asks for is the training chain's 201 weight pairs (about 1,200
+#: numbers); a probe's answer has at most a few dozen. A value is kept as evidence and, for a
+#: failing probe, written into the report as a list (about 60 bytes a number on the way), so its
+#: size, not only its bytes, has to be bounded: a 16 MB array of booleans is 16 million numbers.
+MAX_VALUE_ELEMENTS = 1 << 16
 #: numpy dtype kinds accepted from the sandbox: bool, signed, unsigned, float.
 NUMERIC_KINDS = "biuf"
 
 
 class WireError(Exception):
     """The other side sent something that is not a well-formed message."""
+
+
+# --- what each side reads ------------------------------------------------------
+# The two directions are bounded differently. The grader reads from untrusted code, so every
+# size the sandbox declares is checked against a small budget *before* anything is read or
+# allocated, and what it reads is counted. The sandbox reads from the grader, which it trusts:
+# its limits only have to be large enough for the biggest notebook the grader will load.
+
+
+class ReadLimits(NamedTuple):
+    """How large one message may be, checked against the sizes it declares before they are read."""
+
+    #: Bytes of the JSON header.
+    max_header: int
+    #: Number of ``.npy`` blobs.
+    max_blobs: int
+    #: Sum of the blobs' sizes: one message never costs the reader more than this (plus the header).
+    max_message_bytes: int
+
+
+#: numpy's own bound on a ``.npy`` header (``numpy.lib.format._MAX_HEADER_SIZE``): its reader refuses
+#: larger headers unless told to trust the file, because parsing one costs time and memory.
+NPY_MAX_HEADER = 10000
+#: Most dimensions of an array from the sandbox (numpy allows 64; no value the grader asks for has 3).
+NPY_MAX_NDIM = 32
+
+#: What the grader accepts from the sandbox. Honest messages are far smaller: the worker refuses to
+#: send a call reply over 16 MB (``MAX_REPLY_BYTES`` in the worker), and batches replies only up to
+#: 1 MB before adding the next, so an honest message stays under 17 MB of arrays; its JSON header is
+#: a few kB (error texts are cut to 300 characters, "seen" to 20 lines).
+FROM_SANDBOX = ReadLimits(max_header=1 << 20, max_blobs=4096, max_message_bytes=20 << 20)
+#: Most bytes (headers and arrays) one sandbox process may send the grader over its whole life. An
+#: honest grading sends well under 1 MB. Decoded values are kept as evidence until the report is
+#: done, and a submission gets at most ``execute.MAX_RESTARTS + 1`` processes, so this bounds what
+#: one notebook can make the grader hold: 5 x 24 MB of values, plus one message being read and
+#: decoded (3 x 20 MB at most: the bytes read, the blobs, the arrays). Measured worst cases are in
+#: ``benchmarks/bench_hostile.py``.
+FROM_SANDBOX_PER_PROCESS = 24 << 20
+#: What the sandbox accepts from the grader: cell sources travel as blobs, one per cell, so a
+#: notebook of any size the grader loads (``collect.MAX_NOTEBOOK_BYTES`` is 50 MB) fits.
+FROM_GRADER = ReadLimits(max_header=64 << 20, max_blobs=1 << 20, max_message_bytes=1 << 30)
+
+
+class ReadBudget:
+    """Bytes one reader may still take from its peer over several messages (see FROM_SANDBOX_PER_PROCESS)."""
+
+    def __init__(self, total: int = FROM_SANDBOX_PER_PROCESS) -> None:
+        self.total = total
+        self.left = total
+
+    def take(self, n: int, what: str) -> None:
+        """Count ``n`` more bytes, declared for ``what``, before they are read; WireError once spent."""
+        if n > self.left:
+            raise WireError(f"the sandbox sent more than {_mb(self.total)} in all ({what} would pass it)")
+        self.left -= n
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1 << 20):.0f} MB" if n >= 1 << 20 else f"{n} bytes"
+
+
+class ReceivedBlobs(list):
+    """The blobs of one received message; each may be decoded once, so a header that names the same
+    array many times cannot make the reader build more arrays than the message carried.
+
+    ``on_refused``, when set, is told why decoding a value of this message failed (the reader
+    that received it keeps the reason for the report)."""
+
+    def __init__(self, blobs: list[bytes]) -> None:
+        super().__init__(blobs)
+        self.taken: set[int] = set()
+        self.on_refused: Callable[[str], None] | None = None
+
+    def take(self, index: int) -> bytes:
+        if index in self.taken:
+            raise WireError("the same array is used twice in one message")
+        self.taken.add(index)
+        return self[index]
+
+    def refused(self, reason: str) -> None:
+        if self.on_refused is not None:
+            self.on_refused(reason)
 
 
 # --- framing -----------------------------------------------------------------
@@ -54,24 +139,42 @@ def write_message(fd: int, header: dict[str, Any], blobs: list[bytes] | None = N
         data = data[written:]
 
 
-def read_message(read_exact) -> tuple[dict[str, Any], list[bytes]]:
-    """Read one message with ``read_exact(n) -> bytes`` (which raises EOFError on a closed pipe)."""
+def read_message(read_exact: Callable[[int], bytes], limits: ReadLimits = FROM_SANDBOX,
+                 budget: ReadBudget | None = None) -> tuple[dict[str, Any], ReceivedBlobs]:
+    """Read one message with ``read_exact(n) -> bytes`` (which raises EOFError on a closed pipe).
+
+    Every size is checked before it is read: the header's against ``limits.max_header``, each
+    blob's, added to those before it, against ``limits.max_message_bytes``, and all of them
+    against ``budget`` when given. ``read_exact`` reads as data arrives, so a peer that declares
+    more than it sends costs at most those limits. The default limits are the strict ones, for
+    reading from the sandbox.
+    """
     magic, head_len, n_blobs = _HEAD.unpack(read_exact(_HEAD.size))
-    if magic != MAGIC or head_len > MAX_HEADER or n_blobs > MAX_BLOBS:
+    if magic != MAGIC:
         raise WireError("malformed frame header")
+    if head_len > limits.max_header:
+        raise WireError(f"a message header of {_mb(head_len)}, over the {_mb(limits.max_header)} limit")
+    if n_blobs > limits.max_blobs:
+        raise WireError(f"a message of {n_blobs} arrays, over the limit of {limits.max_blobs}")
+    if budget is not None:
+        budget.take(_HEAD.size + head_len, "a message header")
     try:
         header = json.loads(read_exact(head_len))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WireError(f"malformed JSON header: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise WireError(f"malformed JSON header: {str(exc)[:100]}") from None
     if not isinstance(header, dict):
         raise WireError("header is not a JSON object")
     blobs = []
+    total = 0
     for _ in range(n_blobs):
         (size,) = _BLOB.unpack(read_exact(_BLOB.size))
-        if size > MAX_BLOB:
-            raise WireError("blob too large")
+        total += size
+        if total > limits.max_message_bytes:
+            raise WireError(f"a message of more than {_mb(limits.max_message_bytes)} of arrays, its limit")
+        if budget is not None:
+            budget.take(_BLOB.size + size, f"an array of {_mb(size)}")
         blobs.append(read_exact(size))
-    return header, blobs
+    return header, ReceivedBlobs(blobs)
 
 
 #: Bytes asked of one read from a channel pipe. A pipe holds 64 KiB by default, so asking for
@@ -81,7 +184,16 @@ def read_message(read_exact) -> tuple[dict[str, Any], list[bytes]]:
 PIPE_READ = 1 << 16
 
 
-def fd_reader(fd: int):
+def take_front(buffer: bytearray, n: int) -> bytes:
+    """The first ``n`` bytes of ``buffer``, removed from it, copied once (slicing a bytearray and
+    converting the slice to bytes would copy them twice: a 16 MB array would briefly cost 48 MB)."""
+    with memoryview(buffer) as view:
+        data = bytes(view[:n])
+    del buffer[:n]
+    return data
+
+
+def fd_reader(fd: int) -> Callable[[int], bytes]:
     """A blocking ``read_exact`` over a file descriptor, reading ahead: a request with a hundred
     arrays is one or two reads instead of two hundred."""
     buffer = bytearray()
@@ -92,9 +204,7 @@ def fd_reader(fd: int):
             if not chunk:
                 raise EOFError("peer closed the channel")
             buffer.extend(chunk)
-        data = bytes(buffer[:n])
-        del buffer[:n]
-        return data
+        return take_front(buffer, n)
     return read_exact
 
 
@@ -138,9 +248,15 @@ def array_to_npy(array: np.ndarray) -> bytes:
     return _npy_header(array.dtype.str, fortran, array.shape) + data
 
 
-def npy_to_array(blob: bytes) -> np.ndarray:
-    """Decode one ``.npy`` blob strictly: numeric dtypes only, exact length, never a pickle."""
-    if blob[:6] != _NPY_MAGIC or len(blob) < 10:
+def npy_to_array(blob: bytes, max_elements: int | None = None) -> np.ndarray:
+    """Decode one ``.npy`` blob strictly: numeric dtypes only, exact length, never a pickle.
+
+    The header's declared length is checked against numpy's own limit before any of it is
+    decoded or parsed, and the shape's element count against ``max_elements`` and against the
+    data actually there before any array is built, so a forged header costs nothing but the
+    blob that carried it.
+    """
+    if len(blob) < 10 or blob[:6] != _NPY_MAGIC:
         raise WireError("bad array payload: not .npy data")
     major = blob[6]
     if major == 1:
@@ -149,14 +265,22 @@ def npy_to_array(blob: bytes) -> np.ndarray:
         (length,), start = struct.unpack("<I", blob[8:12]), 12
     else:
         raise WireError("bad array payload: unknown .npy version")
+    if length > NPY_MAX_HEADER:
+        raise WireError(f"an array header of {length} bytes, over numpy's limit of {NPY_MAX_HEADER}")
+    if start + length > len(blob):
+        raise WireError("bad array payload: header longer than the data")
     try:
         text = bytes(blob[start:start + length]).decode("latin1" if major < 3 else "utf8")
     except UnicodeDecodeError:
         raise WireError("bad array header") from None
     dtype, fortran, shape = _parse_npy_header(text)
+    if len(shape) > NPY_MAX_NDIM:
+        raise WireError(f"an array of {len(shape)} dimensions, over the limit of {NPY_MAX_NDIM}")
     count = math.prod(shape)
-    data = blob[start + length:]
-    if len(data) != count * dtype.itemsize:
+    if max_elements is not None and count > max_elements:
+        raise WireError(f"a value of more than {MAX_VALUE_ELEMENTS} numbers, the limit")
+    data = memoryview(blob)[start + length:]  # a view: slicing bytes would copy the array once more
+    if count * dtype.itemsize != len(data):
         raise WireError("bad array payload: wrong length")
     array = np.frombuffer(data, dtype=dtype, count=count)
     return array.reshape(shape, order="F" if fortran else "C").copy()
@@ -169,20 +293,33 @@ def _is_number(value: Any) -> bool:
 
 
 def encode_value(value: Any, blobs: list[bytes], depth: int = 0) -> dict[str, Any]:
-    """Describe ``value`` as JSON plus blobs. Used on both sides; never raises."""
+    """Describe ``value`` as JSON plus blobs. Used on both sides; never raises.
+
+    A value of more than MAX_VALUE_ELEMENTS numbers is described as unsupported, saying so, rather
+    than sent: the reader would refuse it (``decode_value``), and an honest function that returns
+    too much must fail as that call, not as a broken channel.
+    """
+    return _encode(value, blobs, depth, [MAX_VALUE_ELEMENTS])
+
+
+def _encode(value: Any, blobs: list[bytes], depth: int, room: list[int]) -> dict[str, Any]:
     if value is None:
         return {"t": "none"}
     if isinstance(value, (list, tuple)) and not all(_is_number(v) for v in value):
         if depth >= MAX_DEPTH or len(value) > MAX_ITEMS:
             return {"t": "unsupported", "type": type(value).__name__}
         return {"t": "seq", "kind": type(value).__name__,
-                "items": [encode_value(v, blobs, depth + 1) for v in value]}
+                "items": [_encode(v, blobs, depth + 1, room) for v in value]}
     try:
         array = np.asarray(value)
     except Exception:
         return {"t": "unsupported", "type": type(value).__name__}
     if array.dtype.kind not in NUMERIC_KINDS or array.dtype.hasobject:
         return {"t": "unsupported", "type": f"{type(value).__name__} of {array.dtype}"}
+    if array.size > room[0]:
+        return {"t": "unsupported", "type": f"{type(value).__name__} of {array.size} numbers "
+                f"(the grader reads at most {MAX_VALUE_ELEMENTS})"}
+    room[0] -= array.size
     try:
         blobs.append(array_to_npy(array))
     except ValueError:
@@ -201,7 +338,18 @@ class Unsupported:
 
 
 def decode_value(desc: Any, blobs: list[bytes], depth: int = 0) -> Any:
-    """Strictly rebuild a value: arrays, tuples/lists of them, None, or Unsupported."""
+    """Strictly rebuild a value: arrays, tuples/lists of them, None, or Unsupported.
+
+    At most MAX_VALUE_ELEMENTS numbers in all, each array's count checked before it is built."""
+    try:
+        return _decode(desc, blobs, depth, [MAX_VALUE_ELEMENTS])
+    except WireError as exc:
+        if isinstance(blobs, ReceivedBlobs):
+            blobs.refused(str(exc))
+        raise
+
+
+def _decode(desc: Any, blobs: list[bytes], depth: int, room: list[int]) -> Any:
     if not isinstance(desc, dict) or depth > MAX_DEPTH:
         raise WireError("malformed value")
     kind = desc.get("t")
@@ -213,13 +361,14 @@ def decode_value(desc: Any, blobs: list[bytes], depth: int = 0) -> Any:
         index = desc.get("i")
         if not isinstance(index, int) or not 0 <= index < len(blobs):
             raise WireError("bad blob index")
-        array = npy_to_array(blobs[index])
+        array = npy_to_array(blobs.take(index) if isinstance(blobs, ReceivedBlobs) else blobs[index], room[0])
+        room[0] -= array.size
         return array[()] if desc.get("scalar") and array.ndim == 0 else array
     if kind == "seq":
         items = desc.get("items")
         if not isinstance(items, list) or len(items) > MAX_ITEMS:
             raise WireError("malformed sequence")
-        decoded = [decode_value(item, blobs, depth + 1) for item in items]
+        decoded = [_decode(item, blobs, depth + 1, room) for item in items]
         return tuple(decoded) if desc.get("kind") == "tuple" else decoded
     raise WireError(f"unknown value type {kind!r}")
 

@@ -98,3 +98,9 @@ def embedded_pngs(page: HtmlPage) -> list[bytes]:
     sources = [attrs.get("src") or "" for attrs in page.named("img")]
     assert all(src.startswith(prefix) for src in sources), sources
     return [base64.b64decode(src[len(prefix):], validate=True) for src in sources]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``slow`` marks end-to-end tests (tests/test_sandbox_holds.py): they still run by default,
+    the marker only lets a quick local run leave them out with ``-m 'not slow'``."""
+    config.addinivalue_line("markers", "slow: slow end-to-end test (runs by default; -m 'not slow' skips it)")

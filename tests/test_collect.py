@@ -20,6 +20,8 @@ import grader.collect as collect_module
 from grader.collect import (
     Collection,
     CollectError,
+    NotebookChanged,
+    NotebookRef,
     Problem,
     Submission,
     collect,
@@ -30,13 +32,18 @@ from grader.errors import EXIT_CANNOT_GRADE, GraderError
 SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
-def nb(tag: str) -> bytes:
-    """A small v4 notebook whose one code cell names ``tag``, so each file's bytes differ."""
-    return json.dumps({
-        "cells": [{"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {},
-                   "outputs": [], "source": f"print({tag!r})"}],
-        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
-    }).encode()
+def nb(tag: str, defines: tuple[str, ...] = ()) -> bytes:
+    """A small v4 notebook whose first code cell names ``tag``, so each file's bytes differ, and
+    which defines the graded functions named in ``defines`` (as Jupyter saves them: a list of lines)."""
+    cells = [{"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {},
+              "outputs": [], "source": f"print({tag!r})"}]
+    for i, name in enumerate(defines):
+        cells.append({"cell_type": "code", "execution_count": None, "id": f"d{i}", "metadata": {}, "outputs": [],
+                      "source": [f"def {name}(z):\n", "    return z\n"]})
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode()
+
+
+ALL_FOUR = ("activation", "d_activation", "forward", "backward")
 
 
 def zip_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -155,8 +162,8 @@ def test_canvas_export_normal_late_and_two_notebooks(tmp_path: Path) -> None:
     members = {
         "smithjohn_12345_67890_simple_nn.ipynb": nb("smith"),
         "doejane_LATE_23456_78901_my nn (1).ipynb": nb("doe"),
-        "leeann_34567_11111_part1.ipynb": nb("lee1"),
-        "leeann_34567_11112_part2.ipynb": nb("lee2"),
+        "leeann_34567_11111_part1.ipynb": nb("lee1", ALL_FOUR),  # two files, one submission: the one
+        "leeann_34567_11112_part2.ipynb": nb("lee2"),             # that defines the functions is graded
         "kimbo_45678_hw.ipynb": nb("kim"),       # the one-number form some exports use
         "lab_2_simple_nn.ipynb": nb("lab"),        # numbers too short: not Canvas naming
         "project_2024_final.ipynb": nb("proj"),    # a year is not a student id
@@ -174,8 +181,7 @@ def test_canvas_export_normal_late_and_two_notebooks(tmp_path: Path) -> None:
     assert got == {
         "smithjohn_12345_67890_simple_nn.ipynb": ("canvas-12345", "smithjohn", "canvas"),
         "doejane_LATE_23456_78901_my nn (1).ipynb": ("canvas-23456", "doejane", "canvas"),
-        "leeann_34567_11111_part1.ipynb": ("canvas-34567-part1", "leeann", "canvas"),
-        "leeann_34567_11112_part2.ipynb": ("canvas-34567-part2", "leeann", "canvas"),
+        "leeann_34567_11111_part1.ipynb": ("canvas-34567", "leeann", "canvas"),
         "kimbo_45678_hw.ipynb": ("canvas-45678", "kimbo", "canvas"),
         "lab_2_simple_nn.ipynb": ("lab_2_simple_nn", "lab_2_simple_nn", "plain"),
         "project_2024_final.ipynb": ("project_2024_final", "project_2024_final", "plain"),
@@ -184,16 +190,18 @@ def test_canvas_export_normal_late_and_two_notebooks(tmp_path: Path) -> None:
     for s in result.submissions:
         assert s.source.startswith(f"{archive}!")
     smith = by_source(result)[f"{archive}!smithjohn_12345_67890_simple_nn.ipynb"]
-    assert smith.data == nb("smith")
+    assert smith.data == nb("smith") and smith.note == ""
+    lee = by_source(result)[f"{archive}!leeann_34567_11111_part1.ipynb"]
+    assert lee.note == ("This submission holds 2 notebooks: leeann_34567_11111_part1.ipynb was graded because it "
+                        "defines the most of activation, d_activation, forward and backward "
+                        "(not graded: leeann_34567_11112_part2.ipynb).")
 
 
 def test_canvas_same_original_name_twice_gets_numbered(tmp_path: Path) -> None:
-    archive = write(tmp_path / "c.zip", zip_bytes({
-        "leeann_34567_11111_nn.ipynb": nb("a"),
-        "leeann_34567_11112_nn.ipynb": nb("b"),
-        "leeann_34567_11113_nn.ipynb": nb("c"),
-    }))
-    ids = [s.id for s in collect([archive]).submissions]
+    """The same student in three exports given together: three submissions, three ids."""
+    archives = [write(tmp_path / f"c{i}.zip", zip_bytes({f"leeann_34567_1111{i}_nn.ipynb": nb(str(i))}))
+                for i in range(3)]
+    ids = [s.id for s in collect(archives).submissions]
     assert ids == ["canvas-34567-nn", "canvas-34567-nn-2", "canvas-34567-nn-3"]
 
 
@@ -223,12 +231,13 @@ def test_moodle_export_folders_and_flat_names(tmp_path: Path) -> None:
 
 def test_moodle_unpacked_folder_with_two_notebooks(tmp_path: Path) -> None:
     root = tmp_path / "export"
-    write(root / "Ann Lee_123456_assignsubmission_file_" / "a.ipynb", nb("a"))
-    write(root / "Ann Lee_123456_assignsubmission_file_" / "b.ipynb", nb("b"))
+    write(root / "Ann Lee_123456_assignsubmission_file_" / "a.ipynb", nb("a", ("activation",)))
+    write(root / "Ann Lee_123456_assignsubmission_file_" / "b.ipynb", nb("b", ALL_FOUR))
     result = collect([root])
-    assert [(s.id, s.student) for s in result.submissions] == [
-        ("moodle-123456-a", "Ann Lee"), ("moodle-123456-b", "Ann Lee"),
+    assert [(s.id, s.student, Path(s.source).name) for s in result.submissions] == [
+        ("moodle-123456", "Ann Lee", "b.ipynb"),
     ]
+    assert result.problems == []
 
 
 # --- Gradescope -----------------------------------------------------------------------------
@@ -333,16 +342,18 @@ def test_zip_inside_a_canvas_zip(tmp_path: Path) -> None:
 
 def test_nesting_deeper_than_the_limit_is_a_problem(tmp_path: Path) -> None:
     level4 = zip_bytes({"d4.ipynb": nb("d4")})
-    level3 = zip_bytes({"d3.ipynb": nb("d3"), "l4.zip": level4})
+    level3 = zip_bytes({"d3.ipynb": nb("d3", ALL_FOUR), "l4.zip": level4})
     level2 = zip_bytes({"d2.ipynb": nb("d2"), "l3.zip": level3})
     archive = write(tmp_path / "l1.zip", zip_bytes({"d1.ipynb": nb("d1"), "l2.zip": level2}))
 
     result = collect([archive])
 
     assert_well_formed(result)
+    # l2.zip is a student's own archive: one submission, graded from the notebook that defines the functions
     assert [s.source for s in result.submissions] == [
-        f"{archive}!d1.ipynb", f"{archive}!l2.zip!d2.ipynb", f"{archive}!l2.zip!l3.zip!d3.ipynb",
+        f"{archive}!d1.ipynb", f"{archive}!l2.zip!l3.zip!d3.ipynb",
     ]
+    assert "not graded: d2.ipynb" in result.submissions[1].note
     assert [p.source for p in result.problems] == [f"{archive}!l2.zip!l3.zip!l4.zip"]
     assert "nested more than 3" in result.problems[0].message
 
@@ -444,8 +455,11 @@ def test_archive_budget_stops_one_archive_only(tmp_path: Path, monkeypatch: pyte
     assert [s.source for s in result.submissions] == [
         f"{first}!1.ipynb", f"{first}!2.ipynb", f"{second}!1.ipynb", f"{second}!2.ipynb",
     ]
-    assert [p.source for p in result.problems] == [str(first)]
-    assert "3.ipynb" in result.problems[0].message and "2.4 KB" in result.problems[0].message
+    # a row for the notebook that was not collected, naming the limit
+    assert [p.source for p in result.problems] == [f"{first}!3.ipynb"]
+    assert result.problems[0].message == (
+        f"{first}!3.ipynb was not collected because {first} reached the limit of 2.4 KB decompressed from one "
+        "archive; extract the archive and pass the folder instead.")
 
 
 def test_encrypted_member_is_a_problem(tmp_path: Path) -> None:
@@ -538,10 +552,11 @@ def build_mixed_inputs(tmp_path: Path) -> list[Path]:
     write(root / ("long folder " * 10) / ("long name " * 12 + "2.ipynb"), nb("long2"))
     canvas = write(tmp_path / "canvas.zip", zip_bytes({
         "leeann_34567_11111_" + "n" * 150 + ".ipynb": nb("l1"),
-        "leeann_34567_11112_" + "n" * 150 + ".ipynb": nb("l2"),
         "smithjohn_12345_67890_nn.ipynb": nb("s"),
     }))
-    return [root, canvas]
+    # The same student in a second export: a submission of its own, with the same base id.
+    again = write(tmp_path / "canvas2.zip", zip_bytes({"leeann_34567_11112_" + "n" * 150 + ".ipynb": nb("l2")}))
+    return [root, canvas, again]
 
 
 def test_ids_are_safe_unique_and_identical_across_runs(tmp_path: Path) -> None:
@@ -552,8 +567,7 @@ def test_ids_are_safe_unique_and_identical_across_runs(tmp_path: Path) -> None:
     assert [(s.source, s.id, s.sha256) for s in first.submissions] == [
         (s.source, s.id, s.sha256) for s in second.submissions
     ]
-    canvas = f"{inputs[1]}!"
-    ids = {s.source.removeprefix(canvas).rsplit(os.sep, 1)[-1]: s.id for s in first.submissions}
+    ids = {Path(s.ref.members[-1][1] if s.ref.members else s.ref.path).name: s.id for s in first.submissions}
     assert ids["Alice.ipynb"] == "Alice"
     assert ids["alice.ipynb"] == "alice-2"
     assert {ids["alice-x.ipynb"], ids["x.ipynb"]} == {"alice-x", "alice-x-2"}
@@ -570,17 +584,19 @@ def test_ids_are_safe_unique_and_identical_across_runs(tmp_path: Path) -> None:
 
 def test_sha256_and_data_match_the_files(tmp_path: Path) -> None:
     inputs = build_mixed_inputs(tmp_path)
-    archive = f"{inputs[1]}!"
     for s in collect(inputs).submissions:
-        if s.source.startswith(archive):
-            with zipfile.ZipFile(inputs[1]) as zf:
-                expected = zf.read(s.source.removeprefix(archive))
+        if s.ref.members:
+            with zipfile.ZipFile(s.ref.path) as zf:
+                expected = zf.read(s.ref.members[-1][1])
         else:
             expected = Path(s.source).read_bytes()
         assert s.data == expected
         assert s.sha256 == hashlib.sha256(expected).hexdigest()
 
 
-def test_submission_repr_leaves_out_the_bytes() -> None:
-    s = Submission(id="x", student="", source="x.ipynb", data=b"y" * 10_000, sha256="0", lms="plain")
+def test_a_submission_holds_a_reference_not_the_bytes(tmp_path: Path) -> None:
+    path = write(tmp_path / "x.ipynb", nb("y" * 10_000))
+    (s,) = collect([path]).submissions
+    assert isinstance(s.ref, NotebookRef) and not any(isinstance(v, bytes) for v in vars(s).values())
     assert "yyyy" not in repr(s)
+    assert s.data == path.read_bytes()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from grader import jail
 from grader.confine import confinement
 from grader.forkserver import ForkServer
 from grader.grade import Options, grade_notebook
@@ -349,13 +350,16 @@ def test_nothing_is_written_outside_the_working_directory(tmp_path, grade):
     try:
         report, _ = grade(tmp_path, CORRECT_CELLS + [write])
         workdir = report.output_excerpt.split("cwd ")[1].split()[0]
-        assert not Path(workdir).exists()  # the throwaway working directory was removed
+        if NAMESPACES:  # a tmpfs of its own, at the same place in every sandbox; the host never sees it
+            assert workdir == jail.SANDBOX_WORKDIR
+        else:
+            assert not Path(workdir).exists()  # the throwaway working directory was removed
         assert "integrity_file_access" in diagnosis_ids(report)
         if NAMESPACES:
             assert not outside.exists() and not home.exists()
             assert report.output_excerpt.count("denied") == 2
-        else:
-            assert any("namespaces were unavailable" in w for w in report.warnings)
+        else:  # the operator is told (never the student's report)
+            assert any("namespaces were unavailable" in n for n in confinement().notices)
     finally:
         home.unlink(missing_ok=True)
 
@@ -375,18 +379,27 @@ def test_network_is_denied_or_the_report_says_it_was_not(tmp_path, grade):
     if NAMESPACES:
         assert "NET closed" in report.output_excerpt
         assert not any("namespaces were unavailable" in w for w in report.warnings)
-    else:
-        assert any("namespaces were unavailable" in w for w in report.warnings)
+    else:  # the operator is told (never the student's report)
+        assert any("namespaces were unavailable" in n for n in confinement().notices)
 
 
 @pytest.mark.parametrize("use_server", [False, True], ids=["fresh process", "fork server"])
-def test_without_namespaces_the_report_says_what_is_not_enforced(tmp_path, monkeypatch, use_server):
+def test_without_namespaces_the_operator_is_told_what_is_not_enforced(tmp_path, monkeypatch, use_server):
+    """Without namespaces the sandbox still never runs as root: a root grader drops to the sandbox uid,
+    or, where that uid cannot reach the interpreter, refuses to run student code in one sentence."""
     from grader import confine
+    from grader.errors import SandboxError
     monkeypatch.setenv(confine.NO_NAMESPACES_ENV, "1")
     confine.confinement.cache_clear()
     path = tmp_path / "plain.ipynb"
-    path.write_text(notebook_json(CORRECT_CELLS + ["import os\nprint('cwd', os.getcwd())"]))
+    path.write_text(notebook_json(CORRECT_CELLS + ["import os\nprint('cwd', os.getcwd(), 'uid', os.getuid())"]))
     try:
+        confined = confine.confinement()
+        if confined.refusal:
+            assert os.geteuid() == 0 and "cannot switch the sandbox to the unprivileged uid" in confined.refusal
+            with pytest.raises(SandboxError, match="will not run student code"):
+                ForkServer() if use_server else grade_notebook(path, load_rubric(None), Options(limits=LIMITS))  # noqa: B018
+            return
         forks = ForkServer() if use_server else None
         try:
             report = grade_notebook(path, load_rubric(None), Options(limits=LIMITS, server=forks))
@@ -397,8 +410,9 @@ def test_without_namespaces_the_report_says_what_is_not_enforced(tmp_path, monke
         monkeypatch.delenv(confine.NO_NAMESPACES_ENV)
         confine.confinement.cache_clear()
     assert report.score == report.max_score
-    assert any("namespaces were unavailable" in w and "network" in w for w in report.warnings)
-    workdir = report.output_excerpt.split("cwd ")[1].split()[0]
+    assert any("namespaces were unavailable" in n and "network" in n for n in confined.notices)
+    workdir, uid = report.output_excerpt.split("cwd ")[1].split()[0], int(report.output_excerpt.split("uid ")[1].split()[0])
+    assert uid != 0
     assert not Path(workdir).exists()
 
 
@@ -450,7 +464,7 @@ def test_kernel_cannot_reach_the_grader_the_network_or_the_disk(tmp_path, kernel
         assert "FOUND []" in report.output_excerpt and not outside.exists()
     else:
         assert "FOUND ['wrote'" in report.output_excerpt or "FOUND []" in report.output_excerpt
-        assert any("namespaces were unavailable" in w for w in report.warnings)
+        assert any("namespaces were unavailable" in n for n in confinement().notices)  # the operator's
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for leftover processes")

@@ -125,7 +125,7 @@ def test_html_escapes_student_text() -> None:
     assert "<script>alert('x')</script>" in text  # shown to the reader as text
     assert "<img src=x onerror=alert(1)>" in text
     assert "\x00" not in document and "\x1b" not in document
-    assert "[31m" not in document  # ANSI colour codes removed, not half-kept
+    assert "\\x00\\x1b[31mred\\x1b[0m" in text  # escapes shown as text: never obeyed, never silently dropped
 
 
 def test_html_error_report() -> None:

@@ -2,7 +2,9 @@
 
 Kept here so that the terminal and the Markdown report group, order and format
 numbers identically: a student comparing the two must never see different
-totals or a check listed under a different function.
+totals or a check listed under a different function. The Markdown escaping
+(``md_text``, ``md_code``) is shared with the Gradescope output, which is
+Markdown too.
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ def sections(report: Report) -> list[Section]:
     """
     order: list[str] = list(GRADED_FUNCTIONS)
     extra: list[str] = []
-    for item in [*report.checks, *report.diagnoses]:
+    items: list[CheckResult | Diagnosis] = [*report.checks, *report.diagnoses]
+    for item in items:
         if item.function not in order and item.function not in extra:
             extra.append(item.function)
     # "training" goes right after the graded functions when present.
@@ -98,3 +101,40 @@ def truncate(text: str, width: int) -> str:
 def error_sentence(report: Report) -> str:
     """The one sentence explaining why a submission was not graded, never empty."""
     return one_line(report.error or "") or FALLBACK_ERROR
+
+
+# ----------------------------------------------------------------------------- Markdown
+
+#: What ``md_text`` escapes. A backslash only escapes ASCII punctuation in CommonMark, so only a
+#: backslash before punctuation is doubled (``\x1b`` stays readable in the Markdown source).
+_PROSE_SPECIAL = re.compile(r"\\(?=[!-/:-@\[-`{-~])|[&<>`~\[\]]")
+_PROSE_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "`": "\\`", "~": "\\~", "[": "\\[", "]": "\\]",
+                  "\\": "\\\\"}
+
+
+def md_text(text: str) -> str:
+    """One line of report text that Markdown (GitHub, Gradescope) shows exactly as it is, and reads nothing into.
+
+    Messages quote what a student's code raised or printed, and every renderer
+    of feedback Markdown (GitHub, Gradescope, LMSs) passes HTML through: ``<``,
+    ``>`` and ``&`` become entities, so no tag or entity survives; ``[`` and
+    ``]`` are escaped, so no link or image (a tracking pixel) can be formed;
+    a backtick or a tilde is escaped, so no code span or fenced block opens
+    that could swallow the escaping of what follows. Emphasis characters are
+    left alone: at worst they change how a word looks, and escaping them would
+    litter every identifier with backslashes.
+    """
+    return _PROSE_SPECIAL.sub(lambda m: _PROSE_ESCAPES[m.group()], one_line(text))
+
+
+def md_code(text: str) -> str:
+    """A Markdown inline code span that survives backticks inside ``text``.
+
+    ``text`` is put on one line first: a blank line inside would end the
+    paragraph, and with it the span, whatever its fence.
+    """
+    text = one_line(text)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

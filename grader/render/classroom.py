@@ -16,8 +16,9 @@ from typing import Any
 
 from grader.model import Report
 from grader.render._common import error_sentence, one_line
-# Strips ANSI colours and control characters, which the Actions log would mangle.
+# Control characters and escapes shown as text, which the Actions log would otherwise obey.
 from grader.render.junit import xml_text as _printable
+from grader.untrusted_text import safe_report
 
 
 def _number(value: float) -> float:
@@ -30,6 +31,8 @@ def _test(name: str, status: str, score: float, message: str) -> dict[str, Any]:
 
 
 def to_dict(report: Report) -> dict[str, Any]:
+    """The result document; the report is ``safe_report``-ed first, as for every format."""
+    report = safe_report(report)
     if report.status == "error":
         status = "error"
         tests = [_test("grading", "error", 0.0, _printable(error_sentence(report)))]

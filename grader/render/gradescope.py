@@ -5,28 +5,28 @@ rounded by scoring), which Gradescope then uses instead of summing the tests,
 so the mark on Gradescope is the mark in every other format. Each check is a
 test tagged with its function, so the Gradescope page groups like ours, and a
 failed test carries the hint of any recognised bug in that function, which is
-where a student looks. Output is Markdown; text that may quote student output
-has ``<``, ``>`` and ``&`` escaped so it cannot smuggle HTML into the page.
+where a student looks. Output is Markdown; the report is ``safe_report``-ed
+first, and text that may quote student output is escaped as the Markdown
+report escapes it (``md_text``), so it cannot smuggle HTML, a link or an image
+into the page.
 """
 from __future__ import annotations
 
-import html
 import json
 import math
 from typing import Any
 
 from grader.model import SCHEMA, CheckResult, Report
-from grader.render._common import error_sentence, one_line, percent, points, sections
+from grader.render._common import error_sentence, md_code, md_text, percent, points, sections
 from grader.render.json_report import json_safe
-# Strips ANSI colours and control characters: they are noise on a web page too.
-from grader.render.junit import xml_text as _printable
+from grader.untrusted_text import safe_report
 
 VISIBILITY = "visible"
 
 
 def _md(text: str) -> str:
     """One line of student-derivable text, safe inside Gradescope's Markdown."""
-    return html.escape(one_line(_printable(text)), quote=False)
+    return md_text(text)
 
 
 def _number(value: float) -> float:
@@ -39,7 +39,7 @@ def _test(check: CheckResult, number: str, report: Report) -> dict[str, Any]:
     if not check.passed:
         for diagnosis in report.diagnoses:
             if diagnosis.function == check.function:
-                lines.append(f"**Hint:** {_md(diagnosis.message)} (known mistake `{diagnosis.id}`)")
+                lines.append(f"**Hint:** {_md(diagnosis.message)} (known mistake {md_code(diagnosis.id)})")
     return {
         "name": check.id,
         "number": number,
@@ -77,13 +77,14 @@ def _output(report: Report) -> str:
         failed_functions = {c.function for c in report.checks if not c.passed}
         for diagnosis in report.diagnoses:
             if diagnosis.function not in failed_functions:
-                lines.append(f"- {_md(diagnosis.message)} (known mistake `{diagnosis.id}`)")
+                lines.append(f"- {_md(diagnosis.message)} (known mistake {md_code(diagnosis.id)})")
     lines += [f"- Warning: {_md(w)}" for w in report.warnings]
     return "\n\n".join(lines)
 
 
 def to_dict(report: Report) -> dict[str, Any]:
     """The ``results.json`` document for one submission."""
+    report = safe_report(report)
     graded = report.status != "error"
     return {
         "score": _number(report.score) if graded else 0.0,

@@ -5,8 +5,9 @@ external URL): the page is mailed, uploaded to an LMS or opened from a zip,
 often offline, and must look the same everywhere and leak no request to
 anyone. Everything that comes from the submission (its path, check messages
 quoting student output, cell errors, the output excerpt) is escaped, because a
-student controls that text and the page is opened by instructors. ``fragment``
-gives the body alone, for display inside Jupyter.
+student controls that text and the page is opened by instructors: the report
+is ``safe_report``-ed first and every such string goes through ``escape``.
+``fragment`` gives the body alone, for display inside Jupyter.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from grader.render._common import (
     sections,
 )
 from grader.render.json_report import json_safe
+from grader.untrusted_text import safe_lines, safe_report
 
 #: Longest rendering of one value of a failing probe before it is cut.
 MAX_VALUE_CHARS = 1200
@@ -56,15 +58,15 @@ STYLE = """
 .grader-report img{max-width:100%;height:auto}
 """.strip()
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-#: C0/C1 controls other than tab and newlines, and lone surrogates (unencodable as UTF-8).
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
 def escape(text: Any) -> str:
-    """Student-derived text made safe for HTML: ANSI colours dropped, controls shown as �, escaped."""
-    cleaned = _UNPRINTABLE.sub("\ufffd", _ANSI.sub("", str(text)))
-    return html.escape(cleaned, quote=True)
+    """Student-derived text made safe for HTML: controls, escapes and bidi shown as ``\\x1b``, markup escaped.
+
+    ``safe_lines`` keeps newlines and tabs (``<pre>`` blocks need them) and
+    makes every other control visible; ``html.escape`` then turns markup into
+    text, quotes included, so the result is safe in element text and in
+    attribute values alike.
+    """
+    return html.escape(safe_lines(text), quote=True)
 
 
 _e = escape
@@ -74,6 +76,7 @@ _e = escape
 
 def render(report: Report) -> str:
     """The whole feedback page for one submission."""
+    report = safe_report(report)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -86,6 +89,7 @@ def render(report: Report) -> str:
 
 def fragment(report: Report, *, style: bool = True) -> str:
     """The report as one ``<div>``; with ``style`` it carries its own (scoped) CSS."""
+    report = safe_report(report)
     parts = ['<div class="grader-report">']
     if style:
         parts.append(f"<style>{STYLE}</style>")

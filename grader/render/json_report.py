@@ -6,7 +6,10 @@ are always there with their types, ``error`` appears only for error reports,
 all four graded functions are always listed, and the output is strict JSON
 (NaN and infinities become ``null``, which Python's ``json`` would otherwise
 write as the invalid tokens ``NaN``/``Infinity``). ``from_dict`` reads it back
-so that stored reports can be re-rendered in any other format later.
+so that stored reports can be re-rendered in any other format later. Its
+strings are ``safe_report``-ed like every other format's: the document is
+data, but its readers print it (``jq -r``, a dashboard), and a lone surrogate
+would make ``ensure_ascii=False`` output unencodable.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from grader.model import (
     Training,
 )
 from grader.render._common import FALLBACK_ERROR
+from grader.untrusted_text import safe_report
 
 #: Keys every ``grader.report/1`` document has, whatever its status.
 REQUIRED_KEYS: frozenset[str] = frozenset(
@@ -110,7 +114,8 @@ def _training_dict(training: Training | None) -> dict[str, Any] | None:
 
 
 def to_dict(report: Report) -> dict[str, Any]:
-    """The report as a ``grader.report/1`` document, already JSON-safe."""
+    """The report as a ``grader.report/1`` document, already JSON-safe (and its text safe to print)."""
+    report = safe_report(report)
     document: dict[str, Any] = {
         "schema": SCHEMA,
         "submission": report.submission,
@@ -136,7 +141,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         "training": _training_dict(report.training),
         "output_excerpt": report.output_excerpt,
     })
-    return json_safe(document)
+    safe: dict[str, Any] = json_safe(document)
+    return safe
 
 
 def render(report: Report) -> str:

@@ -8,8 +8,9 @@ green" (the dead-kernel-scored-as-pass failure of other graders).
 
 Built with ElementTree so escaping is never hand-rolled; ElementTree does not,
 however, refuse characters that XML 1.0 forbids (NUL, ESC, ...), which student
-output can contain and which make CI parsers reject the whole file, so all
-student-derived text goes through ``xml_text`` first.
+output can contain and which make CI parsers reject the whole file, so the
+report is ``safe_report``-ed first (such characters become visible escapes)
+and all student-derived text goes through ``xml_text`` as well.
 """
 from __future__ import annotations
 
@@ -20,19 +21,23 @@ from typing import Iterable
 
 from grader.model import CheckResult, Report
 from grader.render._common import error_sentence, one_line, points, truncate
+from grader.untrusted_text import safe_lines, safe_report
 
 #: Characters outside the XML 1.0 ``Char`` production (lone surrogates included).
 _ILLEGAL_XML = re.compile(
     "[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 )
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 #: Longest ``message`` attribute; the full text is in the element body.
 MAX_MESSAGE_CHARS = 300
 
 
 def xml_text(text: object) -> str:
-    """Text safe for XML 1.0: ANSI colour codes dropped, every illegal character removed."""
-    return _ILLEGAL_XML.sub("", _ANSI.sub("", str(text)))
+    """Text safe for XML 1.0 (and for a CI log): controls, escapes and bidi shown as ``\\x1b``.
+
+    ``safe_lines`` already leaves nothing XML forbids; removing what
+    ``_ILLEGAL_XML`` still matches is a backstop, should that ever change.
+    """
+    return _ILLEGAL_XML.sub("", safe_lines(text))
 
 
 def _seconds(value: float) -> str:
@@ -52,6 +57,7 @@ def _failure_body(check: CheckResult, report: Report) -> str:
 
 
 def _suite(report: Report) -> ET.Element:
+    report = safe_report(report)
     name = xml_text(report.submission)
     suite = ET.Element("testsuite", name=name)
     properties = ET.SubElement(suite, "properties")

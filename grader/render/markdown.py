@@ -5,6 +5,14 @@ can scan, then "What to look at", which names the recognised bug in words
 (diagnosis hints point at the mistake without handing over code) and shows
 one concrete input where the submission and the reference disagree, because a
 single failing example is what lets a student reproduce the problem.
+
+Feedback pages are rendered by LMSs, GitHub and Gradescope, which pass raw
+HTML through, and much of their text quotes the student's own code and output.
+So the report is ``safe_report``-ed first, prose from a report is escaped
+(``md_text``: no HTML tag, entity, link, image or code span can start in it),
+inline code is one line whose backtick fence is longer than any run inside it,
+and a fenced block's fence is longer than any backtick run in its body: nothing
+a student wrote can end a code span or block early and be read as Markdown.
 """
 from __future__ import annotations
 
@@ -22,6 +30,9 @@ from grader.render._common import (
     points,
     sections,
 )
+from grader.render._common import md_code as _code
+from grader.render._common import md_text as _prose
+from grader.untrusted_text import safe_report
 
 #: Keys of ``CheckResult.details`` that describe one failing probe, in display order.
 PROBE_KEYS: tuple[str, ...] = ("inputs", "expected", "got")
@@ -31,6 +42,7 @@ MAX_VALUE_CHARS = 1200
 
 def render(report: Report) -> str:
     """The Markdown report for one submission."""
+    report = safe_report(report)
     blocks = [f"# Grading report: {_code(report.submission)}"]
     if report.status == "error":
         blocks += ["## Not graded", _paragraph(error_sentence(report))]
@@ -42,21 +54,13 @@ def render(report: Report) -> str:
 
 # ----------------------------------------------------------------------------- inline helpers
 
-def _code(text: str) -> str:
-    """An inline code span that survives backticks inside ``text``."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
 def _cell(text: str) -> str:
     """Table-cell text: one line, with ``|`` escaped so it cannot split the cell."""
     return one_line(text).replace("|", r"\|")
 
 
 def _paragraph(text: str) -> str:
-    return one_line(text)
+    return _prose(text)
 
 
 def _fence(body: str) -> str:
@@ -114,7 +118,7 @@ def _section_advice(report: Report, section: Section) -> str:
         items.append(f"- {_code(section.function)} was not found in the notebook: make sure the cell "
                      f"that defines it is there and runs without an error.")
     for diagnosis in section.diagnoses:
-        items.append(f"- {one_line(diagnosis.message)} _(known mistake: {_code(diagnosis.id)})_")
+        items.append(f"- {_prose(diagnosis.message)} _(known mistake: {_code(diagnosis.id)})_")
     for check in section.checks:
         if not check.passed:
             items.append(_failure_item(check))
@@ -125,7 +129,7 @@ def _section_advice(report: Report, section: Section) -> str:
 
 
 def _failure_item(check: CheckResult) -> str:
-    message = one_line(check.message) or "this check did not pass."
+    message = _prose(check.message) or "this check did not pass."
     item = f"- **{_code(check.id)}** did not pass: {message}"
     probe = _probe_block(check.details)
     if probe:
@@ -196,4 +200,4 @@ def _float(value: float) -> str:
 def _warning_blocks(warnings: list[str]) -> list[str]:
     if not warnings:
         return []
-    return ["## Warnings", "\n".join(f"- {one_line(w)}" for w in warnings)]
+    return ["## Warnings", "\n".join(f"- {_prose(w)}" for w in warnings)]

@@ -5,7 +5,10 @@ the function it belongs to, failures carrying their reason on the same line,
 recognised bugs right under the function they are in. Every line fits in
 ``WIDTH`` columns, and colour is applied only after the layout is computed, so
 coloured and plain output line up identically and plain output (pipes, files,
-``NO_COLOR``) carries no escape codes at all.
+``NO_COLOR``) carries no escape codes at all. The report goes through
+``safe_report`` first, so the only escape codes ever printed are the colours
+added here: whatever a submission printed or raised reaches the terminal as
+visible text (``\\x1b[2J``), never as a command to it.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from grader.render._common import (
     sections,
     truncate,
 )
+from grader.untrusted_text import safe_report
 
 WIDTH = 100
 MAX_WARNINGS = 10
@@ -51,6 +55,7 @@ class _Paint:
 
 def render(report: Report, colour: bool = False) -> str:
     """The terminal report; ANSI colour only when ``colour`` is True."""
+    report = safe_report(report)
     paint = _Paint(colour)
     if report.status == "error":
         lines = _error_lines(report, paint)
