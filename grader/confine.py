@@ -324,7 +324,7 @@ def build_plan(site_entries: dict[str, str], hidden: tuple[str, ...], writable: 
         binds.append([target, f"{jail.SANDBOX_SITE}/{name}", "dir" if os.path.isdir(target) else "file"])
     symlinks += [["/proc/self/fd", "/dev/fd"], ["/proc/self/fd/0", "/dev/stdin"],
                  ["/proc/self/fd/1", "/dev/stdout"], ["/proc/self/fd/2", "/dev/stderr"],
-                 [jail.SANDBOX_WORKDIR, "/tmp"]]
+                 [jail.SANDBOX_WORKDIR, "/tmp"], [jail.SANDBOX_WORKDIR, "/dev/shm"]]
     files = [["/etc/passwd", f"student:x:0:0:student:{jail.SANDBOX_WORKDIR}:/bin/false\n"],
              ["/etc/group", "student:x:0:\n"], ["/etc/hosts", "127.0.0.1 localhost\n::1 localhost\n"]]
     site_dirs = {str(path) for path in _site_dirs()}
