@@ -450,12 +450,14 @@ class Grading:
             w1, w2 = new
         return None
 
-    def _audited_chain(self, start: NetworkProbe) -> Chain | None:
-        """The sandbox's own run of the chain, if it offers one and sampled steps replay identically by call.
+    def _audited_chain(self, start: NetworkProbe, reference_loss: Sequence[float]) -> Chain | None:
+        """The sandbox's own run of the chain, if it offers one and it is what the notebook's functions do.
 
-        Replaying the first, the last and a middle step (and the step that stopped
-        the chain) as ordinary calls means a chain that was not produced by the
-        notebook's functions is caught; any mismatch falls back to call by call.
+        The chain is the sandbox's word, and the sandbox's code can be replaced by the notebook, so:
+        it must start from the probe's own weights and be as long as it says; the first, the last and
+        a middle step (and the step that stopped it) replay identically as ordinary calls; and a
+        chain that would earn the training points without following the reference's curve has every
+        one of its steps replayed (two batches of calls). Any mismatch falls back to call by call.
         """
         train = getattr(self.sandbox, "train", None)
         if train is None:
@@ -464,6 +466,13 @@ class Grading:
         if chain is None:
             return None
         done = len(chain.y_hats)
+        if (len(chain.w1s) == 0 or chain.w1s[0].shape != start.w1.shape or chain.w2s[0].shape != start.w2.shape
+                or not (np.array_equal(chain.w1s[0], start.w1) and np.array_equal(chain.w2s[0], start.w2))):
+            return None
+        if (chain.stop_function is None) != (done == NOTEBOOK_ITERATIONS) or done > NOTEBOOK_ITERATIONS:
+            return None
+        if self._earns_credit_off_the_reference_curve(chain, start, reference_loss) and not self._replays(chain, start):
+            return None
         for step in sorted({0, done // 2, done - 1, done} & set(range(done + 1))):
             if step >= len(chain.w1s):
                 continue
@@ -487,6 +496,31 @@ class Grading:
         return chain
 
     @staticmethod
+    def _earns_credit_off_the_reference_curve(chain: Chain, start: NetworkProbe, reference_loss: Sequence[float]) -> bool:
+        if chain.stop_function is not None or not len(chain.y_hats):
+            return False
+        if not abs(float(chain.y_hats[-1]) - start.y) <= TRAINING_TOLERANCE:
+            return False
+        losses = np.array([ref.loss(float(y_hat), start.y) for y_hat in chain.y_hats])
+        expected = np.asarray(reference_loss[: len(losses)], dtype=float)
+        return not (len(expected) == len(losses) and np.allclose(losses, expected, rtol=1e-6, atol=1e-12))
+
+    def _replays(self, chain: Chain, start: NetworkProbe) -> bool:
+        """Whether every step of ``chain`` is what forward and backward give when called."""
+        done = len(chain.y_hats)
+        forwards = self._call("forward", [(start.x, chain.w1s[i], chain.w2s[i]) for i in range(done)], args_after=False)
+        if any(_forward_value(out) != float(chain.y_hats[i]) for i, out in enumerate(forwards)):
+            return False
+        steps = min(done, len(chain.w1s) - 1)
+        backwards = self._call("backward", [(start.x, start.y, float(chain.y_hats[i]), chain.w1s[i], chain.w2s[i],
+                                             start.eta) for i in range(steps)], args_after=False)
+        for i, out in enumerate(backwards):
+            new = _weights(out, start.w1.shape, start.w2.shape)
+            if new is None or not (np.array_equal(new[0], chain.w1s[i + 1]) and np.array_equal(new[1], chain.w2s[i + 1])):
+                return False
+        return True
+
+    @staticmethod
     def _walk_chain(chain: Chain, training: Training) -> str | None:
         for step, y_hat in enumerate(chain.y_hats):
             training.final_prediction = float(y_hat)
@@ -504,7 +538,7 @@ class Grading:
         if not (self.found.get("forward") and self.found.get("backward")):
             self._add(CheckResult(check_id, function, False, "needs both forward and backward to be defined"))
             return training
-        chain = self._audited_chain(start)
+        chain = self._audited_chain(start, reference_loss)
         failure = self._walk_chain(chain, training) if chain is not None else self._train_call_by_call(start, training)
         if failure is None:
             final = training.final_prediction

@@ -28,9 +28,9 @@ members, over every archive given.
 
 Nothing one student did stops the batch: a corrupt archive, an encrypted or
 oversized member, an unreadable file each become a :class:`Problem` (a row
-with status "error" in the report). When a budget runs out, every notebook
-(and every nested archive) not collected because of it is a Problem of its
-own, naming the limit; an archive the run's budget no longer reaches is one.
+with status "error" in the report), one per submission (see below). When a
+budget runs out, every submission it cuts is a Problem naming the limit; an
+archive given as a PATH that the run's budget no longer reaches is one.
 Only a PATH that does not exist, or is neither a notebook, a folder nor a zip,
 raises :class:`CollectError`: that is the instructor's typo, and grading the
 rest would hide it.
@@ -62,9 +62,13 @@ submission, graded from one notebook, chosen by :func:`_choose`:
    names how many notebooks it holds and which, so the student can be asked to
    resubmit one.
 
-The chosen notebook's report says which notebooks were not graded. Notebooks
-given directly or found in folders are each a submission of their own (a folder
-of notebooks is how an instructor lays out a class).
+The chosen notebook's report says which notebooks were not graded, those that
+could not be read (damaged, encrypted, too large) included. A submission that a
+budget cut short, or none of whose notebooks could be read, is one error row
+too: grading what was read could grade the wrong notebook. Notebooks given
+directly, found in folders or in an archive given as a PATH (a class export) are
+each a submission of their own (a folder of notebooks is how an instructor lays
+out a class).
 
 ``id`` is used as a file name in the output folder and by ``--resume``, so it is
 a pure function of the inputs: safe characters only, at most
@@ -162,6 +166,11 @@ CHOSEN = (
 )
 CHOSEN_MOST = "it defines the most of activation, d_activation, forward and backward"
 CHOSEN_NAMED = "it is named like the assignment ({template})"
+CHOSEN_ONLY = "it is the only one that could be read"
+UNREADABLE_ALL = (
+    "{source} holds {count} notebooks ({names}) and none could be read (the first: {first}); "
+    "ask the student to submit them again."
+)
 # Reading a collected notebook again to grade it.
 CHANGED = "{source} changed or disappeared after it was collected ({reason}); run the same grader grade command again."
 
@@ -239,8 +248,7 @@ class NotebookRef:
                     info = _member_at(archive, position, name)
                     data = _read_member(archive, info, self.source, MAX_NOTEBOOK_BYTES, None)
         except _MemberError as exc:
-            reason = exc.message.split("; ")[0].rstrip(".")  # its first clause: what is wrong, not what to do
-            raise self._changed(reason) from None
+            raise self._changed(_clause(exc.message)) from None
         except Exception as exc:  # noqa: BLE001 - a file replaced by anything at all: zipfile raises many types
             raise self._changed(_reason(exc)) from None
         if self.sha256 and hashlib.sha256(data).hexdigest() != self.sha256:
@@ -324,18 +332,23 @@ class _Scan:
 
 @dataclass
 class _Found:
-    """A notebook seen but not named yet."""
+    """A notebook (or a nested archive that could not be opened) seen but not named yet."""
 
     source: str
     #: Path parts relative to the PATH given; archives appear as parts (``alice.zip``).
     parts: tuple[str, ...]
-    ref: NotebookRef
+    #: Where to read it; None when it could not be read (``message`` says why).
+    ref: NotebookRef | None
     defines: frozenset[str]
     #: Which PATH it came from, to find a Gradescope metadata file in the same input.
     input_index: int
     #: How many of ``parts`` lead to the outermost archive found *inside* a PATH (a student's own
     #: zip), or 0: that archive's notebooks are one submission.
     upload: int = 0
+    #: Why it could not be read: a Problem's sentence.
+    message: str = ""
+    #: When a budget left it out: (why, fix) for NOT_COLLECTED.
+    budget: tuple[str, str] | None = None
 
 
 class _BudgetExceeded(Exception):
@@ -447,37 +460,62 @@ class _Collector:
         never breaks one. (A NotebookRef keeps the real path: it is read, never shown.)"""
         self.found.sort(key=lambda f: f.source)  # stable: equal sources keep walk order
         named = [self._name(f) for f in self.found]
-        rows: list[tuple[tuple[str, str, str, str], int | None, str, list[int]]] = []
+        #: (id item for _assign_ids or None, index of the notebook to grade or None, sentence, members)
+        rows: list[tuple[tuple[str, str, str, str] | None, int | None, str, list[int]]] = []
         for members in _units(self.found, named):
-            chosen, sentence = _choose([self.found[i] for i in members], [named[i][3] for i in members],
-                                       self.template)
+            entries = [self.found[i] for i in members]
+            readable = [i for i in members if self.found[i].ref is not None]
+            unreadable = [_leaf(f) for f in entries if f.ref is None]
+            lms, _, key, _ = named[members[0]]
+            first = entries[0]
+            label = _unit_label([f.source for f in entries])
+            if lms == "plain" and first.upload:  # a student's own archive: named after it
+                key = "/".join(first.parts[:first.upload])
+            standalone = lms == "plain" and not first.upload  # one notebook given or found on its own
+            cut = next((f.budget for f in entries if f.budget is not None), None)
+            if cut is not None or not readable:
+                if len(entries) == 1:
+                    sentence = first.message
+                elif cut is not None:  # part of it is missing: grading the rest could grade the wrong notebook
+                    sentence = NOT_COLLECTED.format(source=label, why=cut[0], fix=cut[1])
+                else:
+                    sentence = UNREADABLE_ALL.format(source=label, count=len(entries), names=_names(unreadable),
+                                                     first=_clause(first.message))
+                rows.append((None if standalone else (lms, key, "", label), None, _one_line(sentence), members))
+                continue
+            chosen, sentence = _choose([self.found[i] for i in readable], [named[i][3] for i in readable],
+                                       self.template, unreadable, label)
             if chosen is None:
-                lms, student, key, _ = named[members[0]]
-                label = _unit_label([self.found[i].source for i in members])
-                if lms == "plain":  # a student's own archive: named after it
-                    first = self.found[members[0]]
-                    key = "/".join(first.parts[:first.upload])
                 rows.append(((lms, key, "", label), None, sentence, members))
             else:
-                index = members[chosen]
+                index = readable[chosen]
                 lms, _, key, original = named[index]
                 rows.append(((lms, key, original, self.found[index].source), index, sentence, members))
-        ids = _assign_ids([item for item, _, _, _ in rows])
+        ids = iter(_assign_ids([item for item, _, _, _ in rows if item is not None]))
         submissions = []
         problems = [Problem(safe_text(p.source), safe_text(p.message)) for p in self.problems]
-        for (item, index, sentence, members), sid in zip(rows, ids):
-            student = named[members[0] if index is None else index][1]
+        for item, index, sentence, members in rows:
+            sid = next(ids) if item is not None else ""
+            student = safe_text(named[members[0] if index is None else index][1])
             if index is None:
-                problems.append(Problem(safe_text(item[3]), safe_text(sentence), sid, safe_text(student)))
+                source = item[3] if item is not None else self.found[members[0]].source
+                problems.append(Problem(safe_text(source), safe_text(sentence), sid, student if sid else ""))
                 continue
             found = self.found[index]
+            assert found.ref is not None
             submissions.append(Submission(
-                id=sid, student=safe_text(student), source=safe_text(found.source), sha256=found.ref.sha256,
+                id=sid, student=student, source=safe_text(found.source), sha256=found.ref.sha256,
                 lms=item[0], ref=found.ref, note=safe_text(sentence),
             ))
         submissions.sort(key=lambda s: s.source)
         problems.sort(key=lambda p: p.source)
         return Collection(submissions=submissions, problems=problems)
+
+    def _missing(self, source: str, parts: tuple[str, ...], index: int, upload: int, message: str,
+                 budget: tuple[str, str] | None = None) -> None:
+        """A notebook or nested archive that could not be read: it still belongs to its submission."""
+        self.found.append(_Found(source=source, parts=parts, ref=None, defines=frozenset(), input_index=index,
+                                 upload=upload, message=_one_line(message), budget=budget))
 
     def _problem(self, source: str, template: str, **values: object) -> None:
         self.problems.append(Problem(source=source, message=_one_line(template.format(source=source, **values))))
@@ -523,36 +561,44 @@ class _Collector:
         try:
             scan = _scan_disk(path, MAX_NOTEBOOK_BYTES)
         except _MemberError as exc:
-            self.problems.append(Problem(source, exc.message))
+            self._missing(source, parts, index, 0, exc.message)
             return
         ref = NotebookRef(path=path, sha256=scan.sha256, size=scan.size)
         self.found.append(_Found(source=source, parts=parts, ref=ref, defines=scan.defines, input_index=index))
 
     def _disk_archive(self, index: int, path: str, source: str, parts: tuple[str, ...]) -> None:
         """A zip on disk: the top of a chain. A zip found in a folder given is a student's own (``parts``
-        non-empty); one given as a PATH is a class export."""
+        non-empty: what goes wrong with it is that submission's row); one given as a PATH is a class export."""
         if not self._first_visit(path):
             return
+
+        def problem(template: str, budget: tuple[str, str] | None = None, **values: object) -> None:
+            message = template.format(source=source, **values)
+            if parts:
+                self._missing(source, parts, index, len(parts), message, budget)
+            else:
+                self.problems.append(Problem(source, _one_line(message)))
+
         if not os.path.isfile(path):  # a FIFO or a broken link found while walking a folder
-            self._problem(source, UNREADABLE, reason="it is not a regular file")
+            problem(UNREADABLE, reason="it is not a regular file")
             return
         if self.run.spent is not None:
-            self._problem(source, NOT_COLLECTED, why=self.run.spent[0], fix=self.run.spent[1])
+            problem(NOT_COLLECTED, self.run.spent, why=self.run.spent[0], fix=self.run.spent[1])
             return
         try:
             with open(path, "rb") as fh:
                 count = _declared_members(fh)
                 if count is not None and count > MAX_ARCHIVE_MEMBERS:
-                    self._problem(source, TOO_MANY_MEMBERS, count=count, limit=MAX_ARCHIVE_MEMBERS)
+                    problem(TOO_MANY_MEMBERS, count=count, limit=MAX_ARCHIVE_MEMBERS)
                     return
             archive = zipfile.ZipFile(path)
         except OSError as exc:
-            self._problem(source, UNREADABLE, reason=_reason(exc))
+            problem(UNREADABLE, reason=_reason(exc))
             return
         except Exception as exc:  # noqa: BLE001 - zipfile raises many types for a damaged central directory
-            self._problem(source, ZIP_CORRUPT, reason=_reason(exc))
+            problem(ZIP_CORRUPT, reason=_reason(exc))
             return
-        chain = _Chain(path=path, members=(), parts=parts, upload=len(parts) if parts else 0)
+        chain = _Chain(path=path, members=(), parts=parts, upload=len(parts))
         with archive:
             try:
                 budget = _Budget(self.run, source)
@@ -560,7 +606,7 @@ class _Collector:
                 self._walk_archive(index, archive, source, chain, 1, budget)
             except _BudgetExceeded as exc:
                 if not exc.recorded:
-                    self._problem(source, NOT_COLLECTED, why=exc.why, fix=exc.fix)
+                    problem(NOT_COLLECTED, (exc.why, exc.fix), why=exc.why, fix=exc.fix)
 
     # -- archives
 
@@ -581,7 +627,12 @@ class _Collector:
                     parts = _member_parts(name)
                     if not later.is_dir() and parts and not any(_skipped(p) for p in parts) and (
                             _is_notebook_name(parts[-1]) or _is_zip_name(parts[-1])):
-                        self._problem(f"{source}!{name}", NOT_COLLECTED, why=exc.why, fix=exc.fix)
+                        full = (*chain.parts, *parts)
+                        upload = chain.upload or (len(full) if _is_zip_name(parts[-1]) else 0)
+                        later_source = f"{source}!{name}"
+                        self._missing(later_source, full, index, upload,
+                                      NOT_COLLECTED.format(source=later_source, why=exc.why, fix=exc.fix),
+                                      (exc.why, exc.fix))
                 exc.recorded = True
                 raise
 
@@ -598,7 +649,7 @@ class _Collector:
                 with _opened_member(archive, info, member_source, MAX_NOTEBOOK_BYTES, budget) as fh:
                     scan = _scan(fh, member_source, MAX_NOTEBOOK_BYTES, budget)
             except _MemberError as exc:
-                self.problems.append(Problem(member_source, exc.message))
+                self._missing(member_source, (*chain.parts, *parts), index, chain.upload, exc.message)
                 return
             ref = NotebookRef(path=chain.path, members=(*chain.members, (position, info.filename)),
                               sha256=scan.sha256, size=scan.size)
@@ -619,27 +670,32 @@ class _Collector:
         self, index: int, archive: zipfile.ZipFile, position: int, info: zipfile.ZipInfo, source: str,
         chain: "_Chain", parts: tuple[str, ...], depth: int, budget: _Budget,
     ) -> None:
+        inner_parts = (*chain.parts, *parts)
+        upload = chain.upload or len(inner_parts)  # the outermost archive inside a PATH: a student's own
+
+        def problem(message: str) -> None:
+            self._missing(source, inner_parts, index, upload, message)
+
         if depth > MAX_ZIP_DEPTH:
-            self._problem(source, TOO_DEEP, depth=MAX_ZIP_DEPTH)
+            problem(TOO_DEEP.format(source=source, depth=MAX_ZIP_DEPTH))
             return
         try:
             spool = _spool_member(archive, info, source, budget)
         except _MemberError as exc:
-            self.problems.append(Problem(source, exc.message))
+            problem(exc.message)
             return
         with spool:
             count = _declared_members(spool)
             if count is not None and count > MAX_ARCHIVE_MEMBERS:
-                self._problem(source, TOO_MANY_MEMBERS, count=count, limit=MAX_ARCHIVE_MEMBERS)
+                problem(TOO_MANY_MEMBERS.format(source=source, count=count, limit=MAX_ARCHIVE_MEMBERS))
                 return
             try:
                 inner = zipfile.ZipFile(spool)
             except Exception as exc:  # noqa: BLE001 - see _disk_archive
-                self._problem(source, ZIP_CORRUPT, reason=_reason(exc))
+                problem(ZIP_CORRUPT.format(source=source, reason=_reason(exc)))
                 return
-            inner_parts = (*chain.parts, *parts)
             inner_chain = _Chain(path=chain.path, members=(*chain.members, (position, info.filename)),
-                                 parts=inner_parts, upload=chain.upload or len(inner_parts))
+                                 parts=inner_parts, upload=upload)
             with inner:
                 budget.take_members(len(inner.infolist()), source)
                 self._walk_archive(index, inner, source, inner_chain, depth, budget)
@@ -703,13 +759,20 @@ def _units(found: list[_Found], named: list[tuple[str, str, str, str]]) -> Itera
     yield from groups.values()
 
 
-def _choose(candidates: list[_Found], originals: list[str], template: str | None) -> tuple[int | None, str]:
-    """Which of one submission's notebooks to grade, and the sentence saying why (see the module
-    docstring): (position, note for its report), or (None, the error row's message).
+def _choose(candidates: list[_Found], originals: list[str], template: str | None, unreadable: list[str],
+            label: str) -> tuple[int | None, str]:
+    """Which of one submission's readable notebooks to grade, and the sentence saying why (see the
+    module docstring): (position, note for its report), or (None, the error row's message).
 
-    ``originals``: each notebook's own file name without the LMS's prefix (``_Collector._name``)."""
+    ``originals``: each notebook's own file name without the LMS's prefix (``_Collector._name``);
+    ``unreadable``: the names of the submission's notebooks that could not be read; ``label``: where
+    the submission is (``_unit_label``)."""
+    count = len(candidates) + len(unreadable)
+    missing = [f"{name} (unreadable)" for name in unreadable]
     if len(candidates) == 1:
-        return 0, ""
+        if not unreadable:
+            return 0, ""
+        return 0, CHOSEN.format(count=count, name=_leaf(candidates[0]), why=CHOSEN_ONLY, names=_names(missing))
     most = max(len(f.defines) for f in candidates)
     top = [i for i, f in enumerate(candidates) if len(f.defines) == most]
     why = CHOSEN_MOST
@@ -719,12 +782,11 @@ def _choose(candidates: list[_Found], originals: list[str], template: str | None
             top, why = named, CHOSEN_NAMED.format(template=template)
     if len(top) == 1 and (most > 0 or why != CHOSEN_MOST):
         chosen = top[0]
-        others = [_leaf(f) for i, f in enumerate(candidates) if i != chosen]
-        return chosen, CHOSEN.format(count=len(candidates), name=_leaf(candidates[chosen]), why=why,
-                                     names=_names(others))
+        others = [_leaf(f) for i, f in enumerate(candidates) if i != chosen] + missing
+        return chosen, CHOSEN.format(count=count, name=_leaf(candidates[chosen]), why=why, names=_names(others))
     reason = WHY_TIED.format(tied=len(top), defined=most) if most else WHY_NONE
-    message = AMBIGUOUS.format(source=_unit_label([f.source for f in candidates]), count=len(candidates),
-                               names=_names([_leaf(f) for f in candidates]), why=reason)
+    message = AMBIGUOUS.format(source=label, count=count,
+                               names=_names([_leaf(f) for f in candidates] + missing), why=reason)
     return None, _one_line(message)
 
 
@@ -735,6 +797,11 @@ def _leaf(found: _Found) -> str:
 def _names(names: list[str]) -> str:
     shown = ", ".join(names[:MAX_NAMES_SHOWN])
     return shown + (f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else "")
+
+
+def _clause(message: str) -> str:
+    """A Problem's sentence cut to what is wrong, without what to do about it."""
+    return message.split("; ")[0].rstrip(".")
 
 
 def _unit_label(sources: list[str]) -> str:

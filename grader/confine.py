@@ -269,6 +269,10 @@ def _seccomp_program() -> tuple[str, str]:
         program.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
         # A process that could make itself dumpable again could be read through /proc by its peers.
         program.add_rule(refuse, "prctl", seccomp.Arg(0, seccomp.EQ, jail.PR_SET_DUMPABLE), seccomp.Arg(1, seccomp.NE, 0))
+        # The sandbox's init dies with the relay above it (PDEATHSIG), and every process of the sandbox
+        # with its init: an init that cleared that signal (and left the process group the grader kills)
+        # would outlive the grader.
+        program.add_rule(refuse, "prctl", seccomp.Arg(0, seccomp.EQ, jail.PR_SET_PDEATHSIG))
         with tempfile.TemporaryFile() as handle:
             program.export_bpf(handle)
             handle.seek(0)
@@ -466,18 +470,19 @@ def confinement() -> Confinement:
 
 
 def prepare_child(limits: Limits, workdir: str, confined: Confinement, writable: tuple[str, ...] = (),
-                  lock: bool = True) -> None:
+                  lock: bool = True, readable: tuple[str, ...] = ()) -> None:
     """The ``preexec_fn`` of a sandbox process: new session, its jail, rlimits, then the lock-down.
 
     ``workdir``: the host directory the root is built over (namespaces) or that it works in
     (without). ``writable``: directories that stay writable, at the same path (a kernel's sockets).
+    ``readable``: files bound read-only at the same path (a kernel's connection file).
     ``lock``: False for a fork server, which keeps its namespace's capabilities to confine its
     children (each locks itself down before student code).
     A failure is written to the process's stderr before it is raised, since ``subprocess`` only
     reports "Exception occurred in preexec_fn".
     """
     try:
-        _prepare_child(limits, workdir, confined, writable, lock)
+        _prepare_child(limits, workdir, confined, writable, lock, readable)
     except BaseException as exc:
         try:
             os.write(2, f"grader: the sandbox could not be confined: {exc}\n".encode())
@@ -487,14 +492,15 @@ def prepare_child(limits: Limits, workdir: str, confined: Confinement, writable:
 
 
 def _prepare_child(limits: Limits, workdir: str, confined: Confinement, writable: tuple[str, ...],
-                   lock: bool) -> None:
+                   lock: bool, readable: tuple[str, ...] = ()) -> None:
     try:
         os.setsid()
     except OSError:  # already a session leader (start_new_session=True)
         pass
     libc = jail.libc()
     if confined.namespaces and libc is not None:
-        jail.enter_sandbox(libc, {**confined.plan, "base": workdir, "writable": list(writable),
+        binds = confined.plan["binds"] + [[path, path, "file"] for path in readable]
+        jail.enter_sandbox(libc, {**confined.plan, "base": workdir, "writable": list(writable), "binds": binds,
                                   "workdir_mb": limits.file_size_mb})
         here = jail.SANDBOX_WORKDIR
     else:

@@ -141,10 +141,14 @@ class Sandbox(Protocol):
     def close(self) -> None: ...
 
 
+#: exec makes a process dumpable again, so its peers of the same uid could read its memory through
+#: /proc (without namespaces): every sandbox program's first line undoes that (the filter refuses the reverse).
+UNDUMPABLE = "import ctypes as _ctypes\n_ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\ndel _ctypes\n"
+
 #: First lines of the worker program: ``-S`` left site-packages off ``sys.path``; add the
 #: site view (everything installed except the grader) and hide the channel from ``sys.argv``.
 _BOOTSTRAP = ("from __future__ import annotations\nimport sys\nsys.path.append(sys.argv[3])\n_CHANNEL_ARGS = sys.argv[1:3]\n"
-              "_LOCKDOWN = sys.argv[4] if len(sys.argv) > 4 else ''\nsys.argv = ['']\n")
+              "_LOCKDOWN = sys.argv[4] if len(sys.argv) > 4 else ''\nsys.argv = ['']\n" + UNDUMPABLE)
 
 
 @lru_cache(maxsize=1)
@@ -164,7 +168,7 @@ def worker_program() -> str:
 def sandbox_environment(workdir: str) -> dict[str, str]:
     """The whole environment of a sandbox process: nothing of the grader's own is passed on."""
     return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": workdir,
         "TMPDIR": workdir,
         "LANG": "C.UTF-8",
@@ -421,7 +425,11 @@ class SubprocessSandbox:
         self._process: _Process | None = None
         self._ready = False
         if server is None:
-            self._spawn()  # a fresh Python takes a while to start: let it, while the notebook loads
+            try:
+                self._spawn()  # a fresh Python takes a while to start: let it, while the notebook loads
+            except BaseException:
+                shutil.rmtree(self.workdir, ignore_errors=True)  # nothing to close() later: clean up now
+                raise
         # A fork is quick, and which server to fork from depends on the notebook's cells: see run_notebook.
 
     # --- lifecycle ------------------------------------------------------------

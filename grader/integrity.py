@@ -47,7 +47,8 @@ _PATCHABLE = frozenset({"np", "numpy", "builtins", "__builtins__", "math"})
 _INTROSPECTION_CALLS = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._getframe",
                                   "sys._current_frames", "inspect.stack", "inspect.currentframe",
                                   "inspect.getouterframes"})
-_INTROSPECTION_ATTRS = frozenset({"f_back", "f_globals", "f_locals", "__subclasses__", "tb_frame", "gi_frame"})
+_INTROSPECTION_ATTRS = frozenset({"f_back", "f_globals", "f_locals", "__subclasses__", "tb_frame", "gi_frame",
+                                  "__globals__", "__closure__", "__code__"})
 _FILE_CALLS = frozenset({"open", "io.open", "os.open", "Path", "pathlib.Path", "os.listdir", "os.scandir", "os.walk",
                          "glob.glob", "np.load", "numpy.load", "np.loadtxt", "os.remove", "os.unlink", "shutil.rmtree"})
 _FD_CALLS = frozenset({"os.write", "os.read", "os.fdopen", "os.dup2", "os.close", "os.dup"})

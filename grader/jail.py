@@ -53,6 +53,7 @@ _MOUNT_OPTION_FLAGS = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, 
 #: Where things are inside a namespaced sandbox, whatever their host paths.
 SANDBOX_SITE = "/site"
 SANDBOX_WORKDIR = "/work"
+SANDBOX_HOSTNAME = b"sandbox"
 
 _LIBC = []
 
@@ -200,6 +201,11 @@ def enter_sandbox(libc, plan: dict) -> None:
     private_workdir(libc, plan["workdir_mb"])
 
 
+def name_host(libc) -> None:
+    """In the sandbox's own UTS namespace: a neutral host name instead of the grading machine's."""
+    libc.sethostname(SANDBOX_HOSTNAME, len(SANDBOX_HOSTNAME))
+
+
 def _make(path: str, kind: str) -> None:
     if kind == "file" or kind == "dev":
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -216,6 +222,7 @@ def build_root(libc, plan: dict) -> None:
     mounts made afterwards (the working directory and the plan's writable binds).
     """
     _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
+    name_host(libc)
     new = plan["base"]
     _check(libc.mount(b"tmpfs", new.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=755"),
            "mount the sandbox's root")
@@ -226,6 +233,9 @@ def build_root(libc, plan: dict) -> None:
     for path in plan["writable"]:  # a kernel's socket directory, shared with the grader: the same path inside
         _make(new + path, "dir")
         _check(libc.mount(path.encode(), (new + path).encode(), None, MS_BIND, None), f"bind {path}")
+        kept = os.statvfs(new + path).f_flag & (MS_NOATIME | MS_NODIRATIME | MS_RELATIME)
+        _check(libc.mount(None, (new + path).encode(), None,
+                          MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC | kept, None), f"restrict {path}")
     writable = {new + path for path in plan["writable"]}
     for path, text in plan["files"]:
         _make(new + path, "file")
@@ -324,6 +334,7 @@ def enter_submission(libc, workdir_mb: int) -> None:
     _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare namespaces")
     _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
     _mount_proc(libc)
+    name_host(libc)
     private_workdir(libc, workdir_mb)
 
 

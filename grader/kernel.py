@@ -35,8 +35,8 @@ from grader import wire
 from grader.cache import cache_root
 from grader.confine import interpreter, prepare_child
 from grader.errors import SandboxError
-from grader.execute import (CHANNEL_FAILURES, WATCHDOG_GRACE_S, ProcessHandle, StopKind, SubprocessSandbox,
-                            _PopenHandle, sandbox_environment, stop_kind, worker_body)
+from grader.execute import (CHANNEL_FAILURES, UNDUMPABLE, WATCHDOG_GRACE_S, ProcessHandle, StopKind,
+                            SubprocessSandbox, _PopenHandle, sandbox_environment, stop_kind, worker_body)
 from grader.limits import Limits
 from grader.model import CellRun
 from grader.untrusted_text import safe_lines
@@ -49,7 +49,7 @@ INTERRUPT_GRACE_S = 2.0
 
 def _kernel_spec_dir(site_view: str) -> str:
     """A kernelspec whose kernel is ``python -I -S`` with the site view (cached per interpreter and view)."""
-    launcher = (f"import sys; sys.path.append({site_view!r}); "
+    launcher = (UNDUMPABLE.replace("\n", "; ") + f"import sys; sys.path.append({site_view!r}); "
                 "from ipykernel.kernelapp import launch_new_instance; launch_new_instance()")
     spec = {"argv": [interpreter(), "-I", "-S", "-c", launcher, "-f", "{connection_file}"],
             "display_name": "grader sandbox (Python 3)", "language": "python", "interrupt_mode": "signal"}
@@ -64,6 +64,43 @@ def _kernel_spec_dir(site_view: str) -> str:
     return str(root)
 
 
+#: What nbclient may hold of a kernel's outputs, as a multiple of ``output_kb`` (at least 1 MiB).
+OUTPUT_BUDGET_FACTOR = 4
+#: An error output is always kept (it decides the cell's status), cut to this many characters.
+MAX_ERROR_CHARS = 64 << 10
+
+
+def _bounded_client_class() -> Any:
+    """nbclient's client, holding no more than a budget of a kernel's outputs.
+
+    nbclient keeps every output of every cell in memory, and a cell that prints without end would
+    hold all of it in the grader (880 MB in ten seconds). Past ``output_budget`` characters,
+    outputs are counted and dropped as they arrive; an error output is always kept, shortened,
+    since it decides the cell's status.
+    """
+    from nbclient import NotebookClient
+
+    class BoundedClient(NotebookClient):  # type: ignore[misc]
+        output_budget = 1 << 20
+        used = 0
+        dropped = 0
+
+        def output(self, outs: Any, msg: dict[str, Any], display_id: Any, cell_index: int) -> Any:
+            content = msg.get("content") or {}
+            if msg.get("msg_type") == "error":
+                content["evalue"] = str(content.get("evalue", ""))[:MAX_ERROR_CHARS]
+                content["traceback"] = [str(line)[:MAX_ERROR_CHARS] for line in content.get("traceback", [])[:200]]
+                return super().output(outs, msg, display_id, cell_index)
+            size = len(str(content.get("text", ""))) + sum(len(str(v)) for v in (content.get("data") or {}).values())
+            if self.used + size > self.output_budget:
+                self.dropped += size
+                return None
+            self.used += size
+            return super().output(outs, msg, display_id, cell_index)
+
+    return BoundedClient
+
+
 def _setup_code(channel: tuple[int, int]) -> str:
     """Loads the worker program, in kernel mode, into a namespace of its own inside the kernel."""
     program = f"_CHANNEL_ARGS = ['kernel', '{channel[0]}', '{channel[1]}']\n_JAIL_SOURCE = ''\n" + worker_body()
@@ -76,16 +113,22 @@ class KernelSandbox(SubprocessSandbox):
     name = "kernel"
 
     def __init__(self, limits: Limits | None = None) -> None:
-        # The kernel's connection file (its key) and sockets: a directory of the sandbox user's inside
-        # one only the grader can enter, bound at the same path into that kernel's root alone, so no
-        # other sandbox, and no other user of this machine, reaches them.
+        # Each kernel start gets a fresh socket directory of the sandbox user's inside a directory only
+        # the grader can enter, bound at the same path into that kernel's root alone. Its connection file
+        # (the key) stays in the grader's directory, bound read-only: the grader never writes or chowns
+        # by path where the sandbox could have planted a link.
         self._private = tempfile.mkdtemp(prefix="nbkernel-")
-        self._sockets = os.path.join(self._private, "k")
-        os.mkdir(self._sockets, 0o700)
+        self._sockets = ""
+        self._starts = 0
         self._km: Any = None
         self._client: Any = None
         self._cell_output: list[str] = []
-        super().__init__(limits, None)
+        self._dropped = 0
+        try:
+            super().__init__(limits, None)
+        except BaseException:
+            shutil.rmtree(self._private, ignore_errors=True)  # no sandbox to close: its directory goes now
+            raise
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -98,21 +141,29 @@ class KernelSandbox(SubprocessSandbox):
         spec_manager = KernelSpecManager(kernel_dirs=[_kernel_spec_dir(self.confinement.site_path)])
         # nbclient needs the asynchronous client: with a blocking one, its wait for the outputs of a
         # cell whose kernel was killed can never time out.
-        km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=spec_manager, transport="ipc",
-                           ip=os.path.join(self._sockets, "kernel"))
-        km.connection_file = os.path.join(self._sockets, "connection.json")
-        workdir = self.workdir
+        self._starts += 1
+        self._sockets = os.path.join(self._private, f"sockets-{self._starts}")
+        os.mkdir(self._sockets, 0o700)
         drop_to = self.confinement.drop_to
-        km.write_connection_file()  # now, so that start_kernel keeps it and the kernel's user can read it
-        if drop_to is not None:  # the kernel runs as the sandbox user: its directory and key must be its own
+        if drop_to is not None:  # the kernel runs as the sandbox user: its (new, empty) directory is its own
             os.chown(self._sockets, *drop_to)
-            os.chown(km.connection_file, *drop_to)
+        km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=spec_manager, transport="ipc",
+                                ip=os.path.join(self._sockets, "kernel"))
+        km.connection_file = os.path.join(self._private, f"connection-{self._starts}.json")
+        workdir = self.workdir
+        km.write_connection_file()  # now, so that start_kernel keeps it and the kernel's user can read it
+        if drop_to is not None:
+            descriptor = os.open(km.connection_file, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fchown(descriptor, *drop_to)
+            finally:
+                os.close(descriptor)
         try:
             run_sync(km.start_kernel)(cwd=workdir, env=sandbox_environment(self.confinement.workdir(workdir)),
-                            stdout=output, stderr=output,
-                            pass_fds=channel,
-                            preexec_fn=lambda: prepare_child(self.limits, workdir, self.confinement,
-                                                             writable=(self._sockets,)))
+                                      stdout=output, stderr=output, pass_fds=channel,
+                                      preexec_fn=lambda: prepare_child(self.limits, workdir, self.confinement,
+                                                                       writable=(self._sockets,),
+                                                                       readable=(km.connection_file,)))
         except Exception as exc:  # jupyter_client raises several kinds
             raise SandboxError.from_start_failure(f"the kernel did not start ({type(exc).__name__}: {exc})") from None
         self._km = km
@@ -121,17 +172,17 @@ class KernelSandbox(SubprocessSandbox):
     def _await_ready(self) -> None:
         """Connect to the kernel and load the worker program into it (not yet serving: cells come first)."""
         from jupyter_core.utils import run_sync
-        from nbclient import NotebookClient
         from nbformat.v4 import new_notebook
 
         if self._ready:
             return
         assert self._process is not None and self._km is not None
-        client = NotebookClient(new_notebook(), km=self._km, timeout=max(1, math.ceil(self.limits.cell_timeout_s)),
+        client = _bounded_client_class()(new_notebook(), km=self._km, timeout=max(1, math.ceil(self.limits.cell_timeout_s)),
                                 allow_errors=True, interrupt_on_timeout=True, record_timing=False, iopub_timeout=1,
                                 startup_timeout=int(START_TIMEOUT_S), shutdown_kernel="immediate",
                                 error_on_timeout={"ename": "CellTimeoutError", "evalue": "time limit",
                                                   "traceback": []})
+        client.output_budget = max(OUTPUT_BUDGET_FACTOR * self.limits.output_kb * 1024, 1 << 20)
         try:
             client.start_new_kernel_client()
             reply = run_sync(client.kc.execute_interactive)(_setup_code(self._process.child_channel), silent=True,
@@ -147,6 +198,8 @@ class KernelSandbox(SubprocessSandbox):
     def _cleanup_kernel(self) -> None:
         client, km = self._client, self._km
         self._client = self._km = None
+        if client is not None:
+            self._dropped += client.dropped
         if client is not None and client.kc is not None:
             try:
                 client.kc.stop_channels()
@@ -173,8 +226,9 @@ class KernelSandbox(SubprocessSandbox):
     def output_excerpt(self) -> str:
         limit = self.limits.output_kb * 1024
         text = "".join(self._cell_output)
-        kept = text[:limit] + (f"\n[grader] ... {len(text) - limit} more characters of output not kept"
-                               if len(text) > limit else "")
+        dropped = len(text) - limit if len(text) > limit else 0
+        dropped += self._dropped + (self._client.dropped if self._client is not None else 0)
+        kept = text[:limit] + (f"\n[grader] ... {dropped} more characters of output not kept" if dropped else "")
         process = super().output_excerpt()
         return "\n".join(part for part in (kept, process) if part)
 
@@ -242,9 +296,12 @@ class KernelSandbox(SubprocessSandbox):
         return CellRun(index, "ok")
 
     def _keep_output(self, node: Any) -> None:
+        kept = sum(len(text) for text in self._cell_output)
         for output in node.get("outputs", []):
-            if output.get("output_type") == "stream":
-                self._cell_output.append(safe_lines(output.get("text", "")))
+            if output.get("output_type") == "stream" and kept <= self.limits.output_kb * 1024:
+                text = safe_lines(str(output.get("text", ""))[: self.limits.output_kb * 1024])
+                self._cell_output.append(text)
+                kept += len(text)
 
     def run_notebook(self, cells):
         execution = super().run_notebook(cells)

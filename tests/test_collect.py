@@ -20,7 +20,6 @@ import grader.collect as collect_module
 from grader.collect import (
     Collection,
     CollectError,
-    NotebookChanged,
     NotebookRef,
     Problem,
     Submission,
@@ -353,8 +352,16 @@ def test_nesting_deeper_than_the_limit_is_a_problem(tmp_path: Path) -> None:
     assert [s.source for s in result.submissions] == [
         f"{archive}!d1.ipynb", f"{archive}!l2.zip!l3.zip!d3.ipynb",
     ]
-    assert "not graded: d2.ipynb" in result.submissions[1].note
-    assert [p.source for p in result.problems] == [f"{archive}!l2.zip!l3.zip!l4.zip"]
+    # l4.zip was not opened: it is part of that submission, and its report says so
+    assert result.submissions[1].note == (
+        "This submission holds 3 notebooks: d3.ipynb was graded because it defines the most of activation, "
+        "d_activation, forward and backward (not graded: d2.ipynb, l4.zip (unreadable)).")
+    assert result.problems == []
+    # A submission that is nothing but a zip nested too deep is one row saying so.
+    alone = write(tmp_path / "m1.zip", zip_bytes({"m2.zip": zip_bytes({"m3.zip": zip_bytes({"m4.zip": level4})})}))
+    result = collect([alone])
+    assert result.submissions == []
+    assert [(p.source, p.id) for p in result.problems] == [(f"{alone}!m2.zip!m3.zip!m4.zip", "m2")]
     assert "nested more than 3" in result.problems[0].message
 
 
@@ -373,15 +380,18 @@ def test_corrupt_zips_are_problems_and_the_rest_is_collected(tmp_path: Path) -> 
         info = archive.getinfo("broken.ipynb")
         start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
     data[start:start + 40] = b"\xff" * 40
-    damaged = write(tmp_path / "in" / "damaged.zip", bytes(data))
+    damaged = write(tmp_path / "damaged.zip", bytes(data))  # a class export: each notebook on its own
     outside = write(tmp_path / "other.zip", zip_bytes({"x.ipynb": nb("x")}))
+    own = write(tmp_path / "in" / "own.zip", bytes(data))  # a student's own zip: one submission
 
-    result = collect([tmp_path / "in", outside])
+    result = collect([tmp_path / "in", outside, damaged])
 
     assert_well_formed(result)
     assert [s.source for s in result.submissions] == [
-        f"{damaged}!ok.ipynb", str(good), f"{outside}!x.ipynb",
+        f"{damaged}!ok.ipynb", str(good), f"{own}!ok.ipynb", f"{outside}!x.ipynb",
     ]
+    assert result.submissions[2].note == ("This submission holds 2 notebooks: ok.ipynb was graded because it is "
+                                          "the only one that could be read (not graded: broken.ipynb (unreadable)).")
     problems = {p.source: p.message for p in result.problems}
     assert set(problems) == {str(garbage), str(truncated), f"{damaged}!broken.ipynb"}
     assert "not a readable zip archive" in problems[str(garbage)]
@@ -460,6 +470,21 @@ def test_archive_budget_stops_one_archive_only(tmp_path: Path, monkeypatch: pyte
     assert result.problems[0].message == (
         f"{first}!3.ipynb was not collected because {first} reached the limit of 2.4 KB decompressed from one "
         "archive; extract the archive and pass the folder instead.")
+
+
+def test_a_submission_cut_by_a_budget_is_one_row_not_a_guess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget runs out inside one student's submission: grading the notebooks read so far could grade
+    the wrong one, so the whole submission is one row that says why."""
+    monkeypatch.setattr(collect_module, "MAX_ARCHIVE_BYTES", 2500)
+    folder = "Ann Lee_123456_assignsubmission_file_/"
+    archive = write(tmp_path / "moodle.zip", zip_bytes(
+        {f"{folder}{name}.ipynb": nb(name).ljust(1000) for name in ("a", "b", "c", "d")}))
+    result = collect([archive])
+    assert result.submissions == []
+    assert [(p.source, p.id, p.student, p.message) for p in result.problems] == [(
+        f"{archive}!{folder}", "moodle-123456", "Ann Lee",
+        f"{archive}!{folder} was not collected because {archive} reached the limit of 2.4 KB decompressed from one "
+        "archive; extract the archive and pass the folder instead.")]
 
 
 def test_encrypted_member_is_a_problem(tmp_path: Path) -> None:
