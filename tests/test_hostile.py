@@ -481,3 +481,137 @@ def test_kernel_children_do_not_outlive_grading(tmp_path, kernel_grade):
     finally:
         for pid in _sleepers(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+# --- what a red-team review found (each once fixed, kept as a regression test) ----------------
+
+#: Replaces the worker's training chain with one that claims the notebook converged: from a fixed
+#: point of its own, or honestly for one step and then jumping to that fixed point.
+FORGED_CHAINS = {
+    "fixed point": (
+        "import numpy as np, signal\n"
+        "_g = getattr(signal, '_sandbox_serve', print).__globals__\n"
+        "def _fake_train(header, blobs):\n"
+        "    W = np.array([[0.1, 0.0], [0.1, 0.0]]); V = np.array([2.0, 0.0])\n"
+        "    out = []; enc = _g['encode_value']\n"
+        "    return {'status': 'ok', 'y_hats': enc(np.array([1.0]), out), 'w1s': enc(np.stack([W, W]), out),\n"
+        "            'w2s': enc(np.stack([V, V]), out), 'stop': None}, out\n"
+        "_g['train'] = _fake_train\n"),
+    "one honest step": (
+        "import numpy as np, signal\n"
+        "_g = getattr(signal, '_sandbox_serve', print).__globals__\n"
+        "def _fake_train(header, blobs):\n"
+        "    dec, enc = _g['decode_value'], _g['encode_value']\n"
+        "    x, y, eta, w1, w2 = (dec(v, blobs) for v in header['args'])\n"
+        "    n = header['iterations']\n"
+        "    ys = [forward(x, w1.copy(), w2.copy())]\n"
+        "    a, b = backward(x, y, ys[0], w1.copy(), w2.copy(), eta)\n"
+        "    W = np.array([[0.1, 0.0], [0.1, 0.0]]); V = np.array([2.0, 0.0])\n"
+        "    w1s = [w1, a] + [W] * (n - 1); w2s = [w2, b] + [V] * (n - 1)\n"
+        "    ys += [forward(x, a.copy(), b.copy())] + [1.0] * (n - 2)\n"
+        "    out = []\n"
+        "    return {'status': 'ok', 'y_hats': enc(np.array(ys, float), out), 'w1s': enc(np.stack(w1s), out),\n"
+        "            'w2s': enc(np.stack(w2s), out), 'stop': None}, out\n"
+        "_g['train'] = _fake_train\n"),
+}
+#: A backward that never moves the weights: the notebook cannot converge.
+FROZEN_BACKWARD = "def backward(x, y, y_hat, w1, w2, eta):\n    return w1, w2"
+
+
+@pytest.mark.parametrize("forgery", sorted(FORGED_CHAINS))
+def test_a_forged_training_chain_earns_no_training_points(tmp_path, grade, forgery):
+    report, _ = grade(tmp_path, CORRECT_CELLS + [FROZEN_BACKWARD, FORGED_CHAINS[forgery]])
+    training = by_id(report)["training.converges"]
+    assert not training.passed and training.score == 0
+    assert "does not reach" in training.message
+    assert "integrity_introspection" in diagnosis_ids(report)  # reaching the worker's globals is flagged
+
+
+#: The init of the sandbox tries to outlive the grader: it leaves the process group the grader kills,
+#: tries to clear the signal it gets when its parent dies, and keeps a thread alive.
+OUTLIVE = ("import ctypes, os, threading, time\n"
+           "libc = ctypes.CDLL(None, use_errno=True)\n"
+           "libc.prctl(15, b'outlive-{marker}', 0, 0, 0)\n"
+           "try:\n    os.setsid()\nexcept OSError as e:\n    print('setsid', e)\n"
+           "print('pdeathsig cleared', libc.prctl(1, 0, 0, 0, 0) == 0)\n"
+           "threading.Thread(target=time.sleep, args=(60,)).start()\n")
+
+
+def _processes_named(prefix: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and Path(f"/proc/{entry}/comm").read_text().startswith(prefix):
+                status = Path(f"/proc/{entry}/status").read_text()
+                if "State:\tZ" not in status:
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("backend", ["subprocess", "kernel"])
+def test_no_sandbox_process_outlives_the_grading(tmp_path, backend):
+    marker = f"{os.getpid() % 10000}"
+    path = tmp_path / "outlive.ipynb"
+    path.write_text(notebook_json(CORRECT_CELLS + [OUTLIVE.replace("{marker}", marker)]))
+    report = grade_notebook(path, load_rubric(None), Options(limits=LIMITS, backend=backend))
+    assert report.score == report.max_score
+    assert "pdeathsig cleared False" in report.output_excerpt
+    deadline = time.monotonic() + 3
+    while _processes_named(f"outlive-{marker}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_named(f"outlive-{marker}") == []
+
+
+@pytest.mark.skipif(not NAMESPACES, reason="the kernel's sockets are only private inside namespaces")
+def test_kernel_restart_never_writes_through_a_link_the_notebook_planted(tmp_path, kernel_grade):
+    """The kernel's socket directory is the sandbox's to write: a link planted there as the next
+    connection file must not make the grader (root, perhaps) write or chown the file it points to."""
+    canary = tmp_path / "canary"
+    canary.write_text("untouched")
+    canary.chmod(0o600)
+    before = canary.stat()
+    plant = ("import os, glob\n"
+             "sockets = [l.split()[4] for l in open('/proc/self/mountinfo') if 'nbkernel' in l]\n"
+             "print('sockets', sockets)\n"
+             "for d in sockets:\n"
+             "    for name in ('connection.json', 'connection-2.json', 'kernel-1', 'kernel-2'):\n"
+             "        try:\n"
+             f"            os.symlink({str(canary)!r}, os.path.join(d, name))\n"
+             "        except OSError as e:\n"
+             "            print('plant', name, e)\n")
+    stubborn = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
+    report, _ = kernel_grade(tmp_path, CORRECT_CELLS + [plant, stubborn])
+    assert report.score == report.max_score  # the kernel was restarted and the rest graded
+    assert "sockets ['/" in report.output_excerpt
+    after = canary.stat()
+    assert canary.read_text() == "untouched"
+    assert (after.st_uid, after.st_gid, after.st_mode, after.st_mtime_ns) == \
+        (before.st_uid, before.st_gid, before.st_mode, before.st_mtime_ns)
+
+
+def test_kernel_output_flood_is_not_held_by_the_grader(tmp_path):
+    """nbclient keeps every output; a cell printing 4 MB at a time for seconds must not take the grader with it."""
+    import subprocess
+    import sys
+
+    flood = ("import sys, time\nstarted = time.time()\n"
+             "while time.time() - started < 3:\n    sys.stdout.write('x' * (4 << 20)); sys.stdout.flush()")
+    path = tmp_path / "flood.ipynb"
+    path.write_text(notebook_json(CORRECT_CELLS + [flood]))
+    # A wrapper of its own measures the largest process among the grader and everything it reaped
+    # (this test process has reaped other tests' memory hogs).
+    wrapper = ("import resource, subprocess, sys\n"
+               "done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=120)\n"
+               "sys.stderr.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+               "sys.stdout.write(done.stdout)\n")
+    done = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "grader", "check", str(path),
+                           "--backend", "kernel", "--format", "json", "--cell-timeout", "5"],
+                          capture_output=True, text=True, timeout=180)
+    import json
+
+    report = json.loads(done.stdout)
+    assert report["score"] == report["max_score"]
+    assert "more characters of output not kept" in report["output_excerpt"]
+    assert int(done.stderr.strip()) < 500 * 1024  # kilobytes
