@@ -226,6 +226,9 @@ def main() -> None:
             print(f"baseline  : {base_wall:7.2f} s  {args.n / base_wall:6.1f} notebooks/s   (revision {args.baseline}, "
                   f"same class; CPU {1000 * base_memory.busy_s / args.n:.0f} ms per notebook); this revision costs "
                   f"{100 * (wall / base_wall - 1):+.1f} % wall time (target: at most +10 %)")
+            print("            CPU by role, ms per notebook (this revision / baseline): " + ", ".join(
+                f"{role} {1000 * seconds / args.n:.1f} / {1000 * base_memory.cpu_by_role().get(role, 0.0) / args.n:.1f}"
+                for role, seconds in sorted(roles.items())))
         rerun, _, line = run_grader(folder, out, args.jobs, args.backend)
         print(f"re-run    : {rerun:7.2f} s  {wall / rerun:6.1f}x faster   ({line})")
         per_notebook = wall / args.n

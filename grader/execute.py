@@ -741,6 +741,44 @@ class SubprocessSandbox:
         self._restart_and_replay()
         return None
 
+    def replay(self, function: str, x: Any, y: float, eta: float, w1s: Any, w2s: Any, y_hats: Any) -> Any:
+        """``function`` ("forward" or "backward") called at every step of a training chain, in one request:
+        the stacked outputs (forward: the predictions; backward: the new (w1s, w2s)), or None whenever
+        anything is irregular (a failed call, a malformed or inconsistent answer, a dead sandbox); the
+        caller then replays call by call, which reports the failure precisely. Untrusted like any answer."""
+        import numpy as np
+
+        if self._process is None or function in self._broken:
+            return None
+        blobs: list[bytes] = []
+        args = [wire.encode_value(v, blobs) for v in (x, y, eta, w1s, w2s, y_hats)]
+        budget = self.limits.call_timeout_s
+        try:
+            token = self._request({"op": "replay", "function": function, "args": args,
+                                   "call_timeout": self.limits.call_timeout_s, "budget": budget}, blobs)
+            deadline = min(time.monotonic() + budget + self.limits.call_timeout_s + WATCHDOG_GRACE_S,
+                           self._total_deadline())
+            header, reply_blobs = self._reply(token, deadline)
+            if header.get("op") != "replayed":
+                raise wire.WireError("unexpected message")
+            if header.get("status") != "ok":
+                return None
+            steps = len(w1s)
+            if function == "forward":
+                values = wire.decode_value(header.get("values"), reply_blobs)
+                ok = isinstance(values, np.ndarray) and values.shape == (steps,) and values.dtype.kind == "f"
+                return values if ok else None
+            news1, news2 = (wire.decode_value(header.get(k), reply_blobs) for k in ("w1s", "w2s"))
+            if not (isinstance(news1, np.ndarray) and isinstance(news2, np.ndarray)
+                    and news1.shape == np.shape(w1s) and news2.shape == np.shape(w2s)):
+                return None
+            return news1, news2
+        except CHANNEL_FAILURES as error:
+            stop: StopKind = stop_kind(error)
+        self._retire(stop)
+        self._restart_and_replay()
+        return None
+
     def _restart_and_replay(self) -> None:
         self._process = None
         if self._restarts >= MAX_RESTARTS:
