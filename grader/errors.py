@@ -19,6 +19,9 @@ RUBRIC_VALUE = "Rubric {path}, line {line}: {what}; {expected}."
 RUBRIC_NOT_FOUND = "No rubric named {name!r}: pass a path to a .toml file or one of: {choices}."
 SETTING_BAD = "Setting {name} = {value!r} from {origin} is not valid: expected {expected}."
 SETTING_UNKNOWN = "Setting {name!r} from {origin} is not a known limit; use one of: {choices}."
+SANDBOX_UNCONFINED = ("The grader could not start a sandbox for this notebook on this machine, so it was not "
+                      "graded; the person running the grader has been told why and can grade it again.")
+NOTICE_UNCONFINED = "A sandbox could not be confined ({reason}); run grader doctor to see what this machine enforces."
 SANDBOX_START = "The sandbox process could not start ({reason}); check that numpy and IPython import in this Python environment."
 
 
@@ -81,6 +84,15 @@ class SandboxError(GraderError):
     @classmethod
     def from_start_failure(cls, reason: str) -> "SandboxError":
         return cls(SANDBOX_START.format(reason=reason))
+
+    @classmethod
+    def from_confinement_failure(cls, reason: str) -> "SandboxError":
+        """The machine's fault, not the notebook's: the student's report says only that; the reason
+        goes to the operator (``grader.environment``)."""
+        from grader import environment
+
+        environment.note(NOTICE_UNCONFINED.format(reason=reason))
+        return cls(SANDBOX_UNCONFINED)
 
 
 class SandboxRefused(SandboxError):

@@ -281,6 +281,18 @@ class OutputDrain:
         self._thread.join(timeout)
 
 
+def confinement_failure(fd: int) -> str:
+    """What a child whose confinement failed wrote to ``fd`` before it died (``confine.prepare_child``
+    says why there, since ``subprocess`` only reports "Exception occurred in preexec_fn"), or ""."""
+    os.set_blocking(fd, False)
+    try:
+        data = os.read(fd, 1 << 16)
+    except OSError:
+        data = b""
+    lines = [line.strip() for line in data.decode("utf-8", "replace").splitlines() if "could not be confined" in line]
+    return lines[-1].removeprefix("grader: ")[:300] if lines else ""
+
+
 class _Process:
     """One live sandbox process and its channel."""
 
@@ -291,9 +303,13 @@ class _Process:
         out_r, out_w = os.pipe()
         try:
             self.handle: ProcessHandle = start((to_child_r, from_child_w), out_w)
-        except (OSError, SandboxError) as exc:
-            for fd in (to_child_r, to_child_w, from_child_r, from_child_w, out_r, out_w):
+        except (OSError, SandboxError, subprocess.SubprocessError) as exc:
+            os.close(out_w)
+            said = confinement_failure(out_r)  # a failed preexec_fn wrote why to its stderr, our pipe
+            for fd in (to_child_r, to_child_w, from_child_r, from_child_w, out_r):
                 os.close(fd)
+            if said:
+                raise SandboxError.from_confinement_failure(said) from None
             if isinstance(exc, SandboxError):
                 raise
             raise SandboxError.from_start_failure(str(exc)) from None

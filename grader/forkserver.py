@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 from grader.confine import confinement, interpreter, prepare_child
 from grader.errors import SandboxError
-from grader.execute import sandbox_environment, sandbox_workdir, worker_program
+from grader.execute import confinement_failure, sandbox_environment, sandbox_workdir, worker_program
 from grader.limits import Limits
 
 #: The server's own limits: generous, since each child lowers them to the submission's.
@@ -115,19 +115,30 @@ class ForkServer:
         self._primed: _Control | None = None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._control = _Control(ours, self._failure)
+        # The server's stderr is a pipe of ours (not Popen's), so that what a failed start wrote
+        # there can still be read when Popen raises.
+        stderr_r, stderr_w = os.pipe()
+        self._stderr = os.fdopen(stderr_r, "rb")
         try:
             self._popen = subprocess.Popen(
                 [interpreter(), "-I", "-S", "-c", worker_program(), "forkserver", str(theirs.fileno()),
                  self.confinement.site_path, json.dumps(self.confinement.lockdown)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.workdir,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr_w, cwd=self.workdir,
                 env=sandbox_environment(self.confinement.workdir(self.workdir)), pass_fds=(theirs.fileno(),),
                 preexec_fn=lambda: prepare_child(SERVER_LIMITS, self.workdir, self.confinement, lock=False),
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             ours.close()
-            raise SandboxError.from_start_failure(str(exc)) from None
+            os.close(stderr_w)
+            said = confinement_failure(stderr_r)
+            self._stderr.close()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            if said:
+                raise SandboxError.from_confinement_failure(said) from None
+            raise SandboxError.from_start_failure(f"the fork server could not start ({exc})") from None
         finally:
             theirs.close()
+        os.close(stderr_w)
         ours.settimeout(START_TIMEOUT_S)
         reply = self._control.receive()
         if reply.get("op") != "ready":
@@ -164,21 +175,12 @@ class ForkServer:
     def _failure(self, what: str) -> SandboxError:
         """The server is gone or useless: stop it, then read what it said on stderr (the real cause,
         such as the kernel refusing a namespace), *then* close everything."""
-        self._control.close()
-        if self._primed is not None:
-            self._primed.close()
-        if self._popen.poll() is None:
-            try:
-                self._popen.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self._popen.kill()
-                self._popen.wait()
+        self._stop()
         stderr = b""
-        if self._popen.stderr is not None:
-            try:
-                stderr = self._popen.stderr.read(MAX_STDERR_BYTES) or b""
-            except (OSError, ValueError):
-                pass
+        try:
+            stderr = self._stderr.read(MAX_STDERR_BYTES) or b""
+        except (OSError, ValueError):
+            pass
         self.close()
         lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
         cause = next((line for line in reversed(lines) if "could not be confined" in line), lines[-1] if lines else "")
@@ -209,7 +211,8 @@ class ForkServer:
                 self._primed, self.opening = None, ()
         return self._control.spawn(request, fds)
 
-    def close(self) -> None:
+    def _stop(self) -> None:
+        """Close the control sockets (the server then exits by itself) and wait for it, killing it if it lingers."""
         if self._primed is not None:
             self._primed.close()
         self._control.close()
@@ -219,8 +222,10 @@ class ForkServer:
             except subprocess.TimeoutExpired:
                 self._popen.kill()
                 self._popen.wait()
-        if self._popen.stderr is not None:
-            self._popen.stderr.close()
+
+    def close(self) -> None:
+        self._stop()
+        self._stderr.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> "ForkServer":

@@ -615,3 +615,43 @@ def test_kernel_output_flood_is_not_held_by_the_grader(tmp_path):
     assert report["score"] == report["max_score"]
     assert "more characters of output not kept" in report["output_excerpt"]
     assert int(done.stderr.strip()) < 500 * 1024  # kilobytes
+
+
+def _unconfinable(monkeypatch, module):
+    """This machine's confinement with one bind that cannot be made: every sandbox start fails in the jail."""
+    import dataclasses as dc
+
+    real = confinement()
+    if not real.namespaces:
+        pytest.skip("the jail's binds are only made with namespaces")
+    plan = {**real.plan, "binds": real.plan["binds"] + [["/nonexistent-grader-test", "/nonexistent-grader-test", "dir"]]}
+    monkeypatch.setattr(module, "confinement", lambda: dc.replace(real, plan=plan))
+
+
+def test_a_fork_server_that_cannot_be_confined_says_why(monkeypatch):
+    """The real cause (read from the server's stderr before it is closed), not a guess about numpy."""
+    from grader import forkserver
+    from grader.errors import SandboxError
+
+    from grader import environment
+
+    _unconfinable(monkeypatch, forkserver)
+    environment.forget()
+    with pytest.raises(SandboxError, match="could not start a sandbox"):
+        ForkServer()
+    assert any("could not be confined" in n and "bind /nonexistent-grader-test" in n for n in environment.notices())
+
+
+def test_a_sandbox_that_cannot_be_confined_tells_the_student_that_and_the_operator_why(tmp_path, monkeypatch):
+    from grader import execute
+
+    from grader import environment
+
+    _unconfinable(monkeypatch, execute)
+    environment.forget()
+    path = tmp_path / "plain.ipynb"
+    path.write_text(notebook_json(CORRECT_CELLS))
+    report = grade_notebook(path, load_rubric(None), Options(limits=LIMITS))
+    assert report.status == "error" and report.score == 0
+    assert "could not start a sandbox" in report.error and "nonexistent" not in report.error  # the student's
+    assert any("bind /nonexistent-grader-test" in n for n in environment.notices())  # the operator's
