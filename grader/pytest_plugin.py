@@ -80,8 +80,11 @@ def pytest_configure(config: pytest.Config) -> None:
     from grader.errors import GraderError
     from grader.rubric import load_rubric
 
+    from grader.confine import confinement
+
     try:
         rubric = load_rubric(config.getoption("grader_rubric"))
+        confinement().require()  # a machine that may not run student code is a usage error, not 8 failures
     except GraderError as exc:
         raise pytest.UsageError(f"grader: {exc.message}") from None
     config.pluginmanager.register(_GraderSession(notebooks, rubric, config.getoption("grader_seed")), _ACTIVE)
@@ -99,6 +102,16 @@ class _GraderSession:
         count = len(self.notebooks)
         return (f"grader: {count} notebook{'s' if count != 1 else ''}, rubric {self.rubric.name} "
                 f"({self.rubric.path}), seed {self.seed}")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """What this machine did not enforce while grading, for whoever runs the build (never in a test's report)."""
+        from grader import environment
+
+        notices = environment.notices()
+        if notices:
+            terminalreporter.section("grader: notes for the operator")
+            for notice in notices:
+                terminalreporter.write_line(notice)
 
     @pytest.hookimpl(hookwrapper=True)  # old-style wrapper: works with every pluggy pytest>=7.4 accepts
     def pytest_make_collect_report(self, collector: pytest.Collector) -> Iterator[None]:
