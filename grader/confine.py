@@ -48,9 +48,10 @@ NO_NAMESPACES_ENV = "GRADER_NO_NAMESPACES"
 
 WARN_NO_NAMESPACES = (
     "Linux namespaces were unavailable here (not Linux, forbidden by the kernel or container, or turned off "
-    "with GRADER_NO_NAMESPACES=1), so the submission ran without network "
-    "isolation, with write access wherever this user can write, and could start processes that outlive it; "
-    "grade untrusted work on Linux with user namespaces enabled."
+    "with GRADER_NO_NAMESPACES=1), so the submission ran without a file system, network or process space of "
+    "its own: it could read what its uid (65534 when the grader is root) can read, write where that uid can "
+    "write, use the network, and start processes that outlive it; grade untrusted work on Linux with user "
+    "namespaces enabled."
 )
 
 WARN_NO_SECCOMP = (
