@@ -49,7 +49,7 @@ INTERRUPT_GRACE_S = 2.0
 
 def _kernel_spec_dir(site_view: str) -> str:
     """A kernelspec whose kernel is ``python -I -S`` with the site view (cached per interpreter and view)."""
-    launcher = (UNDUMPABLE.replace("\n", "; ") + f"import sys; sys.path.append({site_view!r}); "
+    launcher = (UNDUMPABLE.replace("\n", "; ") + f"import sys; sys.path.append({site_view!r}); sys.path.insert(0, ''); "
                 "from ipykernel.kernelapp import launch_new_instance; launch_new_instance()")
     spec = {"argv": [interpreter(), "-I", "-S", "-c", launcher, "-f", "{connection_file}"],
             "display_name": "grader sandbox (Python 3)", "language": "python", "interrupt_mode": "signal"}

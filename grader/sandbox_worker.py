@@ -213,6 +213,10 @@ if KERNEL:  # the kernel's own shell runs the cells; only calls go through this 
 else:
     shell = _make_shell()
     _preload()
+    # As in Jupyter, the working directory comes first on sys.path (after the preloads, which must
+    # not pick up a student's file): a module written with %%writefile, or submitted beside the
+    # notebook, imports.
+    sys.path.insert(0, "")
     builtins.input = _no_input
     _count_writes(sys.stdout)
     _count_writes(sys.stderr)
