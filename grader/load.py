@@ -593,10 +593,10 @@ def _describe(error: Any) -> str:
 
 
 def _where(path: list[Any]) -> str:
-    """['cells', 3, 'metadata', 'tags'] -> 'cell 3 metadata.tags'."""
+    """['cells', 3, 'metadata', 'tags'] -> 'cell 4 metadata.tags' (cells are numbered from 1 everywhere)."""
     if len(path) >= 2 and path[0] == "cells" and isinstance(path[1], int):
         rest = ".".join(str(p) for p in path[2:])
-        return f"cell {path[1]}" + (f" {rest}" if rest else "")
+        return f"cell {path[1] + 1}" + (f" {rest}" if rest else "")
     return "notebook " + ".".join(str(p) for p in path) if path else "the notebook"
 
 
@@ -615,14 +615,14 @@ def _code_cells(cells: list[Any]) -> tuple[list[Cell], list[str], set[int]]:
     for index, cell in enumerate(cells):
         if not isinstance(cell, dict):
             bad.add(index)
-            notes.append(f"cell {index} is {_json_kind(cell)}, not a cell; it was skipped")
+            notes.append(f"cell {index + 1} is {_json_kind(cell)}, not a cell; it was skipped")
             continue
         if cell.get("cell_type") != "code":
             continue
         source = _source_text(cell.get("source"))
         if source is None:
             bad.add(index)
-            notes.append(f"cell {index} is a code cell without readable source; it was treated as empty")
+            notes.append(f"cell {index + 1} is a code cell without readable source; it was treated as empty")
             source = ""
         found.append(Cell(index=index, source=source))
     return found, notes, bad

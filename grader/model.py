@@ -76,6 +76,17 @@ class Training:
     loss: list[float] = field(default_factory=list)
     reference_loss: list[float] = field(default_factory=list)
 
+    @property
+    def ran(self) -> int:
+        """Iterations actually run (one loss per forward pass): fewer than ``iterations`` when training stopped."""
+        return len(self.loss)
+
+    def what_ran(self) -> str:
+        """"200 iterations", or "16 of 200 iterations (then it stopped)": what every renderer says."""
+        if self.ran >= self.iterations:
+            return f"{self.iterations} iterations"
+        return f"{self.ran} of {self.iterations} iterations (then it stopped)"
+
 
 @dataclass
 class Report:

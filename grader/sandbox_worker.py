@@ -301,6 +301,8 @@ def execute_cell(index: int, source: str, timeout: float) -> dict:
         if plain is not None:
             failure = _run_plain(plain)
         else:
+            if not KERNEL:  # IPython names the cell "Cell In[n]" after this: the same number as "<cell-n>"
+                shell.execution_count = index + 1
             result = shell.run_cell(source, store_history=False, silent=False)
             failure = result.error_before_exec or result.error_in_exec
         if isinstance(failure, Deadline):

@@ -78,8 +78,12 @@ FIXED_FAMILIES: tuple[ActivationPair, ...] = (RELU, SIGMOID, TANH, SOFTPLUS, SIL
 
 
 def loss(y_hat: float, y: float) -> float:
-    """The notebook's squared-error loss L; the trusted side never uses the student's L."""
-    return 0.5 * (y_hat - y) ** 2
+    """The notebook's squared-error loss L; the trusted side never uses the student's L.
+
+    Written as a product rather than ``** 2``: Python's float power raises OverflowError past
+    1e154, and a diverging student's training must give an infinite loss, not a crash."""
+    difference = y_hat - y
+    return 0.5 * difference * difference
 
 
 def forward(x: np.ndarray, w1: np.ndarray, w2: np.ndarray, pair: ActivationPair = RELU) -> float:

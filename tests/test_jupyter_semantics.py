@@ -35,3 +35,19 @@ def test_a_writefile_module_imports_and_the_notebook_is_main(tmp_path, backend):
     assert report.score == report.max_score
     assert "ran as __main__" in report.output_excerpt
     assert not any("ModuleNotFoundError" in warning for warning in report.warnings)
+
+
+def test_one_cell_numbering_everywhere(tmp_path):
+    """Cell n (counting every cell from 1, markdown too) is "Cell n" in the warnings, "Cell In[n]" in an
+    IPython traceback, "<cell-n>" in a plain one, and "cell n" in the HTML page."""
+    from grader.render import html
+
+    path = tmp_path / "numbered.ipynb"
+    path.write_text(notebook_json(["x = 1", "%time y = 2\n1 / 0", "z = 3\n1 / 0"]))  # a markdown cell comes first
+    report = grade_notebook(path, load_rubric(None), Options())
+    assert "Cell 3 raised ZeroDivisionError: division by zero; the cells after it still ran." in report.warnings
+    assert "Cell 4 raised ZeroDivisionError: division by zero; the cells after it still ran." in report.warnings
+    assert "Cell In[3], line 2" in report.output_excerpt and "<cell-4>" in report.output_excerpt
+    assert "Cell In[1]" not in report.output_excerpt
+    page = html.render(report)
+    assert "cell 3 — error" in page and "cell 4 — error" in page

@@ -146,7 +146,7 @@ def test_slow_path_gives_the_same_cells_as_the_fast_path(monkeypatch: pytest.Mon
 # file -> (declared version, code cell indices, fragments that must appear in the warnings;
 #          an empty tuple means exactly no warnings)
 LOADS: dict[str, tuple[str, list[int], tuple[str, ...]]] = {
-    "invalid.ipynb": ("4.0", [3, 5, 6, 8], ("cell 0: 'source' is a required property", "cell 2: it matches none of the allowed shapes (type 'heading')")),
+    "invalid.ipynb": ("4.0", [3, 5, 6, 8], ("cell 1: 'source' is a required property", "cell 3: it matches none of the allowed shapes (type 'heading')")),
     "invalid_cell_id.ipynb": ("4.5", [0], ("1 cell had an invalid id; new ids were given",)),
     "invalid_unique_cell_id.ipynb": ("4.5", [0, 1], ("1 cell repeated an earlier cell's id; new ids were given",)),
     "many_tracebacks.ipynb": ("4.4", [0], ()),
@@ -166,7 +166,7 @@ LOADS: dict[str, tuple[str, list[int], tuple[str, ...]]] = {
     "v4_5_invalid_metadata.ipynb": (
         "4.5",
         [0, 1],
-        ("notebook metadata.kernelspec", "notebook metadata.authors", "cell 0 metadata.jupyter"),
+        ("notebook metadata.kernelspec", "notebook metadata.authors", "cell 1 metadata.jupyter"),
     ),
     "v4_5_no_cell_id.ipynb": ("4.5", [0], ("1 cell had no id; ids were added",)),
 }
@@ -454,14 +454,14 @@ def test_unreadable_code_source_runs_as_empty_with_one_warning() -> None:
     raw = v4_notebook([code_cell(["ok = 1\n", 5], "a"), code_cell("fine = 2", "b")])
     nb = load_notebook_bytes(to_bytes(raw), "badsrc.ipynb")
     assert nb.code_cells == [Cell(0, ""), Cell(1, "fine = 2")]
-    assert nb.warnings == ["cell 0 is a code cell without readable source; it was treated as empty"]
+    assert nb.warnings == ["cell 1 is a code cell without readable source; it was treated as empty"]
 
 
 def test_non_object_cells_are_skipped_but_keep_their_position() -> None:
     raw = v4_notebook([7, code_cell("x = 1", "a")])
     nb = load_notebook_bytes(to_bytes(raw), "odd.ipynb")
     assert nb.code_cells == [Cell(1, "x = 1")]
-    assert nb.warnings == ["cell 0 is a JSON number, not a cell; it was skipped"]
+    assert nb.warnings == ["cell 1 is a JSON number, not a cell; it was skipped"]
 
 
 def test_schema_warnings_are_capped() -> None:

@@ -193,8 +193,8 @@ def _training(training: Training) -> str:
     outcome = (f"ended at a prediction of {final:.4g}" if final is not None and math.isfinite(final)
                else "produced no final prediction")
     target = f"{training.target:.4g}" if math.isfinite(training.target) else "?"
-    parts = [f"<p>Training from the notebook's starting weights ran {int(training.iterations)} "
-             f"iterations and {outcome} (target {target}).</p>"]
+    parts = [f"<p>Training from the notebook's starting weights ran {escape(training.what_ran())} "
+             f"and {outcome} (target {target}).</p>"]
     from grader.render.plot import loss_curve_png  # lazy: matplotlib only when a page is drawn
 
     png = loss_curve_png(training)
@@ -218,7 +218,7 @@ def _cells(cells: Iterable[CellRun]) -> list[str]:
     items = []
     for cell in troubled:
         error = f": <code>{_e(cell.error)}</code>" if cell.error else ""
-        items.append(f"<li>cell {int(cell.index)} — {_e(cell.status)}{error}</li>")
+        items.append(f"<li>cell {int(cell.index) + 1} — {_e(cell.status)}{error}</li>")
     return ['<section class="cells"><h2>Cells that did not run cleanly</h2>'
             f"<ul>{''.join(items)}</ul></section>"]
 

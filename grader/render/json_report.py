@@ -106,6 +106,7 @@ def _training_dict(training: Training | None) -> dict[str, Any] | None:
         return None
     return {
         "iterations": training.iterations,
+        "iterations_run": training.ran,
         "final_prediction": training.final_prediction,
         "target": training.target,
         "loss": list(training.loss),

@@ -100,7 +100,7 @@ def _training_line(training: Training) -> str:
     final = training.final_prediction
     outcome = (f"ended at a prediction of {final:.4g}" if final is not None and math.isfinite(final)
                else "produced no final prediction")
-    return (f"Training from the notebook's starting weights ran {training.iterations} iterations "
+    return (f"Training from the notebook's starting weights ran {training.what_ran()} "
             f"and {outcome} (target {training.target:.4g}).")
 
 

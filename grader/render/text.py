@@ -126,7 +126,7 @@ def _training_summary(training: Training) -> str:
         outcome = "no final prediction"
     else:
         outcome = f"final prediction {training.final_prediction:.4g}"
-    return f"{training.iterations} iterations, {outcome} (target {training.target:.4g})"
+    return f"{training.what_ran()}, {outcome} (target {training.target:.4g})"
 
 
 def _check_points(check: CheckResult) -> str:
