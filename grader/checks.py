@@ -112,10 +112,29 @@ def _describe(value: Any, limit: int = 160) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(_describe(v, limit // 2) for v in value) + ")"
     if isinstance(value, CallOutcome):
-        return _describe(value.value) if value.ok else f"{value.status}: {value.error or ''}".strip()
+        return _describe(value.value) if value.ok else _failed_call(value)
     array = as_array(value)
     text = repr(value) if array is None else np.array2string(np.round(array, 6), separator=", ", threshold=20)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: How a failed call reads after "forward gave" and the like: "backward raised TypeError: …", never "gave raised".
+_FAILED_CALL_WORDS = {"raised": "raised {error}", "timeout": "ran past its time limit",
+                      "crashed": "crashed the sandbox ({error})", "missing": "is not defined",
+                      "protocol": "broke the grader's protocol ({error})"}
+
+
+def _failed_call(outcome: CallOutcome) -> str:
+    text = _FAILED_CALL_WORDS.get(outcome.status, outcome.status + " ({error})").format(
+        error=outcome.error or "no reason given")
+    return text.replace(" (no reason given)", "")
+
+
+def _gave(outcome: Any) -> str:
+    """"gave [[inf, …]]" for a value training cannot go on with, "raised TypeError: …" for a failed call."""
+    if isinstance(outcome, CallOutcome) and not outcome.ok:
+        return _failed_call(outcome)
+    return f"gave {_describe(outcome)}"
 
 
 def _json(value: Any) -> Any:
@@ -275,7 +294,7 @@ class Grading:
         if not usable or slope is None or slope.shape != grid.shape:
             reason = ("your activation does not return an array for an array input, so it cannot be "
                       "differentiated numerically" if not usable else
-                      f"d_activation(z) for an array z gave {_describe(dact_grid)}")
+                      f"d_activation(z) for an array z {_gave(dact_grid)}")
             self._add(CheckResult(check_id, function, values_passed,
                                   ("matches ReLU's slope; " if values_passed else "") + reason, float(values_passed)))
             return False
@@ -440,13 +459,13 @@ class Grading:
             (out,) = self._call("forward", [(start.x, w1, w2)], args_after=False)
             y_hat = _forward_value(out)
             if y_hat is None:
-                return f"iteration {step + 1}: forward gave {_describe(out)}"
+                return f"iteration {step + 1}: forward {_gave(out)}"
             training.final_prediction = y_hat
             training.loss.append(ref.loss(y_hat, start.y))
             (out,) = self._call("backward", [(start.x, start.y, y_hat, w1, w2, start.eta)], args_after=False)
             new = _weights(out, w1.shape, w2.shape)
             if new is None:
-                return f"iteration {step + 1}: backward gave {_describe(out)}"
+                return f"iteration {step + 1}: backward {_gave(out)}"
             w1, w2 = new
         return None
 
@@ -556,7 +575,7 @@ class Grading:
             training.loss.append(ref.loss(float(y_hat), training.target))
         if chain.stop_function is None:
             return None
-        return f"iteration {chain.stop_step + 1}: {chain.stop_function} gave {_describe(chain.stop_outcome)}"
+        return f"iteration {chain.stop_step + 1}: {chain.stop_function} {_gave(chain.stop_outcome)}"
 
     def _training_check(self, primary: Context) -> Training | None:
         check_id, function = "training.converges", "training"

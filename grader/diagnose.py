@@ -20,6 +20,10 @@ from grader.reference.mutants import HINTS, backward_pairs, mutants_for
 from grader.reference.simple_nn import pair_key
 
 NOT_FOUND = "No function named {name} is defined in the notebook: define it (check the spelling) and run its cell."
+NOT_THIS_ASSIGNMENT = ("This notebook defines none of {names}, so it does not look like this assignment: check "
+                       "that the notebook submitted is the right one.")
+#: Pseudo-function of a diagnosis about the whole notebook.
+NOTEBOOK = "notebook"
 VALUES_CHECK = {"activation": "activation.values", "d_activation": "d_activation.values",
                 "forward": "forward.values", "backward": "backward.values"}
 
@@ -103,9 +107,40 @@ def _matching_pairs(evidence: Evidence, run: CheckRun) -> list[tuple[str, str]]:
             if any(_behaves_like(evidence, impl, context, args_key) for context in run.contexts)]
 
 
+#: The parameters the notebook's template calls each graded function with.
+EXPECTED_PARAMETERS = {"activation": ("z",), "d_activation": ("z",), "forward": ("x", "w1", "w2"),
+                       "backward": ("x", "y", "y_hat", "w1", "w2", "eta")}
+WRONG_SIGNATURE = ("{name} takes ({found}), but it is called as {name}({expected}), as in the notebook's template, "
+                   "so {calls}: {raised}; give it exactly these parameters, in this order.")
+
+
+def wrong_signatures(functions: dict[str, Any], run: CheckRun) -> list[Diagnosis]:
+    """``wrong_signature`` for a function whose definition cannot take the template's arguments and whose
+    calls failed for it: names the expected and the found parameters and what the call raised."""
+    diagnoses = []
+    for name, expected in EXPECTED_PARAMETERS.items():
+        info = functions.get(name)
+        parameters = getattr(info, "parameters", None)
+        if parameters is None or getattr(info, "variadic", False) or len(parameters) == len(expected):
+            continue
+        evidence = run.evidence.get(name)
+        raised = next((o.error for o in (evidence.outcomes if evidence else []) if o.status == "raised"
+                       and o.error and o.error.startswith("TypeError")), None)
+        if raised is None:
+            continue  # a default value makes the call work: its checks say the rest
+        diagnoses.append(Diagnosis("wrong_signature", name, WRONG_SIGNATURE.format(
+            name=name, found=", ".join(parameters), expected=", ".join(expected),
+            calls="every check of it could not call it", raised=raised)))
+    return diagnoses
+
+
 def diagnose(run: CheckRun, found: dict[str, bool]) -> list[Diagnosis]:
     passed = {r.id for r in run.results if r.passed}
     diagnoses: list[Diagnosis] = []
+    if not any(found.get(function) for function in GRADED_FUNCTIONS):
+        # One sentence for a notebook of another course, not one "check the spelling" per function.
+        names = ", ".join(GRADED_FUNCTIONS[:-1]) + " or " + GRADED_FUNCTIONS[-1]
+        return [Diagnosis("not_this_assignment", NOTEBOOK, NOT_THIS_ASSIGNMENT.format(names=names))]
     for function in GRADED_FUNCTIONS:
         if not found.get(function):
             diagnoses.append(Diagnosis("not_implemented", function, NOT_FOUND.format(name=function)))

@@ -625,7 +625,21 @@ class SubprocessSandbox:
     def _take_exec_done(self, header: dict[str, Any]) -> None:
         """What the worker says is defined after the cells, and what its audit hook noticed."""
         self._functions = self._parse_functions(header.get("functions"))
+        self._take_signatures(header.get("signatures"))
         self._take_seen(header.get("seen"))
+
+    def _take_signatures(self, data: Any) -> None:
+        """The graded functions' parameter names (untrusted and bounded: only ever words in a message)."""
+        if not isinstance(data, dict):
+            return
+        for name, info in self._functions.items():
+            entries = data.get(name)
+            if not info.found or not isinstance(entries, list):
+                continue
+            pairs = [e for e in entries[:16] if isinstance(e, list) and len(e) == 2 and all(isinstance(v, str) for v in e)]
+            positional = ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")
+            info.parameters = tuple(safe_text(n, limit=40) for n, kind in pairs if kind in positional)
+            info.variadic = any(kind == "VAR_POSITIONAL" for _, kind in pairs)
 
     def _take_seen(self, seen: Any) -> None:
         """Add the audit hook's notes (untrusted, bounded, only ever used to flag for review)."""

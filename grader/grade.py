@@ -107,7 +107,7 @@ def grade_attached(sandbox: SubprocessSandbox, name: str, rubric: Rubric, option
 def _grade_loaded(notebook, sandbox: SubprocessSandbox, rubric: Rubric, options: Options, started: float,
                   executed: bool = False) -> Report:
     from grader.checks import run_checks
-    from grader.diagnose import diagnose, unexplained
+    from grader.diagnose import diagnose, unexplained, wrong_signatures
     from grader.integrity import review
     from grader.score import apply_rubric
 
@@ -117,7 +117,13 @@ def _grade_loaded(notebook, sandbox: SubprocessSandbox, rubric: Rubric, options:
         warnings.append("The notebook has no code cells, so there is nothing to grade.")
     found = {name: info.found for name, info in execution.functions.items()}
     run = run_checks(sandbox, found, rubric.accepted_activations, options.seed)
-    diagnoses = diagnose(run, found) + review(notebook.code_cells, sandbox.seen, sandbox.tampering)
+    diagnoses = (wrong_signatures(execution.functions, run) + diagnose(run, found)
+                 + review(notebook.code_cells, sandbox.seen, sandbox.tampering))
+    for diagnosis in diagnoses:
+        if diagnosis.id == "wrong_signature":  # its checks say why they could not run, not "probes differ"
+            for result in run.results:
+                if result.function == diagnosis.function and not result.passed:
+                    result.message = f"could not call {diagnosis.function}: its parameters are not the template's (wrong_signature)"
     for function in unexplained(run, diagnoses):
         for result in run.results:
             if result.function == function and result.id.endswith(".values"):

@@ -27,6 +27,11 @@ class FunctionInfo:
     kind: str | None = None
     #: Recognised activation family ("relu", "sigmoid", ...) for activation only.
     recognised_as: str | None = None
+    #: The parameters the notebook's definition takes, as the sandbox reported them (untrusted: words
+    #: for a message only); None when unknown.
+    parameters: tuple[str, ...] | None = None
+    #: Whether it also takes any number of positional arguments (``*args``).
+    variadic: bool = False
 
 
 @dataclass

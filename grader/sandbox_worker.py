@@ -331,6 +331,20 @@ def describe_functions() -> dict:
     return {name: _kind(shell.user_ns.get(name)) for name in GRADED}
 
 
+def describe_signatures() -> dict:
+    """Each graded function's parameters, as [name, kind] pairs (only ever used to word a message)."""
+    import inspect
+
+    found = {}
+    for name in GRADED:
+        try:
+            parameters = inspect.signature(shell.user_ns.get(name)).parameters.values()
+            found[name] = [[p.name, p.kind.name] for p in list(parameters)[:16]]
+        except (TypeError, ValueError):
+            continue
+    return found
+
+
 def invoke(function, args, timeout: float):
     """Call a student function under the alarm: ("ok", value) or (status, one-line error)."""
     if function is None or not callable(function):
@@ -630,7 +644,8 @@ def main() -> None:
                       else bytes(blobs[cell["blob"]]).decode("utf-8", "surrogatepass")} for cell in header["cells"]]
             for cell in cells[_report_opening(cells, token):]:
                 run_cell(cell["index"], cell["source"], header["cell_timeout"], token)
-            send({"op": "exec_done", "token": token, "functions": describe_functions(), "seen": seen[:MAX_SEEN]})
+            send({"op": "exec_done", "token": token, "functions": describe_functions(),
+                  "signatures": describe_signatures(), "seen": seen[:MAX_SEEN]})
         elif op == "call":
             serve_calls(header, blobs, token)
         elif op == "train":

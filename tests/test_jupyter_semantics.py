@@ -51,3 +51,33 @@ def test_one_cell_numbering_everywhere(tmp_path):
     assert "Cell In[1]" not in report.output_excerpt
     page = html.render(report)
     assert "cell 3 — error" in page and "cell 4 — error" in page
+
+
+def test_a_wrong_signature_is_named_with_both_parameter_lists_and_what_the_call_raised(tmp_path):
+    """A backward that takes four arguments (the next revision's shape) is not "6 of 6 probes differ"."""
+    four = "def backward(x, y, y_hat, w1):\n    return np.outer(x, y_hat - y), (y_hat - y) * np.ones(2)\n"
+    path = tmp_path / "four.ipynb"
+    path.write_text(notebook_json(CORRECT_CELLS + [four]))
+    report = grade_notebook(path, load_rubric(None), Options())
+    (diagnosis,) = [d for d in report.diagnoses if d.function == "backward"]
+    assert diagnosis.id == "wrong_signature"
+    assert "backward takes (x, y, y_hat, w1)" in diagnosis.message
+    assert "backward(x, y, y_hat, w1, w2, eta)" in diagnosis.message
+    assert "TypeError: backward() takes 4 positional arguments but 6 were given" in diagnosis.message
+    checks = {c.id: c for c in report.checks}
+    assert "wrong_signature" in checks["backward.values"].message and "probes differ" not in checks["backward.values"].message
+    assert "no known bug matches" not in checks["backward.values"].message
+    assert checks["forward.values"].passed  # the other functions are graded as usual
+    assert report.functions["backward"].parameters == ("x", "y", "y_hat", "w1")
+
+
+def test_a_default_argument_is_not_a_wrong_signature(tmp_path):
+    flexible = ("def backward(x, y, y_hat, w1, w2, eta=0.1, verbose=False):\n    h = x @ w1\n"
+                "    w2_partials = d_L(y_hat, y) * activation(h)\n"
+                "    w1_partials = np.outer(x, d_L(y_hat, y) * w2 * d_activation(h))\n"
+                "    return w1 - eta * w1_partials, w2 - eta * w2_partials\n")
+    path = tmp_path / "flexible.ipynb"
+    path.write_text(notebook_json(CORRECT_CELLS + [flexible]))
+    report = grade_notebook(path, load_rubric(None), Options())
+    assert report.score == report.max_score
+    assert not any(d.id == "wrong_signature" for d in report.diagnoses)

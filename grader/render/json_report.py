@@ -69,6 +69,8 @@ def _function_dict(info: FunctionInfo | None) -> dict[str, Any]:
         value = getattr(info, key)
         if value is not None:
             entry[key] = value
+    if info.parameters is not None:
+        entry["parameters"] = list(info.parameters)
     return entry
 
 
@@ -213,7 +215,9 @@ def from_dict(document: Mapping[str, Any]) -> Report:
         error=document.get("error") if status == "error" else None,
         functions={
             name: FunctionInfo(name=name, found=bool(info.get("found", False)),
-                               kind=info.get("kind"), recognised_as=info.get("recognised_as"))
+                               kind=info.get("kind"), recognised_as=info.get("recognised_as"),
+                               parameters=(tuple(str(p) for p in info["parameters"])
+                                           if isinstance(info.get("parameters"), list) else None))
             for name, info in document["functions"].items()
         },
         checks=[_check(check) for check in document["checks"]],
