@@ -755,16 +755,26 @@ class SubprocessSandbox:
             return None
         blobs: list[bytes] = []
         args = [wire.encode_value(v, blobs) for v in (x, y, eta, w1, w2)]
+        return self._chain_request({"op": "train", "args": args, "iterations": iterations}, blobs, "trained",
+                                   Chain.from_reply)
+
+    def _chain_request(self, header: dict[str, Any], blobs: list[bytes], answer: str,
+                       read: "Callable[[dict[str, Any], list[bytes]], Any]") -> Any:
+        """One request that runs many calls inside the sandbox within one call-time budget (the training
+        chain, its replay), answered by one ``answer`` message that ``read`` turns into a result.
+
+        None when anything goes wrong (past the budget, a dead sandbox, a malformed answer): the sandbox
+        is then retired and restarted, and the caller goes call by call, which reports the failure precisely.
+        """
         budget = self.limits.call_timeout_s
         try:
-            token = self._request({"op": "train", "args": args, "iterations": iterations,
-                                   "call_timeout": self.limits.call_timeout_s, "budget": budget}, blobs)
+            token = self._request({**header, "call_timeout": self.limits.call_timeout_s, "budget": budget}, blobs)
             deadline = min(time.monotonic() + budget + self.limits.call_timeout_s + WATCHDOG_GRACE_S,
                            self._total_deadline())
-            header, reply_blobs = self._reply(token, deadline)
-            if header.get("op") != "trained":
+            reply, reply_blobs = self._reply(token, deadline)
+            if reply.get("op") != answer:
                 raise wire.WireError("unexpected message")
-            return Chain.from_reply(header, reply_blobs)
+            return read(reply, reply_blobs)
         except CHANNEL_FAILURES as error:
             stop: StopKind = stop_kind(error)
         self._retire(stop)
@@ -782,32 +792,21 @@ class SubprocessSandbox:
             return None
         blobs: list[bytes] = []
         args = [wire.encode_value(v, blobs) for v in (x, y, eta, w1s, w2s, y_hats)]
-        budget = self.limits.call_timeout_s
-        try:
-            token = self._request({"op": "replay", "function": function, "args": args,
-                                   "call_timeout": self.limits.call_timeout_s, "budget": budget}, blobs)
-            deadline = min(time.monotonic() + budget + self.limits.call_timeout_s + WATCHDOG_GRACE_S,
-                           self._total_deadline())
-            header, reply_blobs = self._reply(token, deadline)
-            if header.get("op") != "replayed":
-                raise wire.WireError("unexpected message")
+
+        def read(header: dict[str, Any], reply_blobs: Any) -> Any:
             if header.get("status") != "ok":
                 return None
-            steps = len(w1s)
             if function == "forward":
                 values = wire.decode_value(header.get("values"), reply_blobs)
-                ok = isinstance(values, np.ndarray) and values.shape == (steps,) and values.dtype.kind == "f"
+                ok = isinstance(values, np.ndarray) and values.shape == (len(w1s),) and values.dtype.kind == "f"
                 return values if ok else None
             news1, news2 = (wire.decode_value(header.get(k), reply_blobs) for k in ("w1s", "w2s"))
             if not (isinstance(news1, np.ndarray) and isinstance(news2, np.ndarray)
                     and news1.shape == np.shape(w1s) and news2.shape == np.shape(w2s)):
                 return None
             return news1, news2
-        except CHANNEL_FAILURES as error:
-            stop: StopKind = stop_kind(error)
-        self._retire(stop)
-        self._restart_and_replay()
-        return None
+
+        return self._chain_request({"op": "replay", "function": function, "args": args}, blobs, "replayed", read)
 
     def _restart_and_replay(self) -> None:
         self._process = None
