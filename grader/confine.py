@@ -114,11 +114,6 @@ class Confinement:
     refusal: str = ""
 
     @property
-    def warnings(self) -> tuple[str, ...]:
-        """Kept for callers of the first design; these are operator notices, never a student's."""
-        return self.notices
-
-    @property
     def site_path(self) -> str:
         """Where the sandbox imports installed packages from, as the sandbox sees it."""
         return jail.SANDBOX_SITE if self.namespaces else self.site_view
@@ -168,18 +163,15 @@ def _visible(name: str) -> bool:
     return not (lowered.startswith(_HIDDEN_PREFIXES) or lowered.endswith(".pth") or lowered == "__pycache__")
 
 
-def build_site_view() -> str:
+def build_site_view(entries: dict[str, str] | None = None) -> str:
     """Return a directory of symlinks to everything installed except the grader (cached, rebuilt on change).
 
     Why links and not ``sys.path`` filtering: the worker must not be able to
     import the grader even by editing its own ``sys.path`` or ``.pth`` files,
     so the grader's distribution simply is not in the directory it imports from.
+    ``entries``: ``_site_entries()``, when the caller has it already.
     """
-    entries: dict[str, str] = {}
-    for directory in _site_dirs():
-        for child in sorted(directory.iterdir()):
-            if _visible(child.name) and child.name not in entries:
-                entries[child.name] = str(child)
+    entries = _site_entries() if entries is None else entries
     digest = hashlib.sha256(repr(sorted(entries.items())).encode()).hexdigest()[:16]
     view = _cache_root() / "site-view" / digest
     if view.is_dir():
@@ -301,7 +293,7 @@ def _under(path: str, roots: list[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
-def build_plan(site_entries: dict[str, str], hidden: tuple[str, ...], writable: tuple[str, ...] = ()) -> dict[str, Any]:
+def build_plan(site_entries: dict[str, str], hidden: tuple[str, ...]) -> dict[str, Any]:
     """What the sandbox's root holds, in ``jail.build_root``'s terms (paths inside equal paths outside,
     but for the site view at ``/site`` and the working directory at ``/work``)."""
     binds: list[list[str]] = []
@@ -348,7 +340,7 @@ def build_plan(site_entries: dict[str, str], hidden: tuple[str, ...], writable: 
     covers = sorted({os.path.realpath(p) for p in (*site_dirs, *hidden)
                      if _under(os.path.realpath(p), trees) and os.path.isdir(p)})
     return {"root": os.geteuid() == 0, "binds": binds, "symlinks": symlinks, "files": files, "covers": covers,
-            "writable": list(writable), "pivot_root": _syscall_number("pivot_root"), "workdir_mb": 64}
+            "writable": [], "pivot_root": _syscall_number("pivot_root"), "workdir_mb": 64}
 
 
 def _site_entries() -> dict[str, str]:
@@ -436,7 +428,8 @@ def _matplotlib_cache(site_view: str, inside: str) -> tuple[tuple[str, bytes], .
 @lru_cache(maxsize=1)
 def confinement() -> Confinement:
     """Decide, once per process, how sandboxes are confined here (trying it for real first)."""
-    view = build_site_view()
+    entries = _site_entries()
+    view = build_site_view(entries)
     hidden = _grader_directories()
     program, no_seccomp = _seccomp_program()
     lockdown = {"bpf": program, "keyctl": _syscall_number("keyctl")}
@@ -445,7 +438,7 @@ def confinement() -> Confinement:
     plan: dict[str, Any] = {}
     namespaces = False
     if jail.libc() is not None and os.environ.get(NO_NAMESPACES_ENV) != "1":
-        plan = build_plan(_site_entries(), hidden)
+        plan = build_plan(entries, hidden)
         if drop_to is not None:
             plan.update(uid=drop_to[0], gid=drop_to[1])
         cause = _trial(plan, lockdown, drop_to)

@@ -281,16 +281,21 @@ class OutputDrain:
         self._thread.join(timeout)
 
 
-def confinement_failure(fd: int) -> str:
-    """What a child whose confinement failed wrote to ``fd`` before it died (``confine.prepare_child``
+def confinement_reason(stderr: bytes) -> str:
+    """The last line a sandbox process wrote to stderr about failing its confinement (``confine.prepare_child``
     says why there, since ``subprocess`` only reports "Exception occurred in preexec_fn"), or ""."""
+    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if "could not be confined" in line]
+    return lines[-1].removeprefix("grader: ")[:300] if lines else ""
+
+
+def confinement_failure(fd: int) -> str:
+    """``confinement_reason`` of what a child that died starting wrote to ``fd`` (read without waiting)."""
     os.set_blocking(fd, False)
     try:
         data = os.read(fd, 1 << 16)
     except OSError:
         data = b""
-    lines = [line.strip() for line in data.decode("utf-8", "replace").splitlines() if "could not be confined" in line]
-    return lines[-1].removeprefix("grader: ")[:300] if lines else ""
+    return confinement_reason(data)
 
 
 class _Process:

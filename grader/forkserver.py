@@ -29,7 +29,8 @@ from typing import Any, Sequence
 
 from grader.confine import confinement, interpreter, prepare_child
 from grader.errors import SandboxError
-from grader.execute import confinement_failure, sandbox_environment, sandbox_workdir, worker_program
+from grader.execute import (confinement_failure, confinement_reason, sandbox_environment, sandbox_workdir,
+                            worker_program)
 from grader.limits import Limits
 
 #: The server's own limits: generous, since each child lowers them to the submission's.
@@ -183,8 +184,8 @@ class ForkServer:
             pass
         self.close()
         lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-        cause = next((line for line in reversed(lines) if "could not be confined" in line), lines[-1] if lines else "")
-        return SandboxError.from_start_failure(f"{what}: {cause[:300]}" if cause else what)
+        cause = confinement_reason(stderr) or (lines[-1][:300] if lines else "")
+        return SandboxError.from_start_failure(f"{what}: {cause}" if cause else what)
 
     @property
     def alive(self) -> bool:
