@@ -92,7 +92,7 @@ print(json.dumps({"wall": wall, "score": report.score, "max": report.max_score, 
 BATCH_CHILD = PEAK_RSS + """
 import json, sys, time
 from pathlib import Path
-from grader.batch import BatchOptions, run_batch
+from grader.batch.run import BatchOptions, run_batch
 started = time.monotonic()
 result = run_batch(sys.argv[2:], BatchOptions(out=Path(sys.argv[1]), jobs=1))
 statuses = [row.report.status for row in result.rows]
@@ -139,7 +139,7 @@ def _batch(tmp: Path, label: str, inputs: list[Path]) -> None:
 
 
 def main() -> None:
-    from grader.confine import confinement
+    from grader.sandbox.confine import confinement
 
     quick = "--quick" in sys.argv[1:]
     print(f"confinement: namespaces={confinement().namespaces}; python {sys.version.split()[0]}")

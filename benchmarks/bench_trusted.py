@@ -42,21 +42,21 @@ from bench_batch import build_class  # noqa: E402
 
 import grader.checks  # noqa: E402
 import grader.diagnose  # noqa: E402
-import grader.execute  # noqa: E402
+import grader.sandbox.process  # noqa: E402
 import grader.integrity  # noqa: E402
 import grader.load  # noqa: E402
 import grader.score  # noqa: E402
-from grader.forkserver import ForkServer  # noqa: E402
+from grader.sandbox.forkserver import ForkServer  # noqa: E402
 from grader.grade import Options, grade_notebook  # noqa: E402
 from grader.rubric import load_rubric  # noqa: E402
 
 #: (label, owner, attribute) of every wrapped stage, in the order they are printed.
 STAGES = (
     ("load", grader.load, "load_notebook"),
-    ("execute", grader.execute.SubprocessSandbox, "run_notebook"),
+    ("execute", grader.sandbox.process.SubprocessSandbox, "run_notebook"),
     ("checks", grader.checks, "run_checks"),
-    ("  sandbox calls", grader.execute.SubprocessSandbox, "call_many"),
-    ("  sandbox train", grader.execute.SubprocessSandbox, "train"),
+    ("  sandbox calls", grader.sandbox.process.SubprocessSandbox, "call_many"),
+    ("  sandbox train", grader.sandbox.process.SubprocessSandbox, "train"),
     ("diagnose", grader.diagnose, "diagnose"),
     ("integrity", grader.integrity, "review"),
     ("score", grader.score, "apply_rubric"),

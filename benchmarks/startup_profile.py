@@ -283,7 +283,7 @@ MARKED_LINES = ("\nimport time as _t\n_w = lambda m: sys.stderr.write('MARK %s %
 
 def sandbox_program(variant: str) -> str | None:
     grader_dir = TREE / "grader"
-    program = (grader_dir / "wire.py").read_text() + "\n" + (grader_dir / "sandbox_worker.py").read_text()
+    program = (grader_dir / "sandbox" / "protocol.py").read_text() + "\n" + (grader_dir / "sandbox" / "worker.py").read_text()
     if variant == "as shipped":
         return program
     if PRELOAD_LINES not in program:
@@ -312,7 +312,7 @@ def sandbox_env(workdir: str) -> dict[str, str]:
 
 def start_sandbox(program: str, extra_flags: list[str]) -> tuple[float | None, str, float]:
     """Spawn the program as _Process does; return (seconds to 'ready' or None, stderr, spawn time)."""
-    from grader import wire  # stdlib + numpy only
+    from grader.sandbox import protocol as wire  # stdlib + numpy only
 
     to_r, to_w = os.pipe()
     from_r, from_w = os.pipe()
@@ -438,7 +438,7 @@ out["load_notebook (later calls)"] = times[1:]
 out["nbformat imported by load_notebook?"] = ["nbformat" in sys.modules]
 t = time.perf_counter()
 import grader.checks, grader.diagnose, grader.score
-from grader.execute import SubprocessSandbox
+from grader.sandbox.process import SubprocessSandbox
 from grader.rubric import load_rubric
 out["import checks, diagnose, score, execute, rubric"] = [time.perf_counter() - t]
 rubric = load_rubric(None)
@@ -473,7 +473,7 @@ try:
     out["diagnose (first)"] = dg[:1]
     out["diagnose (later)"] = dg[1:]
     # one round trip, for scale
-    from grader.execute import CallRequest
+    from grader.sandbox.process import CallRequest
     from grader.probe import notebook_probe
     p = notebook_probe()
     rt = []

@@ -1,7 +1,8 @@
 """grader: auto-grading for the "simple neural network from scratch" numpy exercise.
 
 Pipeline, one module per stage:
-load → execute (sandbox_worker, wire) → probe → checks → diagnose → score (rubric) → render.
+load → sandbox (worker, protocol) → probe → checks → diagnose → score (rubric) → render,
+with batch and integrations beside it.
 """
 import os as _os
 
@@ -19,11 +20,11 @@ if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "reference")) an
 
 
 def check(function=None, **options):
-    """Self-check inside Jupyter: ``import grader; grader.check()`` (see grader.selfcheck).
+    """Self-check inside Jupyter: ``import grader; grader.check()`` (see grader.integrations.selfcheck).
 
     Defined here so the package import stays light in a student's kernel: nothing
     of the checks or the reference is imported into it.
     """
-    from grader.selfcheck import check as _check
+    from grader.integrations.selfcheck import check as _check
 
     return _check(function, **options)

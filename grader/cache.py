@@ -73,7 +73,7 @@ def describe() -> CacheRoot:
     root = _resolve(os.environ.get(CACHE_DIR_ENV) or None, os.environ.get("XDG_CACHE_HOME") or None,
                     os.path.expanduser("~"), tempfile.gettempdir(), os.geteuid())
     if root.notice:
-        from grader import environment
+        from grader.sandbox import environment
 
         environment.note(root.notice)
     return root

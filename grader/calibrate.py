@@ -17,10 +17,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from grader import wire
+from grader.sandbox import protocol
 from grader.checks import run_checks
 from grader.diagnose import diagnose
-from grader.execute import CallOutcome, CallRequest
+from grader.sandbox.process import CallOutcome, CallRequest
 from grader.model import GRADED_FUNCTIONS
 from grader.reference import simple_nn as ref
 from grader.reference.mutants import CATALOG
@@ -39,7 +39,7 @@ class TrustedSandbox:
     @staticmethod
     def _through_wire(value: Any) -> Any:
         blobs: list[bytes] = []
-        return wire.decode_value(wire.encode_value(value, blobs), blobs)
+        return protocol.decode_value(protocol.encode_value(value, blobs), blobs)
 
     def call_many(self, requests: Sequence[CallRequest]) -> list[CallOutcome]:
         outcomes = []

@@ -20,14 +20,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from grader.compare import arrays_close, as_array, values_close
-from grader.wire import weight_pair
-from grader.execute import CallOutcome, CallRequest, Chain, Sandbox
+from grader.sandbox.protocol import weight_pair
+from grader.sandbox.process import CallOutcome, CallRequest, Chain, Sandbox
 from grader.model import CheckResult, Training
 from grader.probe import (
     NOTEBOOK_ITERATIONS, ActivationProbe, NetworkProbe, derivative_grid, notebook_probe, probes_for_seed,
 )
 from grader.reference import simple_nn as ref
-from grader.reference.memo import Memo, freeze_value, joint_key, value_key
+from grader.memo import Memo, freeze_value, joint_key, value_key
 from grader.reference.simple_nn import ActivationPair
 
 # Gradient-check tolerances, after torch.autograd.gradcheck (eps 1e-6, atol

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Sequence
 
-from grader import environment
+from grader.sandbox import environment
 from grader.errors import EXIT_CANNOT_GRADE, EXIT_GRADED, EXIT_UNDER_THRESHOLD, GraderError
 
 FORMATS = ("text", "json", "md", "html", "junit", "gradescope", "classroom")
@@ -151,7 +151,7 @@ def _check(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from grader.batch import BatchOptions, run_batch
+    from grader.batch.run import BatchOptions, run_batch
 
     options = BatchOptions(out=Path(args.out), jobs=args.jobs, force=args.force, seed=args.seed, rubric=args.rubric,
                            limit_overrides=tuple(_limit_overrides(args).items()), backend=args.backend)

@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from grader.execute import CallOutcome
-from grader.wire import float_array
+from grader.sandbox.process import CallOutcome
+from grader.sandbox.protocol import float_array
 
 #: Values are compared with a relative tolerance of 1e-5 and an absolute one of
 #: 1e-6 times the expected magnitude: loose enough for a float32 computation

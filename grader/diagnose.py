@@ -13,9 +13,9 @@ from typing import Any, Callable, Iterable
 
 from grader.checks import CheckRun, Context, Evidence
 from grader.compare import outcomes_agree, trusted_call
-from grader.execute import CallOutcome
+from grader.sandbox.process import CallOutcome
 from grader.model import GRADED_FUNCTIONS, Diagnosis
-from grader.reference.memo import Memo, freeze_value, values_key
+from grader.memo import Memo, freeze_value, values_key
 from grader.reference.mutants import HINTS, backward_pairs, mutants_for
 from grader.reference.simple_nn import pair_key
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from grader.errors import GraderError, SandboxRefused
-from grader.execute import Execution, SubprocessSandbox
-from grader.limits import Limits
+from grader.sandbox.process import Execution, SubprocessSandbox
+from grader.sandbox.limits import Limits
 from grader.model import GRADED_FUNCTIONS, FunctionInfo, Report
 from grader.rubric import Rubric
 
 if TYPE_CHECKING:
-    from grader.forkserver import ForkServer
+    from grader.sandbox.forkserver import ForkServer
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def start_sandbox(limits: Limits, options: Options) -> SubprocessSandbox:
     if options.prestarted is not None:
         return options.prestarted
     if options.backend == "kernel":
-        from grader.kernel import KernelSandbox
+        from grader.sandbox.kernel import KernelSandbox
         return KernelSandbox(limits)
     return SubprocessSandbox(limits, options.server)
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from grader.load import Cell
 from grader.model import Diagnosis
-from grader.reference.memo import Memo
+from grader.memo import Memo
 
 #: Pseudo-function the integrity diagnoses are filed under in reports.
 NOTEBOOK = "notebook"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.errors import UNREADABLE, RubricError, SettingError
-from grader.limits import Limits
+from grader.sandbox.limits import Limits
 
 SCHEMA = "grader.rubric/1"
 DEFAULT_RUBRIC = "simple_nn"

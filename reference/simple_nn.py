@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from .memo import Memo, frozen, joint_key, value_key
+from grader.memo import Memo, frozen, joint_key, value_key
 
 ArrayFn = Callable[[np.ndarray], np.ndarray]
 

@@ -17,8 +17,8 @@ from xml.etree import ElementTree
 
 import pytest
 
-from grader import batch
-from grader.batch import BatchOptions, run_batch
+from grader.batch import run as batch
+from grader.batch.run import BatchOptions, run_batch
 from grader.cli import main
 
 from conftest import CORRECT_CELLS, REPO, embedded_pngs, notebook_json, parse_html

@@ -1,6 +1,6 @@
 """The trusted side bounds everything it reads, and batch inputs are bounded (issue 11).
 
-Two kinds of test. Unit tests drive ``wire.read_message`` and ``wire.npy_to_array`` with
+Two kinds of test. Unit tests drive ``protocol.read_message`` and ``protocol.npy_to_array`` with
 hand-made frames and a reader that records what it was asked for, so they can show that a
 declared size is refused *before* anything of that size is read or allocated. End-to-end
 tests grade a notebook that forges the sandbox's side of the protocol (its functions find
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-import grader.collect as collect_module
-from grader import wire
-from grader.execute import Chain
+import grader.batch.collect as collect_module
+from grader.sandbox import protocol
+from grader.sandbox.process import Chain
 
 from conftest import CORRECT_CELLS, REPO, notebook_json
 
@@ -59,34 +59,34 @@ class Recorder:
 def frame(header: dict[str, Any] | bytes, sizes_and_blobs: list[tuple[int, bytes]]) -> bytes:
     """A frame whose blobs may declare sizes other than their real length (a lying peer)."""
     head = header if isinstance(header, bytes) else json.dumps(header).encode()
-    parts = [wire._HEAD.pack(wire.MAGIC, len(head), len(sizes_and_blobs)), head]
+    parts = [protocol._HEAD.pack(protocol.MAGIC, len(head), len(sizes_and_blobs)), head]
     for size, blob in sizes_and_blobs:
-        parts += [wire._BLOB.pack(size), blob]
+        parts += [protocol._BLOB.pack(size), blob]
     return b"".join(parts)
 
 
 def test_an_oversized_header_is_refused_before_it_is_read():
-    data = wire._HEAD.pack(wire.MAGIC, 0xFFFFFFFF, 0) + b"{}"
+    data = protocol._HEAD.pack(protocol.MAGIC, 0xFFFFFFFF, 0) + b"{}"
     reader = Recorder(data)
-    with pytest.raises(wire.WireError, match=r"message header of 4096 MB, over the 1 MB limit"):
-        wire.read_message(reader)
-    assert reader.asked == [wire._HEAD.size]
+    with pytest.raises(protocol.WireError, match=r"message header of 4096 MB, over the 1 MB limit"):
+        protocol.read_message(reader)
+    assert reader.asked == [protocol._HEAD.size]
 
 
 def test_too_many_arrays_are_refused_before_any_is_read():
-    reader = Recorder(wire._HEAD.pack(wire.MAGIC, 2, 1_000_000) + b"{}")
-    with pytest.raises(wire.WireError, match="1000000 arrays, over the limit of 4096"):
-        wire.read_message(reader)
-    assert reader.asked == [wire._HEAD.size]
+    reader = Recorder(protocol._HEAD.pack(protocol.MAGIC, 2, 1_000_000) + b"{}")
+    with pytest.raises(protocol.WireError, match="1000000 arrays, over the limit of 4096"):
+        protocol.read_message(reader)
+    assert reader.asked == [protocol._HEAD.size]
 
 
 def test_a_message_over_its_byte_budget_is_refused_before_the_blob_that_passes_it_is_read():
-    limit = wire.FROM_SANDBOX.max_message_bytes
+    limit = protocol.FROM_SANDBOX.max_message_bytes
     first = limit - 1000
     data = frame({"op": "results"}, [(first, b"\0" * first), (2000, b"")])  # the second blob is never sent
     reader = Recorder(data)
-    with pytest.raises(wire.WireError, match=r"more than 20 MB of arrays, its limit"):
-        wire.read_message(reader)
+    with pytest.raises(protocol.WireError, match=r"more than 20 MB of arrays, its limit"):
+        protocol.read_message(reader)
     assert max(reader.asked) == first and 2000 not in reader.asked
 
 
@@ -102,48 +102,48 @@ def test_a_peer_that_lies_about_sizes_costs_at_most_the_budget():
             if self.prefix:
                 chunk, self.prefix = self.prefix[:n], self.prefix[n:]
                 return chunk if len(chunk) == n else chunk + b"\0" * (n - len(chunk))
-            return wire._BLOB.pack(256 << 20) if n == wire._BLOB.size else b"\0" * n
+            return protocol._BLOB.pack(256 << 20) if n == protocol._BLOB.size else b"\0" * n
 
     head = json.dumps({"op": "cell"}).encode()
-    reader = Endless(wire._HEAD.pack(wire.MAGIC, len(head), 100) + head)
-    with pytest.raises(wire.WireError):
-        wire.read_message(reader)
-    assert reader.served <= wire.FROM_SANDBOX.max_message_bytes + 64
+    reader = Endless(protocol._HEAD.pack(protocol.MAGIC, len(head), 100) + head)
+    with pytest.raises(protocol.WireError):
+        protocol.read_message(reader)
+    assert reader.served <= protocol.FROM_SANDBOX.max_message_bytes + 64
 
 
 def test_one_process_may_send_only_its_budget_over_many_messages():
-    budget = wire.ReadBudget()
+    budget = protocol.ReadBudget()
     blob = b"\0" * (10 << 20)
     message = frame({"op": "result"}, [(len(blob), blob)])
-    wire.read_message(Recorder(message), wire.FROM_SANDBOX, budget)
-    wire.read_message(Recorder(message), wire.FROM_SANDBOX, budget)
+    protocol.read_message(Recorder(message), protocol.FROM_SANDBOX, budget)
+    protocol.read_message(Recorder(message), protocol.FROM_SANDBOX, budget)
     reader = Recorder(message)
-    with pytest.raises(wire.WireError, match=r"the sandbox sent more than 24 MB in all \(an array of 10 MB"):
-        wire.read_message(reader, wire.FROM_SANDBOX, budget)
+    with pytest.raises(protocol.WireError, match=r"the sandbox sent more than 24 MB in all \(an array of 10 MB"):
+        protocol.read_message(reader, protocol.FROM_SANDBOX, budget)
     assert len(blob) not in reader.asked  # refused on its declared size, not after reading it
 
 
 def test_the_grader_may_send_what_the_sandbox_may_not():
     """Direction-specific limits: a 30 MB cell source is fine from the grader, refused from the sandbox."""
     source = b"#" * (30 << 20)
-    message = wire.pack({"op": "exec", "cells": [{"index": 0, "blob": 0}]}, [source])
-    header, blobs = wire.read_message(Recorder(message), wire.FROM_GRADER)
+    message = protocol.pack({"op": "exec", "cells": [{"index": 0, "blob": 0}]}, [source])
+    header, blobs = protocol.read_message(Recorder(message), protocol.FROM_GRADER)
     assert header["cells"] == [{"index": 0, "blob": 0}] and blobs[0] == source
-    with pytest.raises(wire.WireError, match="its limit"):
-        wire.read_message(Recorder(message))  # the default is the strict side: reading from the sandbox
-    assert wire.FROM_GRADER.max_header > wire.FROM_SANDBOX.max_header
-    assert wire.FROM_GRADER.max_message_bytes >= collect_module.MAX_NOTEBOOK_BYTES
+    with pytest.raises(protocol.WireError, match="its limit"):
+        protocol.read_message(Recorder(message))  # the default is the strict side: reading from the sandbox
+    assert protocol.FROM_GRADER.max_header > protocol.FROM_SANDBOX.max_header
+    assert protocol.FROM_GRADER.max_message_bytes >= collect_module.MAX_NOTEBOOK_BYTES
 
 
 def test_deeply_nested_json_is_a_wire_error_not_a_recursion_error():
     head = b"[" * 200_000 + b"]" * 200_000
-    with pytest.raises(wire.WireError, match="malformed JSON header"):
-        wire.read_message(Recorder(frame(head, [])))
+    with pytest.raises(protocol.WireError, match="malformed JSON header"):
+        protocol.read_message(Recorder(frame(head, [])))
 
 
 def test_reading_copies_each_byte_once():
     buffer = bytearray(b"abcdef")
-    assert wire.take_front(buffer, 4) == b"abcd" and buffer == bytearray(b"ef")
+    assert protocol.take_front(buffer, 4) == b"abcd" and buffer == bytearray(b"ef")
 
 
 # --- unit: arrays ------------------------------------------------------------------------------
@@ -157,16 +157,16 @@ def test_an_npy_header_over_numpys_limit_is_refused_before_it_is_parsed(monkeypa
     def parse(text):  # pragma: no cover - reaching it is the failure
         raise AssertionError("parsed an oversized header")
 
-    monkeypatch.setattr(wire, "_parse_npy_header", parse)
+    monkeypatch.setattr(protocol, "_parse_npy_header", parse)
     text = "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }"
     blob = npy_v2(text + " " * (8_000_000 - len(text) - 1) + "\n", np.zeros(1).tobytes())
     started = time.perf_counter()
-    with pytest.raises(wire.WireError, match="an array header of 8000000 bytes, over numpy's limit of 10000"):
-        wire.npy_to_array(blob)
+    with pytest.raises(protocol.WireError, match="an array header of 8000000 bytes, over numpy's limit of 10000"):
+        protocol.npy_to_array(blob)
     assert time.perf_counter() - started < 0.1
     # A length field that claims more than the blob holds is refused too, whatever its size.
-    with pytest.raises(wire.WireError, match="header longer than the data"):
-        wire.npy_to_array(npy_v2("x" * 5000)[:-100])
+    with pytest.raises(protocol.WireError, match="header longer than the data"):
+        protocol.npy_to_array(npy_v2("x" * 5000)[:-100])
 
 
 def test_numpys_own_header_limit_is_the_one_applied():
@@ -174,13 +174,13 @@ def test_numpys_own_header_limit_is_the_one_applied():
         from numpy.lib._format_impl import _MAX_HEADER_SIZE
     except ImportError:  # numpy 1.x
         from numpy.lib.format import _MAX_HEADER_SIZE
-    assert wire.NPY_MAX_HEADER == _MAX_HEADER_SIZE
+    assert protocol.NPY_MAX_HEADER == _MAX_HEADER_SIZE
     text = "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }"
-    at_limit = npy_v2(text + " " * (wire.NPY_MAX_HEADER - len(text) - 1) + "\n", np.arange(2.0).tobytes())
-    assert wire.npy_to_array(at_limit).tolist() == [0.0, 1.0]
-    over = npy_v2(text + " " * (wire.NPY_MAX_HEADER - len(text)) + "\n", np.arange(2.0).tobytes())
-    with pytest.raises(wire.WireError, match="over numpy's limit"):
-        wire.npy_to_array(over)
+    at_limit = npy_v2(text + " " * (protocol.NPY_MAX_HEADER - len(text) - 1) + "\n", np.arange(2.0).tobytes())
+    assert protocol.npy_to_array(at_limit).tolist() == [0.0, 1.0]
+    over = npy_v2(text + " " * (protocol.NPY_MAX_HEADER - len(text)) + "\n", np.arange(2.0).tobytes())
+    with pytest.raises(protocol.WireError, match="over numpy's limit"):
+        protocol.npy_to_array(over)
 
 
 @pytest.mark.parametrize("shape, message", [
@@ -190,53 +190,53 @@ def test_numpys_own_header_limit_is_the_one_applied():
 ])
 def test_shapes_are_checked_against_the_data_before_any_array_is_built(shape, message):
     text = "{'descr': '<f8', 'fortran_order': False, 'shape': %r, }" % (shape,)
-    with pytest.raises(wire.WireError, match=message):
-        wire.npy_to_array(npy_v2(text + "\n", np.zeros(1).tobytes()))
+    with pytest.raises(protocol.WireError, match=message):
+        protocol.npy_to_array(npy_v2(text + "\n", np.zeros(1).tobytes()))
 
 
 def test_an_array_named_many_times_in_one_message_is_decoded_once_at_most():
     """64 x 64 references to one 480 kB array would be 2 GB of copies; it is refused instead."""
-    blob = wire.array_to_npy(np.zeros(60_000))
+    blob = protocol.array_to_npy(np.zeros(60_000))
     inner = {"t": "seq", "kind": "list", "items": [{"t": "array", "i": 0}] * 64}
     desc = {"t": "seq", "kind": "list", "items": [inner] * 64}
-    header, blobs = wire.read_message(Recorder(wire.pack({"value": desc}, [blob])))
-    with pytest.raises(wire.WireError, match="the same array is used twice in one message"):
-        wire.decode_value(header["value"], blobs)
+    header, blobs = protocol.read_message(Recorder(protocol.pack({"value": desc}, [blob])))
+    with pytest.raises(protocol.WireError, match="the same array is used twice in one message"):
+        protocol.decode_value(header["value"], blobs)
     # Honest messages name each array once, in any number of values.
-    two = [wire.array_to_npy(np.ones(2)), wire.array_to_npy(np.zeros(3))]
-    header, blobs = wire.read_message(Recorder(wire.pack({"a": {"t": "array", "i": 0}, "b": {"t": "array", "i": 1}}, two)))
-    assert wire.decode_value(header["a"], blobs).tolist() == [1.0, 1.0]
-    assert wire.decode_value(header["b"], blobs).tolist() == [0.0, 0.0, 0.0]
+    two = [protocol.array_to_npy(np.ones(2)), protocol.array_to_npy(np.zeros(3))]
+    header, blobs = protocol.read_message(Recorder(protocol.pack({"a": {"t": "array", "i": 0}, "b": {"t": "array", "i": 1}}, two)))
+    assert protocol.decode_value(header["a"], blobs).tolist() == [1.0, 1.0]
+    assert protocol.decode_value(header["b"], blobs).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_a_value_holds_a_bounded_count_of_numbers_both_ways():
     """What the grader keeps and writes into a report is bounded by numbers, not only bytes: a 16 MB
     array of booleans is 16 million of them. The sandbox's encoder says so instead of sending it."""
-    limit = wire.MAX_VALUE_ELEMENTS
+    limit = protocol.MAX_VALUE_ELEMENTS
     for value in (np.zeros(limit + 1, dtype=bool), [np.zeros(limit // 2 + 1), np.zeros(limit // 2 + 1)]):
         blobs: list[bytes] = []
-        desc = wire.encode_value(value, blobs)
-        header, received = wire.read_message(Recorder(wire.pack({"v": desc}, blobs)))
-        got = wire.decode_value(header["v"], received)
-        refused = got if isinstance(got, wire.Unsupported) else got[1]
-        assert isinstance(refused, wire.Unsupported) and "(the grader reads at most 65536)" in repr(refused)
-    blobs = [wire.array_to_npy(np.zeros(limit)), wire.array_to_npy(np.zeros(1, dtype=bool))]
-    header, received = wire.read_message(Recorder(wire.pack({"v": {"t": "array", "i": 0}}, blobs)))
-    assert wire.decode_value(header["v"], received).size == limit  # exactly the limit is fine
+        desc = protocol.encode_value(value, blobs)
+        header, received = protocol.read_message(Recorder(protocol.pack({"v": desc}, blobs)))
+        got = protocol.decode_value(header["v"], received)
+        refused = got if isinstance(got, protocol.Unsupported) else got[1]
+        assert isinstance(refused, protocol.Unsupported) and "(the grader reads at most 65536)" in repr(refused)
+    blobs = [protocol.array_to_npy(np.zeros(limit)), protocol.array_to_npy(np.zeros(1, dtype=bool))]
+    header, received = protocol.read_message(Recorder(protocol.pack({"v": {"t": "array", "i": 0}}, blobs)))
+    assert protocol.decode_value(header["v"], received).size == limit  # exactly the limit is fine
     forged = {"t": "seq", "kind": "tuple", "items": [{"t": "array", "i": 0}, {"t": "array", "i": 1}]}
-    header, received = wire.read_message(Recorder(wire.pack({"v": forged}, blobs)))
-    with pytest.raises(wire.WireError, match="a value of more than 65536 numbers, the limit"):
-        wire.decode_value(header["v"], received)
-    big = wire.array_to_npy(np.zeros(1 << 20, dtype=np.int8))
-    with pytest.raises(wire.WireError, match="more than 65536 numbers"):
-        wire.npy_to_array(big, limit)
+    header, received = protocol.read_message(Recorder(protocol.pack({"v": forged}, blobs)))
+    with pytest.raises(protocol.WireError, match="a value of more than 65536 numbers, the limit"):
+        protocol.decode_value(header["v"], received)
+    big = protocol.array_to_npy(np.zeros(1 << 20, dtype=np.int8))
+    with pytest.raises(protocol.WireError, match="more than 65536 numbers"):
+        protocol.npy_to_array(big, limit)
 
 
 def test_a_training_chain_of_zero_dimensional_arrays_is_a_wire_error():
     blobs: list[bytes] = []
-    header = {k: wire.encode_value(np.array(1.0), blobs) for k in ("w1s", "w2s")}
-    header["y_hats"] = wire.encode_value(np.zeros(1), blobs)
-    with pytest.raises(wire.WireError, match="malformed training chain"):
+    header = {k: protocol.encode_value(np.array(1.0), blobs) for k in ("w1s", "w2s")}
+    header["y_hats"] = protocol.encode_value(np.zeros(1), blobs)
+    with pytest.raises(protocol.WireError, match="malformed training chain"):
         Chain.from_reply(header, blobs)
 
 
@@ -341,20 +341,20 @@ CHILD = PEAK_RSS + r'''
 import json, sys
 from pathlib import Path
 from grader.grade import Options, grade_notebook
-from grader.limits import Limits
+from grader.sandbox.limits import Limits
 from grader.rubric import load_rubric
 
 mode, notebook, out, limits, fork = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4]), sys.argv[5] == "1"
 options = Options(limits=Limits(**limits))
 server = None
 if fork:
-    from grader.forkserver import ForkServer
+    from grader.sandbox.forkserver import ForkServer
     server = ForkServer()
     import dataclasses
     options = dataclasses.replace(options, server=server)
 result = {}
 if mode == "grade":
-    from grader.batch import feedback_files
+    from grader.batch.run import feedback_files
     from grader.render import json_report
     report = grade_notebook(notebook, load_rubric(None), options)
     document = json_report.to_dict(report)
@@ -367,7 +367,7 @@ if mode == "grade":
               "cells": [[c.status, c.error] for c in report.cells]}
 else:
     import numpy as np
-    from grader.execute import CallRequest, SubprocessSandbox
+    from grader.sandbox.process import CallRequest, SubprocessSandbox
     from grader.load import load_notebook
     cells = load_notebook(notebook).code_cells
     with SubprocessSandbox(Limits(**limits)) as sandbox:
@@ -448,7 +448,7 @@ def test_many_messages_stop_at_what_one_process_may_send(tmp_path, baseline):
     assert "the sandbox sent more than 24 MB in all" in calls[first][1]
     assert all(status == "crashed" for status, _, _ in calls[first:])  # a broken function is not called again
     kept = sum(size or 0 for _, _, size in calls)
-    assert kept <= 5 * wire.FROM_SANDBOX_PER_PROCESS  # at most what the processes of one sandbox may send
+    assert kept <= 5 * protocol.FROM_SANDBOX_PER_PROCESS  # at most what the processes of one sandbox may send
     assert result["rss_mb"] < RSS_BOUND_MB
     graded = run_child(tmp_path / "graded", CORRECT_CELLS + [PROCESS_BUDGET])
     assert not graded["checks"]["forward.values"]
@@ -495,7 +495,7 @@ def test_cell_sources_reach_the_sandbox_exactly(tmp_path):
     """Sources travel as UTF-8 blobs: non-ASCII text arrives as written, and a lone surrogate (which a
     notebook's JSON can hold) costs its own cell only, never the message that carries every cell."""
     from grader.grade import Options, grade_notebook
-    from grader.limits import Limits
+    from grader.sandbox.limits import Limits
     from grader.rubric import load_rubric
 
     path = tmp_path / "nb.ipynb"
@@ -538,7 +538,7 @@ def zip_bomb(folder: Path, name: str, notebooks: int, size: int) -> Path:
 
 COLLECT_CHILD = PEAK_RSS + r'''
 import json, sys
-import grader.collect as collect
+import grader.batch.collect as collect
 budgets = json.loads(sys.argv[1])
 for name, value in budgets.items():
     setattr(collect, name, value)
@@ -686,7 +686,7 @@ def test_a_collection_holds_references_and_reads_each_notebook_when_asked(tmp_pa
 
 
 def test_a_batch_with_bombs_and_crowded_submissions_writes_one_clear_row_each(tmp_path, monkeypatch):
-    from grader.batch import BatchOptions, run_batch
+    from grader.batch.run import BatchOptions, run_batch
 
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -716,7 +716,7 @@ def test_a_batch_with_bombs_and_crowded_submissions_writes_one_clear_row_each(tm
 
 def test_a_notebook_changed_after_it_was_collected_is_an_error_row(tmp_path, monkeypatch):
     """The pool process reads the notebook when its turn comes, and checks it is the one collected."""
-    from grader import batch
+    from grader.batch import run as batch
     from grader.rubric import load_rubric
 
     path = tmp_path / "s.ipynb"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-import grader.collect as collect_module
-from grader.collect import (
+import grader.batch.collect as collect_module
+from grader.batch.collect import (
     Collection,
     CollectError,
     NotebookRef,

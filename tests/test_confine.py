@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import confine
+from grader.sandbox import confine
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def _in_locked_child(code: str) -> dict:
     """Run ``code`` (which sets ``result``) in a forked child after ``jail.lock_down``; return ``result``."""
     import json
 
-    from grader import jail
+    from grader.sandbox import jail
 
     program, why = confine._seccomp_program()
     if not program:

@@ -5,8 +5,8 @@ import uuid
 import numpy as np
 import pytest
 
-from grader.execute import CallRequest, SubprocessSandbox
-from grader.limits import Limits
+from grader.sandbox.process import CallRequest, SubprocessSandbox
+from grader.sandbox.limits import Limits
 from grader.load import Cell
 
 FAST = Limits(cell_timeout_s=1.5, call_timeout_s=1.5, total_timeout_s=60)
@@ -165,7 +165,7 @@ def test_output_is_bounded_and_never_parsed():
 
 def test_a_fork_of_the_warmed_up_server_starts_as_clean_as_a_fresh_process():
     """The fork server runs its own warm-up cells before forking; no trace of them may reach a submission."""
-    from grader.forkserver import ForkServer
+    from grader.sandbox.forkserver import ForkServer
 
     probe = _cells(
         "ip = get_ipython()\n"
@@ -198,7 +198,7 @@ def test_a_fork_of_the_warmed_up_server_starts_as_clean_as_a_fresh_process():
 
 
 def test_the_fork_server_and_its_sandboxes_are_named_for_ps():
-    from grader.forkserver import ForkServer
+    from grader.sandbox.forkserver import ForkServer
 
     def names() -> list[str]:
         found = []

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from grader.grade import Options, grade_notebook
-from grader.limits import Limits
+from grader.sandbox.limits import Limits
 from grader.rubric import load_rubric
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -68,7 +68,7 @@ def test_fixture_set_figures(reports, capsys):
 def kernel_reports():
     """Every fixture through the kernel backend (nbclient + ipykernel), the next kernel starting
     while the current notebook is graded, as batch grading does."""
-    from grader.kernel import KernelSandbox
+    from grader.sandbox.kernel import KernelSandbox
 
     rubric = load_rubric("simple_nn")
     names = sorted(MANIFEST)

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from grader import jail
-from grader.confine import confinement
-from grader.forkserver import ForkServer
+from grader.sandbox import jail
+from grader.sandbox.confine import confinement
+from grader.sandbox.forkserver import ForkServer
 from grader.grade import Options, grade_notebook
-from grader.limits import Limits
+from grader.sandbox.limits import Limits
 from grader.rubric import load_rubric
 
 from conftest import CORRECT_CELLS, notebook_json
@@ -387,7 +387,7 @@ def test_network_is_denied_or_the_report_says_it_was_not(tmp_path, grade):
 def test_without_namespaces_the_operator_is_told_what_is_not_enforced(tmp_path, monkeypatch, use_server):
     """Without namespaces the sandbox still never runs as root: a root grader drops to the sandbox uid,
     or, where that uid cannot reach the interpreter, refuses to run student code in one sentence."""
-    from grader import confine
+    from grader.sandbox import confine
     from grader.errors import SandboxError
     monkeypatch.setenv(confine.NO_NAMESPACES_ENV, "1")
     confine.confinement.cache_clear()
@@ -630,10 +630,10 @@ def _unconfinable(monkeypatch, module):
 
 def test_a_fork_server_that_cannot_be_confined_says_why(monkeypatch):
     """The real cause (read from the server's stderr before it is closed), not a guess about numpy."""
-    from grader import forkserver
+    from grader.sandbox import forkserver
     from grader.errors import SandboxError
 
-    from grader import environment
+    from grader.sandbox import environment
 
     _unconfinable(monkeypatch, forkserver)
     environment.forget()
@@ -643,9 +643,9 @@ def test_a_fork_server_that_cannot_be_confined_says_why(monkeypatch):
 
 
 def test_a_sandbox_that_cannot_be_confined_tells_the_student_that_and_the_operator_why(tmp_path, monkeypatch):
-    from grader import execute
+    from grader.sandbox import process as execute
 
-    from grader import environment
+    from grader.sandbox import environment
 
     _unconfinable(monkeypatch, execute)
     environment.forget()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import CORRECT_CELLS, notebook_json
-from grader.forkserver import ForkServer
+from grader.sandbox.forkserver import ForkServer
 from grader.grade import Options, grade_notebook
 from grader.rubric import load_rubric
 

@@ -22,10 +22,13 @@ from pathlib import Path
 import pytest
 
 from conftest import CORRECT_CELLS, SEED, notebook_json, parse_html
-from grader import cache, confine, environment, execute
+from grader import cache
+from grader.sandbox import confine
+from grader.sandbox import environment
+from grader.sandbox import process as execute
 from grader.cli import main
 from grader.model import Report
-from grader.summary import GradebookRow, render_summary_html, summarize
+from grader.batch.summary import GradebookRow, render_summary_html, summarize
 from unprivileged import Account, account, private_install, root_account, unprivileged_account  # noqa: F401 (fixtures)
 
 #: A notice no renderer could produce by accident; its token is what the tests look for.

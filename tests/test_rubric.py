@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from grader.errors import RubricError
-from grader.limits import Limits
+from grader.sandbox.limits import Limits
 from grader.rubric import (
     KNOWN_ACTIVATIONS,
     KNOWN_CHECKS,

@@ -673,7 +673,7 @@ def test_root_that_cannot_drop_refuses(root_account: Account) -> None:
     """Root that cannot map the sandbox to an unprivileged uid refuses to run student code: one sentence, exit 2.
 
     Simulated with ``GRADER_SANDBOX_UID=0`` (a configured sandbox uid that is root itself)."""
-    sources = " ".join(p.read_text() for p in root_account.install.package_dir.glob("*.py"))
+    sources = " ".join(p.read_text() for p in root_account.install.package_dir.rglob("*.py"))
     if "GRADER_SANDBOX_UID" not in sources:
         pytest.skip("no hook to make dropping privileges fail (GRADER_SANDBOX_UID) in this grader yet")
     result, report, owner = _run_whoami(root_account, {"GRADER_SANDBOX_UID": "0"})

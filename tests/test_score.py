@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from grader.limits import Limits
+from grader.sandbox.limits import Limits
 from grader.model import CheckResult
 from grader.rubric import CheckWeight, Rubric, load_rubric
 from grader.score import apply_rubric

@@ -34,7 +34,7 @@ def test_self_check_grades_the_kernels_functions_without_importing_the_reference
     (html,) = [o.data["text/html"] for o in _outputs(shown, "display_data")]
     assert "d_activation_on_w2_partials" in html and "<img" in html  # the hint and the loss curve
     assert "backward.gradient" in html
-    assert modules.outputs[0].text.strip() == "['grader', 'grader.selfcheck']"
+    assert modules.outputs[0].text.strip() == "['grader', 'grader.integrations', 'grader.integrations.selfcheck']"
     report = json.loads("".join(o.text for o in _outputs(data, "stream")))
     assert report["score"] == 50 and [d["id"] for d in report["diagnoses"]] == ["d_activation_on_w2_partials"]
 
@@ -53,7 +53,7 @@ def test_self_check_sees_the_current_definitions_not_the_saved_notebook():
 
 def test_outside_jupyter_it_says_what_to_do_instead():
     import grader
-    from grader.selfcheck import SelfCheckError
+    from grader.integrations.selfcheck import SelfCheckError
 
     with pytest.raises(SelfCheckError, match="grader check NOTEBOOK"):
         grader.check()

@@ -24,8 +24,11 @@ from pathlib import Path
 import pytest
 
 from conftest import CORRECT_CELLS, SEED, notebook_json
-from grader import batch, cache, confine, environment
-from grader.batch import BatchOptions, run_batch
+from grader.batch import run as batch
+from grader import cache
+from grader.sandbox import confine
+from grader.sandbox import environment
+from grader.batch.run import BatchOptions, run_batch
 from grader.cli import main
 from grader.errors import SettingError
 from unprivileged import Account, account, private_install, root_account, unprivileged_account  # noqa: F401 (fixtures)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from grader.model import CheckResult, Diagnosis, Report
-from grader.summary import (
+from grader.batch.summary import (
     GRADEBOOK_COLUMNS_FIXED,
     GradebookRow,
     feedback_name,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from grader.errors import RubricError
-from grader.forkserver import ForkServer
+from grader.sandbox.forkserver import ForkServer
 from grader.grade import Options, grade_notebook
-from grader.limits import Limits
+from grader.sandbox.limits import Limits
 from grader.load import load_notebook
 from grader.render import json_report
 from grader.rubric import load_rubric, parse_rubric

@@ -16,11 +16,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from grader import checks, diagnose, integrity, probe
+from grader import checks
+from grader import diagnose
+from grader import integrity
+from grader import probe
 from grader.calibrate import grade_functions, reference_functions
 from grader.checks import Context, Evidence
 from grader.compare import ATOL_SCALE, RTOL, arrays_close, trusted_call
-from grader.reference import memo, mutants, simple_nn as ref
+from grader import memo
+from grader.reference import mutants, simple_nn as ref
 from grader.rubric import load_rubric
 
 RUBRIC = load_rubric("simple_nn")
@@ -239,7 +243,7 @@ def test_family_values_recognise_exactly_as_np_allclose_did():
 
 def test_student_loss_and_unchanged_agree_with_the_general_path():
     from grader.compare import as_array, values_close
-    from grader.execute import CallOutcome
+    from grader.sandbox.process import CallOutcome
 
     def general_loss(outcome, y):
         v = as_array(outcome.value) if outcome.ok else None

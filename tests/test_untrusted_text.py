@@ -32,7 +32,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from grader.model import CellRun, CheckResult, Diagnosis, FunctionInfo, Report, Training
 from grader.render import RENDERERS, classroom, html, junit, markdown, render, text
-from grader.summary import GradebookRow, render_summary_html, summarize, write_gradebook
+from grader.batch.summary import GradebookRow, render_summary_html, summarize, write_gradebook
 from grader.untrusted_text import BIDI_CONTROLS, safe_data, safe_lines, safe_report, safe_text
 
 from conftest import CORRECT_CELLS, parse_html

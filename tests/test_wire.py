@@ -5,14 +5,14 @@ import pickle
 import numpy as np
 import pytest
 
-from grader import wire
+from grader.sandbox import protocol
 
 
 def _round_trip(value):
     blobs: list[bytes] = []
-    desc = wire.encode_value(value, blobs)
-    header, got_blobs = wire.read_message(_reader(wire.pack({"v": desc}, blobs)))
-    return wire.decode_value(header["v"], got_blobs)
+    desc = protocol.encode_value(value, blobs)
+    header, got_blobs = protocol.read_message(_reader(protocol.pack({"v": desc}, blobs)))
+    return protocol.decode_value(header["v"], got_blobs)
 
 
 def _reader(data: bytes):
@@ -39,56 +39,56 @@ def test_arrays_scalars_tuples_and_lists_round_trip():
 
 
 def test_non_numeric_values_become_unsupported_not_objects():
-    assert isinstance(_round_trip("PASSED"), wire.Unsupported)
-    assert isinstance(_round_trip({"score": 100}), wire.Unsupported)
-    assert isinstance(_round_trip(np.array([object()], dtype=object)), wire.Unsupported)
+    assert isinstance(_round_trip("PASSED"), protocol.Unsupported)
+    assert isinstance(_round_trip({"score": 100}), protocol.Unsupported)
+    assert isinstance(_round_trip(np.array([object()], dtype=object)), protocol.Unsupported)
 
 
 def test_object_and_pickled_payloads_are_refused():
     buffer = io.BytesIO()
     np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(wire.WireError):
-        wire.npy_to_array(buffer.getvalue())
-    with pytest.raises(wire.WireError):
-        wire.npy_to_array(pickle.dumps(np.zeros(3)))
+    with pytest.raises(protocol.WireError):
+        protocol.npy_to_array(buffer.getvalue())
+    with pytest.raises(protocol.WireError):
+        protocol.npy_to_array(pickle.dumps(np.zeros(3)))
     buffer = io.BytesIO()
     np.save(buffer, np.array(["a", "b"]))
-    with pytest.raises(wire.WireError, match="non-numeric"):
-        wire.npy_to_array(buffer.getvalue())
+    with pytest.raises(protocol.WireError, match="non-numeric"):
+        protocol.npy_to_array(buffer.getvalue())
 
 
 @pytest.mark.parametrize("desc", [
     {"t": "array", "i": 5}, {"t": "array", "i": "0"}, {"t": "pickle"}, {"t": "seq", "items": "x"}, ["not", "a", "dict"],
 ])
 def test_malformed_value_descriptions_are_rejected(desc):
-    with pytest.raises(wire.WireError):
-        wire.decode_value(desc, [])
+    with pytest.raises(protocol.WireError):
+        protocol.decode_value(desc, [])
 
 
 def test_malformed_frames_are_rejected():
-    with pytest.raises(wire.WireError):
-        wire.read_message(_reader(b"EVIL" + b"\0" * 8))
-    good = wire.pack({"op": "x"}, [])
+    with pytest.raises(protocol.WireError):
+        protocol.read_message(_reader(b"EVIL" + b"\0" * 8))
+    good = protocol.pack({"op": "x"}, [])
     with pytest.raises(EOFError):
-        wire.read_message(_reader(good[:-2]))
-    with pytest.raises(wire.WireError):
-        wire.read_message(_reader(wire._HEAD.pack(wire.MAGIC, 4, 0) + b"[1,]"))
+        protocol.read_message(_reader(good[:-2]))
+    with pytest.raises(protocol.WireError):
+        protocol.read_message(_reader(protocol._HEAD.pack(protocol.MAGIC, 4, 0) + b"[1,]"))
 
 
 @pytest.mark.parametrize("array", [np.arange(6.0).reshape(2, 3), np.asfortranarray(np.arange(6.0).reshape(2, 3)),
                                    np.array(2.5), np.zeros((0, 3)), np.array([True, False]), np.arange(4, dtype=">i4")])
 def test_codec_is_the_npy_format_both_ways(array):
-    ours = wire.array_to_npy(array)
+    ours = protocol.array_to_npy(array)
     assert np.array_equal(np.load(io.BytesIO(ours), allow_pickle=False), array)
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
-    theirs = wire.npy_to_array(buffer.getvalue())
+    theirs = protocol.npy_to_array(buffer.getvalue())
     assert theirs.shape == array.shape and np.array_equal(theirs, array)
 
 
 def test_truncated_or_padded_array_data_is_refused():
-    blob = wire.array_to_npy(np.arange(4.0))
-    with pytest.raises(wire.WireError, match="wrong length"):
-        wire.npy_to_array(blob[:-1])
-    with pytest.raises(wire.WireError, match="wrong length"):
-        wire.npy_to_array(blob + b"\0")
+    blob = protocol.array_to_npy(np.arange(4.0))
+    with pytest.raises(protocol.WireError, match="wrong length"):
+        protocol.npy_to_array(blob[:-1])
+    with pytest.raises(protocol.WireError, match="wrong length"):
+        protocol.npy_to_array(blob + b"\0")

@@ -7,7 +7,7 @@ grading, turned around:
 * the **kernel** (the student's own process) plays the sandbox: it loads the
   sandbox worker program into a private namespace and answers call requests
   about its own ``activation``, ``d_activation``, ``forward`` and ``backward``;
-* a **trusted child process** (``python -m grader.selfcheck``) holds the
+* a **trusted child process** (``python -m grader.integrations.selfcheck``) holds the
   reference, runs every check, diagnosis and score exactly as ``grader check``
   does, and sends back only the rendered report.
 
@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent / "sandbox"
 GRADED = ("activation", "d_activation", "forward", "backward")
 NOT_IN_JUPYTER = ("grader.check() runs inside a Jupyter notebook, where it grades the functions you have defined; "
                   "in a terminal, run `grader check NOTEBOOK` instead.")
@@ -39,11 +39,11 @@ class SelfCheckError(RuntimeError):
 
 
 def _worker_source(channel: tuple[int, int]) -> str:
-    # execute.worker_body() builds the same text, but importing grader.execute here would load
+    # execute.worker_body() builds the same text, but importing grader.sandbox.process here would load
     # half the grader into the student's kernel; this module must stay standard-library only.
-    wire_source = (_PACKAGE_DIR / "wire.py").read_text().replace("from __future__ import annotations\n", "", 1)
+    wire_source = (_PACKAGE_DIR / "protocol.py").read_text().replace("from __future__ import annotations\n", "", 1)
     return (f"_CHANNEL_ARGS = ['selfcheck', '{channel[0]}', '{channel[1]}']\n_JAIL_SOURCE = ''\n"
-            + wire_source + "\n" + (_PACKAGE_DIR / "sandbox_worker.py").read_text())
+            + wire_source + "\n" + (_PACKAGE_DIR / "worker.py").read_text())
 
 
 def check(function: str | None = None, *, rubric: str | None = None, seed: int = 0, display: bool = True) -> Any:
@@ -66,7 +66,7 @@ def check(function: str | None = None, *, rubric: str | None = None, seed: int =
 
     to_kernel_r, to_kernel_w = os.pipe()
     from_kernel_r, from_kernel_w = os.pipe()
-    command = [sys.executable, "-m", "grader.selfcheck", str(from_kernel_r), str(to_kernel_w),
+    command = [sys.executable, "-m", "grader.integrations.selfcheck", str(from_kernel_r), str(to_kernel_w),
                json.dumps({"rubric": rubric, "seed": seed, "function": function})]
     trusted = subprocess.Popen(command, pass_fds=(from_kernel_r, to_kernel_w), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
@@ -96,11 +96,11 @@ def check(function: str | None = None, *, rubric: str | None = None, seed: int =
     return None
 
 
-# --- the trusted side (``python -m grader.selfcheck``) -----------------------------------
+# --- the trusted side (``python -m grader.integrations.selfcheck``) -----------------------------------
 
 
 def _serve(channel_in: int, channel_out: int, settings: dict[str, Any]) -> dict[str, Any]:
-    from grader.execute import AttachedSandbox
+    from grader.sandbox.process import AttachedSandbox
     from grader.grade import Options, grade_attached
     from grader.render import html, json_report
     from grader.rubric import load_rubric

@@ -1,7 +1,7 @@
 """The execute stage: run a notebook's code in a separate, limited process and call its functions.
 
 The sandbox process is a fresh ``python -I`` running ``sandbox_worker.py`` (with
-``wire.py`` prepended as source, so the grader package is never imported
+``protocol.py`` prepended as source, so the grader package is never imported
 there). The grader talks to it over a dedicated pipe pair; the student's own
 stdout and stderr go to a third pipe that is drained into a bounded excerpt and
 never parsed. When the sandbox dies or hangs, it is killed (its whole process
@@ -25,21 +25,22 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Sequence
 
-from grader import environment, wire
-from grader.confine import MPLCONFIG_SUBDIR, Confinement, confinement, interpreter, prepare_child
+from grader.sandbox import environment
+from grader.sandbox import protocol
+from grader.sandbox.confine import MPLCONFIG_SUBDIR, Confinement, confinement, interpreter, prepare_child
 from grader.errors import SandboxError
-from grader.limits import Limits
+from grader.sandbox.limits import Limits
 from grader.model import GRADED_FUNCTIONS, CellRun, FunctionInfo
 from grader.untrusted_text import safe_lines, safe_text
 
 if TYPE_CHECKING:
-    from grader.forkserver import ForkServer
+    from grader.sandbox.forkserver import ForkServer
     from grader.load import Cell
 
 #: Why the sandbox stopped answering: it ran past a limit, it died, or it sent something malformed.
 StopKind = Literal["timeout", "died", "protocol"]
 #: What reading from the sandbox raises in each of those cases.
-CHANNEL_FAILURES = (TimeoutError, EOFError, wire.WireError)
+CHANNEL_FAILURES = (TimeoutError, EOFError, protocol.WireError)
 
 
 def stop_kind(error: BaseException) -> StopKind:
@@ -98,24 +99,24 @@ class Chain:
 
     @classmethod
     def from_reply(cls, header: dict[str, Any], blobs: list[bytes]) -> "Chain | None":
-        y_hats, w1s, w2s = (wire.decode_value(header.get(k), blobs) for k in ("y_hats", "w1s", "w2s"))
+        y_hats, w1s, w2s = (protocol.decode_value(header.get(k), blobs) for k in ("y_hats", "w1s", "w2s"))
         import numpy as np
 
         if not all(isinstance(v, np.ndarray) for v in (y_hats, w1s, w2s)):
-            raise wire.WireError("malformed training chain")
+            raise protocol.WireError("malformed training chain")
         if w1s.ndim < 1 or w2s.ndim < 1:  # len() of a 0-d array raises TypeError, which no caller expects
-            raise wire.WireError("malformed training chain")
+            raise protocol.WireError("malformed training chain")
         if y_hats.ndim != 1 or len(w1s) != len(w2s) or len(w1s) not in (len(y_hats), len(y_hats) + 1):
-            raise wire.WireError("inconsistent training chain")
+            raise protocol.WireError("inconsistent training chain")
         stop = header.get("stop")
         if stop is None:
             return cls(y_hats, w1s, w2s)
         if not isinstance(stop, dict) or not isinstance(stop.get("step"), int):
-            raise wire.WireError("malformed training stop")
+            raise protocol.WireError("malformed training stop")
         if stop.get("function") == "budget":
             return None
         if stop.get("function") not in ("forward", "backward") or not isinstance(stop.get("reply"), dict):
-            raise wire.WireError("malformed training stop")
+            raise protocol.WireError("malformed training stop")
         outcome = SubprocessSandbox._parse_outcome({"op": "result", **stop["reply"]}, blobs)
         return cls(y_hats, w1s, w2s, stop["step"], stop["function"], outcome)
 
@@ -153,9 +154,9 @@ _BOOTSTRAP = ("from __future__ import annotations\nimport sys\nsys.path.append(s
 
 @lru_cache(maxsize=1)
 def worker_body() -> str:
-    """``wire.py`` and the worker, as source; what runs it prepends ``_CHANNEL_ARGS`` and ``_JAIL_SOURCE``."""
-    wire_source = (_PACKAGE_DIR / "wire.py").read_text().replace("from __future__ import annotations\n", "", 1)
-    return wire_source + "\n" + (_PACKAGE_DIR / "sandbox_worker.py").read_text()
+    """``protocol.py`` and the worker, as source; what runs it prepends ``_CHANNEL_ARGS`` and ``_JAIL_SOURCE``."""
+    wire_source = (_PACKAGE_DIR / "protocol.py").read_text().replace("from __future__ import annotations\n", "", 1)
+    return wire_source + "\n" + (_PACKAGE_DIR / "worker.py").read_text()
 
 
 @lru_cache(maxsize=1)
@@ -341,7 +342,7 @@ class _Process:
 
     def send(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> None:
         try:
-            wire.write_message(self.send_fd, header, blobs)
+            protocol.write_message(self.send_fd, header, blobs)
         except OSError:
             raise EOFError("sandbox closed its channel") from None
 
@@ -352,15 +353,15 @@ class _Process:
         a batch of calls arrive back to back, and one read per burst instead of five per reply
         (frame, header, and a length and a body per array) halves the grader's cost per call.
 
-        The sandbox is untrusted: every size it declares is checked against ``wire.FROM_SANDBOX``
-        and this process's ``wire.ReadBudget`` before it is read, and bytes are read only as they
+        The sandbox is untrusted: every size it declares is checked against ``protocol.FROM_SANDBOX``
+        and this process's ``protocol.ReadBudget`` before it is read, and bytes are read only as they
         arrive, so whatever it sends costs the grader at most those limits. Why a message was
         refused is kept in ``wire_error`` for the report.
         """
         buffer = self._buffer
         budget = getattr(self, "read_budget", None)
         if budget is None:  # one budget for everything this process sends, from its first message
-            budget = self.read_budget = wire.ReadBudget()
+            budget = self.read_budget = protocol.ReadBudget()
 
         def read_exact(n: int) -> bytes:
             while len(buffer) < n:
@@ -370,15 +371,15 @@ class _Process:
                 ready, _, _ = select.select([self.recv_fd], [], [], wait)
                 if not ready:
                     raise TimeoutError
-                chunk = os.read(self.recv_fd, wire.PIPE_READ)
+                chunk = os.read(self.recv_fd, protocol.PIPE_READ)
                 if not chunk:
                     raise EOFError("sandbox closed its channel")
                 buffer.extend(chunk)
-            return wire.take_front(buffer, n)
+            return protocol.take_front(buffer, n)
 
         try:
-            header, blobs = wire.read_message(read_exact, wire.FROM_SANDBOX, budget)
-        except wire.WireError as exc:
+            header, blobs = protocol.read_message(read_exact, protocol.FROM_SANDBOX, budget)
+        except protocol.WireError as exc:
             self.wire_error = str(exc)
             raise
         blobs.on_refused = lambda reason: setattr(self, "wire_error", reason)  # an array refused when decoded
@@ -483,7 +484,7 @@ class SubprocessSandbox:
             return
         try:
             header, _ = self._process.receive(time.monotonic() + 60)
-        except (EOFError, TimeoutError, wire.WireError):
+        except (EOFError, TimeoutError, protocol.WireError):
             self._process.kill(died=True)
             reason = self._process.drain.excerpt().strip().splitlines()[-1:] or ["no output"]
             raise SandboxError.from_start_failure(reason[0]) from None
@@ -536,7 +537,7 @@ class SubprocessSandbox:
         assert self._process is not None
         header, blobs = self._process.receive(deadline)
         if header.get("token") != token:
-            raise wire.WireError("a reply without the request's token")
+            raise protocol.WireError("a reply without the request's token")
         if "seen" in header and header.get("op") != "exec_done":
             self._take_seen(header.get("seen"))
         return header, blobs
@@ -597,7 +598,7 @@ class SubprocessSandbox:
         position = 0
         try:
             # Sources travel as blobs, not in the JSON header: a cell of any size a notebook can have
-            # fits the sandbox's limits (wire.FROM_GRADER), and it is not escaped and parsed as JSON.
+            # fits the sandbox's limits (protocol.FROM_GRADER), and it is not escaped and parsed as JSON.
             # "surrogatepass": a lone surrogate in a source reaches the cell as it was in the notebook.
             sources = [c.source.encode("utf-8", "surrogatepass") for c in cells]
             token = self._request({"op": "exec", "cell_timeout": limit, "output_limit": self.limits.output_kb * 1024,
@@ -606,7 +607,7 @@ class SubprocessSandbox:
                 deadline = min(time.monotonic() + limit + WATCHDOG_GRACE_S, self._total_deadline())
                 header, _ = self._reply(token, deadline)
                 if header.get("op") != "cell" or header.get("index") != cell.index:
-                    raise wire.WireError("out-of-order cell report")
+                    raise protocol.WireError("out-of-order cell report")
                 status = header.get("status")
                 error = header.get("error")
                 runs[cell.index] = CellRun(cell.index, status if status in ("ok", "error", "timeout") else "error",
@@ -624,7 +625,7 @@ class SubprocessSandbox:
     def _await_exec_done(self, token: str) -> None:
         header, _ = self._reply(token, min(time.monotonic() + 30, self._total_deadline()))
         if header.get("op") != "exec_done":
-            raise wire.WireError("missing end of execution")
+            raise protocol.WireError("missing end of execution")
         self._take_exec_done(header)
 
     def _take_exec_done(self, header: dict[str, Any]) -> None:
@@ -701,7 +702,7 @@ class SubprocessSandbox:
         """
         assert self._process is not None
         blobs: list[bytes] = []
-        calls = [{"fn": r.function, "args": [wire.encode_value(a, blobs) for a in r.args], "args_after": r.args_after}
+        calls = [{"fn": r.function, "args": [protocol.encode_value(a, blobs) for a in r.args], "args_after": r.args_after}
                  for r in requests]
         limit = self.limits.call_timeout_s
         batched = self._batched_replies
@@ -747,7 +748,7 @@ class SubprocessSandbox:
         replies, overdue = header.get("replies"), header.get("overdue")
         if (header.get("op") != "results" or not isinstance(replies, list) or len(replies) > expected
                 or not isinstance(overdue, bool) or not all(isinstance(r, dict) for r in replies)):
-            raise wire.WireError("unexpected message")
+            raise protocol.WireError("unexpected message")
         return replies, overdue
 
     def train(self, x: Any, y: float, eta: float, w1: Any, w2: Any, iterations: int) -> "Chain | None":
@@ -759,7 +760,7 @@ class SubprocessSandbox:
         if self._process is None or {"forward", "backward"} & set(self._broken):
             return None
         blobs: list[bytes] = []
-        args = [wire.encode_value(v, blobs) for v in (x, y, eta, w1, w2)]
+        args = [protocol.encode_value(v, blobs) for v in (x, y, eta, w1, w2)]
         return self._chain_request({"op": "train", "args": args, "iterations": iterations}, blobs, "trained",
                                    Chain.from_reply)
 
@@ -778,7 +779,7 @@ class SubprocessSandbox:
                            self._total_deadline())
             reply, reply_blobs = self._reply(token, deadline)
             if reply.get("op") != answer:
-                raise wire.WireError("unexpected message")
+                raise protocol.WireError("unexpected message")
             return read(reply, reply_blobs)
         except CHANNEL_FAILURES as error:
             stop: StopKind = stop_kind(error)
@@ -796,16 +797,16 @@ class SubprocessSandbox:
         if self._process is None or function in self._broken:
             return None
         blobs: list[bytes] = []
-        args = [wire.encode_value(v, blobs) for v in (x, y, eta, w1s, w2s, y_hats)]
+        args = [protocol.encode_value(v, blobs) for v in (x, y, eta, w1s, w2s, y_hats)]
 
         def read(header: dict[str, Any], reply_blobs: Any) -> Any:
             if header.get("status") != "ok":
                 return None
             if function == "forward":
-                values = wire.decode_value(header.get("values"), reply_blobs)
+                values = protocol.decode_value(header.get("values"), reply_blobs)
                 ok = isinstance(values, np.ndarray) and values.shape == (len(w1s),) and values.dtype.kind == "f"
                 return values if ok else None
-            news1, news2 = (wire.decode_value(header.get(k), reply_blobs) for k in ("w1s", "w2s"))
+            news1, news2 = (protocol.decode_value(header.get(k), reply_blobs) for k in ("w1s", "w2s"))
             if not (isinstance(news1, np.ndarray) and isinstance(news2, np.ndarray)
                     and news1.shape == np.shape(w1s) and news2.shape == np.shape(w2s)):
                 return None
@@ -827,17 +828,17 @@ class SubprocessSandbox:
     @staticmethod
     def _parse_outcome(header: dict[str, Any], blobs: list[bytes], batched: bool = False) -> CallOutcome:
         if not batched and header.get("op") != "result":
-            raise wire.WireError("unexpected message")
+            raise protocol.WireError("unexpected message")
         status = header.get("status")
         if status == "ok":
-            value = wire.decode_value(header.get("value"), blobs)
+            value = protocol.decode_value(header.get("value"), blobs)
             after = header.get("args_after")
-            args_after = tuple(wire.decode_value(a, blobs) for a in after) if isinstance(after, list) else None
+            args_after = tuple(protocol.decode_value(a, blobs) for a in after) if isinstance(after, list) else None
             return CallOutcome("ok", value=value, args_after=args_after)
         if status in ("raised", "timeout", "missing"):
             error = header.get("error")
             return CallOutcome(status, error=safe_lines(error, limit=300) if error else None)
-        raise wire.WireError("unknown call status")
+        raise protocol.WireError("unknown call status")
 
 
 class AttachedSandbox(SubprocessSandbox):

@@ -38,10 +38,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from grader import jail
-from grader.limits import Limits
+from grader.sandbox import jail
+from grader.sandbox.limits import Limits
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 #: Set to 1 to run without namespaces even where the kernel offers them (tests of the fallback).
 NO_NAMESPACES_ENV = "GRADER_NO_NAMESPACES"

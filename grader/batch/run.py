@@ -31,18 +31,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from grader import environment
-from grader.collect import Collection, NotebookChanged, NotebookRef, Submission, collect
+from grader.sandbox import environment
+from grader.batch.collect import Collection, NotebookChanged, NotebookRef, Submission, collect
 from grader.grade import Options, error_report, grade_notebook
 from grader.model import Report
 from grader.render import gradescope, html, json_report, junit, markdown
 from grader.rubric import Rubric, load_rubric
-from grader.summary import GradebookRow, render_summary_html, summarize, write_gradebook
+from grader.batch.summary import GradebookRow, render_summary_html, summarize, write_gradebook
 from grader.template import opening_cells
 
 if TYPE_CHECKING:
-    from grader.forkserver import ForkServer
-    from grader.limits import Limits
+    from grader.sandbox.forkserver import ForkServer
+    from grader.sandbox.limits import Limits
 
 GRADER_FAILED = ("The grader itself failed on this submission ({reason}); the rest of the class was graded. "
                  "Re-run with --force to retry it, and report it if it happens again.")
@@ -134,7 +134,7 @@ def _reason(exc: BaseException) -> str:
 
 def _fork_server(rubric: Rubric, limits: Limits) -> ForkServer:
     """This process's fork server, primed with the template's opening cells when the rubric names a template."""
-    from grader.forkserver import ForkServer
+    from grader.sandbox.forkserver import ForkServer
 
     return ForkServer(opening_cells(rubric), limits.cell_timeout_s)
 
@@ -153,7 +153,7 @@ def _close_worker_state() -> None:
 def _prestart_kernel(limits):
     """A kernel sandbox booting in the background while the current submission is graded."""
     from grader.errors import GraderError
-    from grader.kernel import KernelSandbox
+    from grader.sandbox.kernel import KernelSandbox
 
     try:
         return KernelSandbox(limits)
@@ -366,7 +366,7 @@ def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int],
     rubric = load_rubric(options.rubric)
     rubric.limits.merged(dict(options.limit_overrides), "the command line")  # fail before any work
     opening_cells(rubric)  # a template that cannot be read is the course's mistake: say so before any work
-    from grader.confine import confinement
+    from grader.sandbox.confine import confinement
     confinement().require()  # a root grader that cannot drop root stops here, before any student code
     # Holds references, not notebooks: each is read when it is graded (by the pool process grading it).
     collection: Collection = collect(paths, rubric.template)

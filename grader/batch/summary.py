@@ -142,7 +142,7 @@ def summarize(rows: list[GradebookRow], notices: Iterable[str] = ()) -> dict[str
     Score statistics cover graded submissions only: an error is not a zero the
     instructor should average in, it is a file to look at, listed under
     ``error_submissions``. Diagnosis counts are students, not occurrences.
-    ``notices``: what the grading machine did not enforce (``grader.environment``),
+    ``notices``: what the grading machine did not enforce (``grader.sandbox.environment``),
     listed as ``operator_notices``: the class files are the operator's, the reports
     the students' never carry them.
     """

@@ -80,7 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from grader.errors import GraderError
     from grader.rubric import load_rubric
 
-    from grader.confine import confinement
+    from grader.sandbox.confine import confinement
 
     try:
         rubric = load_rubric(config.getoption("grader_rubric"))
@@ -105,7 +105,7 @@ class _GraderSession:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """What this machine did not enforce while grading, for whoever runs the build (never in a test's report)."""
-        from grader import environment
+        from grader.sandbox import environment
 
         notices = environment.notices()
         if notices:

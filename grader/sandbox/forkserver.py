@@ -27,11 +27,11 @@ import tempfile
 import time
 from typing import Any, Sequence
 
-from grader.confine import confinement, interpreter, prepare_child
+from grader.sandbox.confine import confinement, interpreter, prepare_child
 from grader.errors import SandboxError
-from grader.execute import (confinement_failure, confinement_reason, sandbox_environment, sandbox_workdir,
+from grader.sandbox.process import (confinement_failure, confinement_reason, sandbox_environment, sandbox_workdir,
                             worker_program)
-from grader.limits import Limits
+from grader.sandbox.limits import Limits
 
 #: The server's own limits: generous, since each child lowers them to the submission's.
 SERVER_LIMITS = Limits(memory_mb=1 << 20, cpu_time_s=10.0 ** 7, file_size_mb=64, max_processes=1 << 14)

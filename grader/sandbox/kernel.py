@@ -31,13 +31,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from grader import wire
+from grader.sandbox import protocol
 from grader.cache import cache_root
-from grader.confine import interpreter, prepare_child
+from grader.sandbox.confine import interpreter, prepare_child
 from grader.errors import SandboxError
-from grader.execute import (CHANNEL_FAILURES, UNDUMPABLE, WATCHDOG_GRACE_S, ProcessHandle, StopKind,
+from grader.sandbox.process import (CHANNEL_FAILURES, UNDUMPABLE, WATCHDOG_GRACE_S, ProcessHandle, StopKind,
                             SubprocessSandbox, _PopenHandle, sandbox_environment, stop_kind, worker_body)
-from grader.limits import Limits
+from grader.sandbox.limits import Limits
 from grader.model import CellRun
 from grader.untrusted_text import safe_lines
 
@@ -286,12 +286,12 @@ class KernelSandbox(SubprocessSandbox):
             if output.get("output_type") == "error":
                 if output.get("ename") == "KeyboardInterrupt":
                     return CellRun(index, "timeout", "time limit")
-                return CellRun(index, "error", safe_lines(wire.describe_error(str(output.get("ename", "Error")),
+                return CellRun(index, "error", safe_lines(protocol.describe_error(str(output.get("ename", "Error")),
                                                                               str(output.get("evalue", "")))))
         if content.get("status") == "error":
             # The kernel could not send the error itself (a lone surrogate in its message cannot be
             # encoded for the wire): its reply still says the cell failed, so it is not "ok".
-            return CellRun(index, "error", safe_lines(wire.describe_error(str(content.get("ename", "Error")),
+            return CellRun(index, "error", safe_lines(protocol.describe_error(str(content.get("ename", "Error")),
                                                                           str(content.get("evalue", "")))))
         return CellRun(index, "ok")
 
@@ -330,7 +330,7 @@ class KernelSandbox(SubprocessSandbox):
         try:
             header, _ = self._process.receive(min(time.monotonic() + 30, self._total_deadline()))
             if header.get("op") != "ready":
-                raise wire.WireError("the kernel's worker did not start")
+                raise protocol.WireError("the kernel's worker did not start")
             token = self._request({"op": "exec", "cell_timeout": self.limits.cell_timeout_s, "cells": []})
             self._await_exec_done(token)
             return None

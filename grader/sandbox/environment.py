@@ -109,7 +109,7 @@ class Survey:
 
 
 def _libc() -> Any:
-    """The C library, loaded here rather than through ``grader.jail``: the doctor must still run when the
+    """The C library, loaded here rather than through ``grader.sandbox.jail``: the doctor must still run when the
     jail's own set-up is what is broken."""
     name = ctypes.util.find_library("c") or "libc.so.6"
     try:
@@ -189,8 +189,8 @@ def _host_uids(pids: list[int]) -> set[int]:
 def _probe_sandbox(survey: Survey) -> None:
     """Start one sandbox (no student code), read its ``/proc/self/status`` from inside and its uid from outside."""
     from grader.errors import GraderError
-    from grader.execute import SubprocessSandbox
-    from grader.limits import Limits
+    from grader.sandbox.process import SubprocessSandbox
+    from grader.sandbox.limits import Limits
     from grader.load import Cell
 
     others = set(_descendants(os.getpid()))  # children that are not this sandbox's (none, from the command line)
@@ -255,7 +255,8 @@ def _seccomp_binding() -> str:
 
 def survey(*, sandbox: bool = True) -> Survey:
     """What this machine enforces for student code, for ``grader doctor``; never raises."""
-    from grader import cache, confine
+    from grader import cache
+    from grader.sandbox import confine
     from grader.errors import GraderError
 
     result = Survey()
