@@ -464,7 +464,7 @@ try:
     rc, dg = [], []
     for i in range(runs + 1):
         calls.update(n=0, trips=0)
-        t = time.perf_counter(); run = grader.checks.run_checks(sb, found, rubric.accepted_activations, 0); rc.append(time.perf_counter() - t)
+        t = time.perf_counter(); run = grader.checks.run_checks(sb, found, rubric.accepted_families, 0); rc.append(time.perf_counter() - t)
         t = time.perf_counter(); d = grader.diagnose.diagnose(run, found); dg.append(time.perf_counter() - t)
     out["run_checks (first)"] = rc[:1]
     out["run_checks (later)"] = rc[1:]

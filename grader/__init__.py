@@ -1,26 +1,17 @@
-"""grader: auto-grading for the "simple neural network from scratch" numpy exercise.
+"""grader: auto-grading for numpy exercises, assignment by assignment (bundled: simple_nn, simple_nn_batch).
 
 Pipeline, one module per stage:
 load → sandbox (worker, protocol) → probe → checks → diagnose → score (rubric) → render,
 with batch and integrations beside it.
 """
-import os as _os
+from typing import Any
 
-__version__ = "0.2.0"
-
-# Installed, `reference/` and `rubrics/` are the subpackages grader.reference
-# and grader.rubrics (see pyproject's package-dir). In a source checkout they sit
-# next to grader/, so let the package also look there: running from a checkout
-# (tests, `python -m grader`) then behaves exactly like an installed copy.
-_checkout = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "reference")) and _os.path.isfile(
-    _os.path.join(_checkout, "reference", "mutants.py")
-):
-    __path__.append(_checkout)  # type: ignore[name-defined]
+__version__ = "0.3.0"
 
 
-def check(function=None, **options):
-    """Self-check inside Jupyter: ``import grader; grader.check()`` (see grader.integrations.selfcheck).
+def check(function: str | None = None, **options: Any) -> Any:
+    """Self-check inside Jupyter: ``import grader; grader.check()``, or ``grader.check(assignment="simple_nn_batch")``
+    (see grader.integrations.selfcheck).
 
     Defined here so the package import stays light in a student's kernel: nothing
     of the checks or the reference is imported into it.

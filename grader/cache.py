@@ -138,7 +138,12 @@ def _temporary_root(temporary: Path, uid: int, reason: str) -> CacheRoot:
         return CacheRoot(shared, "temporary", reason)
     private = Path(tempfile.mkdtemp(prefix=f"grader-cache-{uid}-", dir=temporary))
     creator = os.getpid()
-    atexit.register(lambda: os.getpid() == creator and shutil.rmtree(private, ignore_errors=True))
+
+    def remove() -> None:  # in the process that made it, not in a forked child
+        if os.getpid() == creator:
+            shutil.rmtree(private, ignore_errors=True)
+
+    atexit.register(remove)
     return CacheRoot(private, "private temporary", reason, NOTICE_FOREIGN_CACHE.format(path=shared))
 
 

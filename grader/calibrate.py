@@ -2,7 +2,7 @@
 
 Grades the reference and every mutant (each spelling separately) through the
 same checks, diagnosis and scoring as a submission. The implementations are
-trusted code from ``grader.reference``, so they are served by an in-process
+trusted code of the assignment (``reference/<name>/``), so they are served by an in-process
 sandbox whose every value still goes through the wire codec, exactly as a
 sandbox reply would. The reference must score full marks with no diagnosis;
 every mutant must lose points and be named by its own id. Anything else is a
@@ -17,14 +17,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from grader.sandbox import protocol
-from grader.checks import run_checks
+from grader.assignment import Assignment
+from grader.checks import CheckRun, run_checks
 from grader.diagnose import diagnose
-from grader.sandbox.process import CallOutcome, CallRequest
-from grader.model import GRADED_FUNCTIONS
-from grader.reference import simple_nn as ref
-from grader.reference.mutants import CATALOG
+from grader.model import Diagnosis
 from grader.rubric import Rubric, load_rubric
+from grader.sandbox import protocol
+from grader.sandbox.process import CallOutcome, CallRequest
 from grader.score import apply_rubric
 
 
@@ -66,19 +65,17 @@ class TrustedSandbox:
         pass
 
 
-def reference_functions() -> dict[str, Callable[..., Any]]:
-    return {
-        "activation": ref.RELU.act,
-        "d_activation": ref.RELU.dact,
-        "forward": lambda x, w1, w2: ref.forward(x, w1, w2, ref.RELU),
-        "backward": lambda x, y, y_hat, w1, w2, eta: ref.backward(x, y, y_hat, w1, w2, eta, ref.RELU),
-    }
+def reference_functions(assignment: Assignment) -> dict[str, Callable[..., Any]]:
+    """The reference, as a student's notebook would define it."""
+    return assignment.as_student()
 
 
-def _with_mutant(function: str, variant: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
-    functions = reference_functions()
-    if function in ("forward", "backward"):
-        functions[function] = lambda *args: variant(*args, ref.RELU)
+def _with_mutant(assignment: Assignment, function: str, variant: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
+    functions = reference_functions(assignment)
+    helpers = assignment.helpers
+    if helpers is not None and function in helpers.dependents:
+        default = helpers.default
+        functions[function] = lambda *args: variant(*args, default)
     else:
         functions[function] = variant
     return functions
@@ -95,21 +92,26 @@ class Row:
     problems: list[str] = field(default_factory=list)
 
 
-def grade_functions(functions: dict[str, Callable[..., Any]], rubric: Rubric, seed: int):
+def grade_functions(functions: dict[str, Callable[..., Any]], rubric: Rubric,
+                    seed: int) -> tuple[CheckRun, list[Diagnosis], float, float]:
+    assignment = rubric.assignment
     sandbox = TrustedSandbox(functions)
-    found = {name: name in functions for name in GRADED_FUNCTIONS}
-    run = run_checks(sandbox, found, rubric.accepted_activations, seed)
-    diagnoses = diagnose(run, found)
+    found = {name: name in functions for name in assignment.names}
+    run = run_checks(sandbox, found, assignment, rubric.accepted_families, seed)
+    diagnoses = diagnose(assignment, run, found)
     score, max_score = apply_rubric(run.results, rubric)
     return run, diagnoses, score, max_score
 
 
 def calibrate(rubric: Rubric, seed: int = 0) -> list[Row]:
-    cases: list[tuple[str, str | None, dict[str, Callable[..., Any]]]] = [("reference", None, reference_functions())]
-    for mutant in CATALOG:
+    assignment = rubric.assignment
+    cases: list[tuple[str, str | None, dict[str, Callable[..., Any]]]] = [
+        ("reference", None, reference_functions(assignment))]
+    for mutant in assignment.mutants:
         for number, variant in enumerate(mutant.variants, start=1):
             suffix = f" #{number}" if len(mutant.variants) > 1 else ""
-            cases.append((f"{mutant.function}:{mutant.id}{suffix}", mutant.id, _with_mutant(mutant.function, variant)))
+            cases.append((f"{mutant.function}:{mutant.id}{suffix}", mutant.id,
+                          _with_mutant(assignment, mutant.function, variant)))
     rows = []
     for name, expected_id, functions in cases:
         run, diagnoses, score, max_score = grade_functions(functions, rubric, seed)
@@ -131,7 +133,7 @@ def calibrate(rubric: Rubric, seed: int = 0) -> list[Row]:
 
 def render_matrix(rows: list[Row], rubric: Rubric) -> str:
     checks = list(rubric.checks)
-    short = [c.split(".")[0][:3] + "." + c.split(".")[1][:4] for c in checks]
+    short = [c.split(".")[0][:3] + "." + c.split(".")[1][:4] if "." in c else c[:9] for c in checks]
     width = max(len(r.name) for r in rows) + 2
     lines = [" " * width + " ".join(f"{s:>9}" for s in short) + "      score  verdict"]
     for row in rows:
@@ -143,8 +145,8 @@ def render_matrix(rows: list[Row], rubric: Rubric) -> str:
     return "\n".join(lines)
 
 
-def main(args) -> int:
-    rubric = load_rubric(args.rubric)
+def main(args: Any) -> int:
+    rubric = load_rubric(args.rubric, getattr(args, "assignment", None))
     rows = calibrate(rubric, args.seed)
     if args.format == "json":
         payload = [{"name": r.name, "expected_id": r.expected_id, "score": r.score, "max_score": r.max_score,

@@ -1,38 +1,40 @@
 """The check stage: every verdict, computed on the trusted side from returned numbers.
 
-The sandbox is only ever asked "what does f return for these inputs?". Which
-inputs, what the answer should be, and whether it is right are all decided
-here, against the reference in ``grader.reference`` and against finite
-differences of the student's own functions.
+The sandbox is only ever asked "what does f return for these inputs?". Which inputs,
+what the answer should be, and whether it is right are all decided here, against the
+assignment's reference and against finite differences of the student's own functions.
+The assignment picks the checks (``grader.assignment``: values, a helper's derivative,
+gradients, a gradient step, convergence, inputs left alone, the signature); this module
+knows how to run each kind and no function of any assignment.
 
-Error isolation: ``forward`` and ``backward`` are judged in two *contexts* —
-the primary activation pair (ReLU, or the student's own pair when it is a
-self-consistent, recognised activation), and the student's own activation and
-derivative exactly as written (tabulated from the sandbox at the probe points).
-A forward or backward that is right given the student's own helpers passes, so a
-mistake in ``d_activation`` costs points once, in ``d_activation``.
+Error isolation: when the assignment declares helpers (an activation and its slope), the
+functions that use them are judged in two *contexts* — the primary pair (the default, or
+the student's own pair when it is a self-consistent family the rubric accepts), and the
+student's own helpers exactly as written (tabulated from the sandbox at the probe points).
+A function that is right given the student's own helpers passes, so a mistake in a helper
+costs points once, in the helper.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from grader.compare import arrays_close, as_array, values_close
-from grader.sandbox.protocol import weight_pair
-from grader.sandbox.process import CallOutcome, CallRequest, Chain, Sandbox
-from grader.model import CheckResult, Training
-from grader.probe import (
-    NOTEBOOK_ITERATIONS, ActivationProbe, NetworkProbe, derivative_grid, notebook_probe, probes_for_seed,
+from grader.assignment import (
+    Assignment, CheckKind, Converges, Gradient, HelperDerivative, Helpers, HelperValues, NotMutated, Pair, Probe,
+    Signature, Update, Values,
 )
-from grader.reference import simple_nn as ref
+from grader.compare import arrays_close, as_array, values_close
 from grader.memo import Memo, freeze_value, joint_key, value_key
-from grader.reference.simple_nn import ActivationPair
+from grader.model import CheckResult, Training
+from grader.probe import arguments, probes_for_seed
+from grader.sandbox.process import CallOutcome, CallRequest, Sandbox
 
 # Gradient-check tolerances, after torch.autograd.gradcheck (eps 1e-6, atol
 # 1e-5, rtol 1e-3): central differences in float64 with a 1e-6 step are
-# accurate to ~1e-9 on these smooth, kink-free probes, so 1e-3 relative error
+# accurate to ~1e-9 on smooth, kink-free probes, so 1e-3 relative error
 # only fails a genuinely wrong gradient (a wrong one is off by O(1); CS231n
 # calls > 1e-2 wrong). A float32 submission gets a 1e-3 step, whose truncation
 # error (~1e-6) still sits well inside the tolerance.
@@ -40,9 +42,6 @@ GRAD_EPS_FLOAT64 = 1e-6
 GRAD_EPS_FLOAT32 = 1e-3
 GRAD_ATOL = 1e-5
 GRAD_RTOL = 1e-3
-#: |final prediction - y| accepted after the notebook's 200 iterations
-#: (the reference reaches 1.0000000; the template's bug stops at 0.96689).
-TRAINING_TOLERANCE = 1e-3
 
 
 _FAILED_CALL = {"raised": "raised", "timeout": "was stopped", "crashed": "crashed the sandbox",
@@ -57,12 +56,18 @@ def _call_failure(outcome: CallOutcome) -> str:
     return f": the call {_FAILED_CALL.get(outcome.status, outcome.status)}{error}"
 
 
+def _and(names: Sequence[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 @dataclass
 class Context:
-    """An activation pair under which forward/backward are judged."""
+    """A helper pair under which the functions that use it are judged."""
 
     name: str
-    pair: ActivationPair
+    pair: Pair | None
 
 
 @dataclass
@@ -82,13 +87,14 @@ class CheckRun:
     evidence: dict[str, Evidence]
     contexts: list[Context]
     recognised: str | None
-    graded_with: str
+    #: The family the helper's dependents were graded with (None without helpers).
+    graded_with: str | None
     training: Training | None
     warnings: list[str]
 
 
 class _Tabulated:
-    """An activation known only at the points where the sandbox was asked for it."""
+    """A helper known only at the points where the sandbox was asked for it."""
 
     def __init__(self) -> None:
         self.table: dict[bytes, np.ndarray] = {}
@@ -148,24 +154,52 @@ def _json(value: Any) -> Any:
     return np.round(array, 8).tolist()
 
 
-class Grading:
-    """Runs every check for one submission against one live sandbox."""
+@dataclass
+class _Called:
+    """One function's calls on one probe set, shared by every check of it."""
 
-    def __init__(self, sandbox: Sandbox, found: dict[str, bool], accepted_activations: Sequence[str], seed: int) -> None:
+    probes: list[Probe]
+    args: list[tuple[Any, ...]]
+    outcomes: list[CallOutcome]
+    #: Expected values by context name, in context order (the primary first).
+    expected: dict[str, list[Any]] = field(default_factory=dict)
+    #: The context under which every probe matched, when one did.
+    matched: str | None = None
+    passed: bool = False
+
+
+class Grading:
+    """Runs every check of an assignment for one submission against one live sandbox."""
+
+    def __init__(self, sandbox: Sandbox, found: Mapping[str, bool], assignment: Assignment,
+                 accepted: Sequence[str], seed: int, signatures: Mapping[str, Any] | None = None) -> None:
         self.sandbox = sandbox
         self.found = found
-        self.accepted = tuple(accepted_activations)
-        self.network, self.activation_inputs = probes_for_seed(seed)
+        self.assignment = assignment
+        self.accepted = tuple(accepted)
+        self.signatures = signatures or {}
+        self.probes = probes_for_seed(assignment, seed)
         self.results: list[CheckResult] = []
         self.evidence: dict[str, Evidence] = {}
         self.warnings: list[str] = []
+        self.contexts: list[Context] = [Context("reference", None)]
+        self.recognised: str | None = None
+        self.training: Training | None = None
+        self._helpers_done = False
+        self._called: dict[str, _Called] = {}
+        self._helper_calls: dict[str, Any] = {}
 
     # --- helpers --------------------------------------------------------------
 
-    def _call(self, function: str, arg_tuples: Sequence[tuple[Any, ...]], args_after: bool = True) -> list[CallOutcome]:
+    def call(self, function: str, arg_tuples: Sequence[tuple[Any, ...]], args_after: bool = True) -> list[CallOutcome]:
         if not self.found.get(function):
             return [CallOutcome("missing") for _ in arg_tuples]
         return self.sandbox.call_many([CallRequest(function, args, args_after) for args in arg_tuples])
+
+    _call = call
+
+    def passed(self, check_id: str) -> bool:
+        return any(r.id == check_id and r.passed for r in self.results)
 
     def _missing(self, check_id: str, function: str) -> CheckResult:
         return CheckResult(check_id, function, False, f"No function named {function} is defined in the notebook.")
@@ -173,59 +207,131 @@ class Grading:
     def _add(self, result: CheckResult) -> None:
         self.results.append(result)
 
-    # --- activation and its derivative -----------------------------------------
+    def _parameters(self, function: str) -> tuple[str, ...]:
+        return self.assignment.function(function).parameters
+
+    @property
+    def primary(self) -> Context:
+        return self.contexts[0]
+
+    # --- the run -----------------------------------------------------------------
 
     def run(self) -> CheckRun:
-        grid = derivative_grid()
-        recognised, consistent, student_pair = self._activation_checks(grid)
-        primary = self._primary_context(recognised, consistent)
-        contexts = [primary]
-        if student_pair is not None and not (consistent and recognised == primary.name):
-            contexts.append(Context("your own activation and derivative", student_pair))
-        forward_ok = self._forward_check(contexts)
-        self._backward_checks(contexts, forward_ok)
-        training = self._training_check(primary)
-        graded_with = primary.name
-        return CheckRun(self.results, self.evidence, contexts, recognised, graded_with, training, self.warnings)
+        for check in self.assignment.checks:
+            self._run_check(check)
+        graded_with = self.primary.name if self.assignment.helpers is not None else None
+        return CheckRun(self.results, self.evidence, self.contexts, self.recognised, graded_with, self.training,
+                        self.warnings)
 
-    def _activation_checks(self, grid: np.ndarray) -> tuple[str | None, bool, ActivationPair | None]:
-        probes = self.activation_inputs
+    def _run_check(self, check: CheckKind) -> None:
+        helpers = self.assignment.helpers
+        if helpers is not None and not self._helpers_done and not isinstance(check, Signature):
+            self._helper_phase(helpers)
+        if isinstance(check, HelperValues):
+            self._helper_values_check(check)
+        elif isinstance(check, HelperDerivative):
+            self._derivative_gradient_check(check)
+        elif isinstance(check, Values):
+            self._values_check(check)
+        elif isinstance(check, Gradient):
+            self._gradient_check(check)
+        elif isinstance(check, Update):
+            self._update_check(check)
+        elif isinstance(check, Converges):
+            self._training_check(check)
+        elif isinstance(check, NotMutated):
+            self._not_mutated_check(check)
+        elif isinstance(check, Signature):
+            self._signature_check(check)
+
+    # --- the helper pair (an activation and its derivative) ---------------------------
+
+    def _helper_probe_set(self) -> str:
+        return next((c.probes for c in self.assignment.checks if isinstance(c, HelperValues)), "")
+
+    def _dependent_probes(self, helpers: Helpers) -> list[Probe]:
+        """Every probe a dependent is evaluated on, once each, in check order."""
+        names = []
+        for check in self.assignment.checks:
+            if isinstance(check, (Values, Gradient, NotMutated, Update)) and check.function in helpers.dependents:
+                if check.probes not in names:
+                    names.append(check.probes)
+        return [p for name in names for p in self.probes.sets.get(name, ())]
+
+    def _helper_phase(self, helpers: Helpers) -> None:
+        """Call the helper and its derivative everywhere they are needed (two requests), recognise the
+        family, and build the contexts the dependents are judged in."""
+        self._helpers_done = True
+        probes = list(self.probes.sets.get(self._helper_probe_set(), ()))
+        grid = self.probes.grid if self.probes.grid is not None else np.linspace(-3.0, 3.0, 24)
         eps = GRAD_EPS_FLOAT64
-        z_args = [(p.z,) for p in probes]
+        z_args = [arguments(p, self._parameters(helpers.function)) for p in probes]
         grid_args = [(grid,), (grid + eps,), (grid - eps,)]
-        net_args = [(p.hidden_pre_activation,) for p in self.network]
-        act = self._call("activation", z_args + grid_args + net_args)
-        dact = self._call("d_activation", z_args + [(grid,)] + net_args)
-        act_probe, act_grid, act_net = act[: len(probes)], act[len(probes): len(probes) + 3], act[len(probes) + 3:]
-        dact_probe, dact_grid, dact_net = dact[: len(probes)], dact[len(probes)], dact[len(probes) + 1:]
+        dependent = self._dependent_probes(helpers)
+        net_args = [(helpers.evaluated_at(p.values),) for p in dependent]
+        act = self.call(helpers.function, z_args + grid_args + net_args)
+        dact = self.call(helpers.derivative, z_args + [(grid,)] + net_args)
+        n = len(probes)
+        act_probe, act_grid, act_net = act[:n], act[n: n + 3], act[n + 3:]
+        dact_probe, dact_grid, dact_net = dact[:n], dact[n], dact[n + 1:]
 
-        recognised = self._recognise(grid, act_grid[0])
-        family = self._family_pair(recognised, grid, act_grid[0])
-        self._family = family
-        accepted = family if (family is not None and recognised in self.accepted) else ref.RELU
-        zero_masks = [np.asarray(p.z) == 0 if accepted.name in ("relu", "leaky_relu") else None for p in probes]
-
-        self._values_check("activation.values", "activation", probes, z_args, act_probe, accepted.act, None, accepted.name)
-        self._values_check("d_activation.values", "d_activation", probes, z_args, dact_probe, accepted.dact,
-                           zero_masks, accepted.name, derivative=True)
-        consistent = self._derivative_gradient_check(grid, eps, act_grid, dact_grid)
+        recognised = self._recognise(helpers, grid, act_grid[0])
+        family = self._family_pair(helpers, recognised, grid, act_grid[0])
+        accepted = family if (family is not None and recognised in self.accepted) else helpers.default
+        self._helper_calls = {"probes": probes, "z_args": z_args, "act_probe": act_probe, "dact_probe": dact_probe,
+                              "grid": grid, "eps": eps, "act_grid": act_grid, "dact_grid": dact_grid,
+                              "accepted": accepted, "family": family}
+        self.recognised = recognised
 
         student_pair = None
         if all(o.ok and as_array(o.value) is not None for o in act_net + dact_net):
             act_table, dact_table = _Tabulated(), _Tabulated()
-            for probe, a, d in zip(self.network, act_net, dact_net):
-                h = probe.hidden_pre_activation
+            for (h,), a, d in zip(net_args, act_net, dact_net):
                 a_val, d_val = as_array(a.value), as_array(d.value)
-                if a_val.shape == h.shape and d_val.shape == h.shape:
+                if a_val is not None and d_val is not None and a_val.shape == h.shape and d_val.shape == h.shape:
                     act_table.add(h, a_val)
                     dact_table.add(h, d_val)
-            if len(act_table.table) == len({p.hidden_pre_activation.tobytes() for p in self.network}):
-                student_pair = ActivationPair("yours", act_table, dact_table)
-        return recognised, consistent, student_pair
+            if len(act_table.table) == len({np.asarray(h).tobytes() for (h,) in net_args}):
+                student_pair = Pair("yours", act_table, dact_table)
+        self._student_pair = student_pair
+        self._consistent: bool | None = None
 
-    def _values_check(self, check_id: str, function: str, probes: list[ActivationProbe], args: list[tuple],
-                      outcomes: list[CallOutcome], expected_fn: Callable, masks: list | None, family: str,
-                      derivative: bool = False) -> None:
+    def _contexts_ready(self) -> None:
+        """The primary context (and the student's own), decided once the derivative check has run."""
+        helpers = self.assignment.helpers
+        if helpers is None or getattr(self, "_contexts_decided", False):
+            return
+        self._contexts_decided = True
+        if self._consistent is None:
+            self._consistent = self._derivative_consistent(helpers)
+        consistent, recognised, family = self._consistent, self.recognised, self._helper_calls["family"]
+        if consistent and family is not None and recognised != helpers.default.name:
+            self.warnings.append(f"Your {helpers.function} was recognised as {recognised}; "
+                                 f"{_and(helpers.dependents)} were graded with it.")
+            primary = Context(str(recognised), family)
+        else:
+            primary = Context(helpers.default.name, helpers.default)
+        self.contexts = [primary]
+        if self._student_pair is not None and not (consistent and recognised == primary.name):
+            self.contexts.append(Context(f"your own {helpers.function} and derivative", self._student_pair))
+
+    def _helper_values_check(self, check: HelperValues) -> None:
+        helpers = self.assignment.helpers
+        assert helpers is not None
+        calls = self._helper_calls
+        probes: list[Probe] = calls["probes"]
+        accepted: Pair = calls["accepted"]
+        outcomes = calls["dact_probe"] if check.derivative else calls["act_probe"]
+        expected_fn = accepted.df if check.derivative else accepted.f
+        masks = ([np.asarray(p.values[helpers.parameter]) == 0 if accepted.name in helpers.kinked else None
+                  for p in probes] if check.derivative else None)
+        self._tabulated_values_check(check.id, check.function, probes, calls["z_args"], outcomes, expected_fn, masks,
+                                     accepted.name, helpers.parameter, check.derivative)
+
+    def _tabulated_values_check(self, check_id: str, function: str, probes: list[Probe], args: list[tuple[Any, ...]],
+                                outcomes: list[CallOutcome], expected_fn: Callable[..., Any],
+                                masks: list[np.ndarray | None] | None, family: str, parameter: str,
+                                derivative: bool) -> None:
         evidence = Evidence(list(args), list(outcomes), list(masks or [None] * len(args)), [p.scored for p in probes])
         self.evidence[function] = evidence
         if not self.found.get(function):
@@ -234,7 +340,7 @@ class Grading:
         scored = [i for i, p in enumerate(probes) if p.scored]
         passed, first_failure = 0, None
         for i in scored:
-            expected = expected_fn(np.asarray(probes[i].z, dtype=float))
+            expected = expected_fn(np.asarray(probes[i].values[parameter], dtype=float))
             if outcomes[i].ok and arrays_close(outcomes[i].value, expected, evidence.dont_care[i]):
                 passed += 1
             elif first_failure is None:
@@ -246,366 +352,415 @@ class Grading:
         i, expected = first_failure
         message = (f"{len(scored) - passed} of {len(scored)} probes differ from {what} "
                    f"(e.g. {probes[i].name}{_call_failure(outcomes[i])})")
-        details = {"probe": probes[i].name, "inputs": {"z": _json(probes[i].z)},
+        details = {"probe": probes[i].name, "inputs": {parameter: _json(probes[i].values[parameter])},
                    "expected": _json(expected), "got": _json(outcomes[i])}
         self._add(CheckResult(check_id, function, False, message, passed / len(scored), details=details))
 
-    def _recognise(self, grid: np.ndarray, outcome: CallOutcome) -> str | None:
+    def _recognise(self, helpers: Helpers, grid: np.ndarray, outcome: CallOutcome) -> str | None:
         values = as_array(outcome.value) if outcome.ok else None
         if values is None or values.shape != grid.shape or not np.all(np.isfinite(values)):
             return None
-        for family, expected, expected_abs, finite in _family_values(grid):
+        for family, expected, expected_abs, finite in _family_values(helpers, grid):
             if (bool((np.abs(values - expected) <= 1e-6 + 1e-4 * expected_abs).all()) if finite
                     else np.allclose(values, expected, rtol=1e-4, atol=1e-6)):
                 return family.name
-        if self._leaky_alpha(grid, values) is not None:
-            return "leaky_relu"
+        for name, fit in helpers.fitted:
+            if fit(grid, values) is not None:
+                return name
         return None
 
     @staticmethod
-    def _leaky_alpha(grid: np.ndarray, values: np.ndarray) -> float | None:
-        positive, negative = grid > 0, grid < 0
-        if not np.allclose(values[positive], grid[positive], rtol=1e-4, atol=1e-6):
-            return None
-        ratios = values[negative] / grid[negative]
-        alpha = float(np.median(ratios))
-        if 0 < alpha < 1 and np.allclose(ratios, alpha, rtol=1e-4, atol=1e-7):
-            return alpha
-        return None
-
-    def _family_pair(self, name: str | None, grid: np.ndarray, outcome: CallOutcome) -> ActivationPair | None:
+    def _family_pair(helpers: Helpers, name: str | None, grid: np.ndarray, outcome: CallOutcome) -> Pair | None:
         if name is None:
             return None
-        if name == "leaky_relu":
-            return ref.leaky_relu(self._leaky_alpha(grid, as_array(outcome.value)))
-        return next(f for f in ref.FIXED_FAMILIES if f.name == name)
+        for fitted_name, fit in helpers.fitted:
+            if fitted_name == name:
+                values = as_array(outcome.value)
+                return fit(grid, values) if values is not None else None
+        return next((f for f in helpers.families if f.name == name), None)
 
-    def _derivative_gradient_check(self, grid: np.ndarray, eps: float, act_grid: list[CallOutcome],
-                                   dact_grid: CallOutcome) -> bool:
-        """d_activation against central differences of the student's own activation; True if consistent."""
-        check_id, function = "d_activation.gradient", "d_activation"
+    def _derivative_values(self) -> tuple[list[np.ndarray | None], np.ndarray | None, bool]:
+        calls = self._helper_calls
+        grid = calls["grid"]
+        values = [as_array(o.value) if o.ok else None for o in calls["act_grid"]]
+        dact_grid: CallOutcome = calls["dact_grid"]
+        slope = as_array(dact_grid.value) if dact_grid.ok else None
+        usable = all(v is not None and v.shape == grid.shape for v in values)
+        return values, slope, usable
+
+    def _derivative_consistent(self, helpers: Helpers) -> bool:
+        """Whether the derivative matches central differences of the student's own helper on the grid."""
+        if not self.found.get(helpers.derivative):
+            return False
+        grid, eps = self._helper_calls["grid"], self._helper_calls["eps"]
+        values, slope, usable = self._derivative_values()
+        if not usable or slope is None or slope.shape != grid.shape:
+            return False
+        numeric = (values[1] - values[2]) / (2 * eps)  # type: ignore[operator]
+        return bool(np.all(np.abs(slope - numeric) <= GRAD_ATOL + GRAD_RTOL * np.abs(numeric)))
+
+    def _derivative_gradient_check(self, check: HelperDerivative) -> None:
+        """The derivative against central differences of the student's own helper."""
+        helpers = self.assignment.helpers
+        assert helpers is not None
+        check_id, function = check.id, check.function
         if not self.found.get(function):
             self._add(self._missing(check_id, function))
-            return False
-        values = [as_array(o.value) if o.ok else None for o in act_grid]
-        slope = as_array(dact_grid.value) if dact_grid.ok else None
-        values_passed = any(r.id == "d_activation.values" and r.passed for r in self.results)
-        usable = all(v is not None and v.shape == grid.shape for v in values)
+            self._consistent = False
+            return
+        grid, eps = self._helper_calls["grid"], self._helper_calls["eps"]
+        values, slope, usable = self._derivative_values()
+        values_check = self.assignment.values_check(function)
+        values_passed = values_check is not None and self.passed(values_check)
+        default = helpers.default.shown
         if not usable or slope is None or slope.shape != grid.shape:
-            reason = ("your activation does not return an array for an array input, so it cannot be "
+            parameter = helpers.parameter
+            reason = (f"your {helpers.function} does not return an array for an array input, so it cannot be "
                       "differentiated numerically" if not usable else
-                      f"d_activation(z) for an array z {_gave(dact_grid)}")
+                      f"{function}({parameter}) for an array {parameter} {_gave(self._helper_calls['dact_grid'])}")
             self._add(CheckResult(check_id, function, values_passed,
-                                  ("matches ReLU's slope; " if values_passed else "") + reason, float(values_passed)))
-            return False
-        numeric = (values[1] - values[2]) / (2 * eps)
+                                  (f"matches {default}'s slope; " if values_passed else "") + reason,
+                                  float(values_passed)))
+            self._consistent = False
+            return
+        numeric = (values[1] - values[2]) / (2 * eps)  # type: ignore[operator]
         rel_error = float(np.max(np.abs(slope - numeric) / np.maximum(1e-8, np.abs(slope) + np.abs(numeric))))
         consistent = bool(np.all(np.abs(slope - numeric) <= GRAD_ATOL + GRAD_RTOL * np.abs(numeric)))
         if consistent:
-            message = f"matches the numerical derivative of your activation (max relative error {rel_error:.1e})"
+            message = f"matches the numerical derivative of your {helpers.function} (max relative error {rel_error:.1e})"
         elif values_passed:
-            message = "matches ReLU's slope, but not the numerical derivative of your activation: check activation"
+            message = (f"matches {default}'s slope, but not the numerical derivative of your {helpers.function}: "
+                       f"check {helpers.function}")
         else:
             worst = int(np.argmax(np.abs(slope - numeric)))
-            message = (f"does not match the numerical derivative of your activation (relative error {rel_error:.1e}; "
-                       f"at z = {grid[worst]:.3f}: got {slope[worst]:.6g}, finite differences give {numeric[worst]:.6g})")
+            message = (f"does not match the numerical derivative of your {helpers.function} (relative error "
+                       f"{rel_error:.1e}; at {helpers.parameter} = {grid[worst]:.3f}: got {slope[worst]:.6g}, "
+                       f"finite differences give {numeric[worst]:.6g})")
         passed = consistent or values_passed
         self._add(CheckResult(check_id, function, passed, message, float(passed),
                               details={} if passed else {"max_relative_error": rel_error}))
-        return consistent
+        self._consistent = consistent
 
-    def _primary_context(self, recognised: str | None, consistent: bool) -> Context:
-        if consistent and self._family is not None and recognised != "relu":
-            self.warnings.append(f"Your activation was recognised as {recognised}; forward and backward were graded with it.")
-            return Context(recognised, self._family)
-        return Context("relu", ref.RELU)
+    # --- values against the reference ----------------------------------------------------
 
-    # --- forward ------------------------------------------------------------------
+    def _uses_helpers(self, function: str) -> bool:
+        reference = self.assignment.references.get(function)
+        return reference is not None and reference.uses_helpers and self.assignment.helpers is not None
 
-    def _network_check(self, check_id: str, function: str, probes: list[NetworkProbe], args: list[tuple],
-                       outcomes: list[CallOutcome], expected: dict[str, list[Any]]) -> tuple[bool, str | None]:
-        """Pass when every probe matches under one context; returns (passed, matching context)."""
+    def _expected(self, function: str, args: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
+        """The reference's answer on every probe, under each context (one context without helpers)."""
+        self._contexts_ready()
+        implementation = self.assignment.references[function].function
+        if not self._uses_helpers(function):
+            return {"reference": [_safe(lambda a=a: implementation(*_copies(a))) for a in args]}
+        return {c.name: [_safe(lambda a=a, c=c: implementation(*_copies(a), c.pair)) for a in args]
+                for c in self.contexts}
+
+    def _derived(self, check: Values, probe_index: int, probe: Probe) -> dict[str, Any]:
+        """Arguments that are another function's value on this probe: the student's when that function
+        passed its values check, else the reference's under the primary context."""
+        derived: dict[str, Any] = {}
+        for name, source in check.derived.items():
+            called = self._ensure_called(source, check.probes)
+            reference_value = called.expected[next(iter(called.expected))][probe_index] if called.expected else None
+            if reference_value is None:
+                reference_value = self._reference_value(source, probe)
+            outcome = called.outcomes[probe_index]
+            value = as_array(outcome.value) if (called.passed and outcome.ok) else None
+            if value is not None and value.size == np.size(reference_value):
+                derived[name] = float(value.reshape(())) if np.ndim(reference_value) == 0 else value.reshape(
+                    np.shape(reference_value))
+            else:
+                derived[name] = reference_value
+        return derived
+
+    def _reference_value(self, function: str, probe: Probe) -> Any:
+        self._contexts_ready()
+        implementation = self.assignment.references[function].function
+        args = arguments(probe, self._parameters(function))
+        if self._uses_helpers(function):
+            return implementation(*_copies(args), self.primary.pair)
+        return implementation(*_copies(args))
+
+    def _ensure_called(self, function: str, probe_set: str) -> _Called:
+        """``function``'s calls on ``probe_set``, made by its values check or now (without a verdict)."""
+        key = f"{function}@{probe_set}"
+        if key not in self._called:
+            check = next((c for c in self.assignment.checks if isinstance(c, Values) and c.function == function
+                          and c.probes == probe_set), None)
+            self._values_check(check or Values("", function, probe_set), record=check is not None)
+        return self._called[key]
+
+    def _values_check(self, check: Values, record: bool = True) -> None:
+        """Pass when every probe matches under one context."""
+        self._contexts_ready()
+        function = check.function
+        probes = list(self.probes.sets.get(check.probes, ()))
+        args = [arguments(p, self._parameters(function), self._derived(check, i, p) if check.derived else None)
+                for i, p in enumerate(probes)]
+        outcomes = self.call(function, args)
+        called = _Called(probes, args, outcomes)
+        self._called[f"{function}@{check.probes}"] = called
+        if record:
+            self.evidence[function] = Evidence(args, outcomes, [None] * len(args))
+        called.expected = self._expected(function, args)
+        if not record:
+            return
         if not self.found.get(function):
-            self._add(self._missing(check_id, function))
-            return False, None
-        scores = {}
-        for name, values in expected.items():
-            scores[name] = [o.ok and values[i] is not None and values_close(o.value, values[i]) for i, o in enumerate(outcomes)]
+            self._add(self._missing(check.id, function))
+            return
+        expected = called.expected
+        scores = {name: [o.ok and values[i] is not None and values_close(o.value, values[i])
+                         for i, o in enumerate(outcomes)] for name, values in expected.items()}
         best = max(scores, key=lambda n: sum(scores[n]))
         hits = scores[best]
         total = len(outcomes)
         if all(hits):
             note = "" if best == next(iter(expected)) else f" (with {best})"
-            self._add(CheckResult(check_id, function, True, f"matches the reference on {total} probes{note}", 1.0))
-            return True, best
-        i = hits.index(False)
-        first = next(iter(expected))
-        message = (f"{total - sum(hits)} of {total} probes differ from the reference "
-                   f"(e.g. {probes[i].name}{_call_failure(outcomes[i])})")
-        details = {"probe": probes[i].name, "inputs": _json_inputs(function, args[i]),
-                   "expected": _json(expected[first][i]), "got": _json(outcomes[i])}
-        self._add(CheckResult(check_id, function, False, message, sum(hits) / total, details=details))
-        return False, None
+            self._add(CheckResult(check.id, function, True, f"matches the reference on {total} probes{note}", 1.0))
+            called.passed, called.matched = True, best
+        else:
+            i = hits.index(False)
+            first = next(iter(expected))
+            message = (f"{total - sum(hits)} of {total} probes differ from the reference "
+                       f"(e.g. {probes[i].name}{_call_failure(outcomes[i])})")
+            details = {"probe": probes[i].name, "inputs": self._json_inputs(function, args[i]),
+                       "expected": _json(expected[first][i]), "got": _json(outcomes[i])}
+            self._add(CheckResult(check.id, function, False, message, sum(hits) / total, details=details))
+        if function in self.assignment.warn_if_mutates:
+            self._report_mutation(function, args, outcomes)
 
-    def _forward_check(self, contexts: list[Context]) -> bool:
-        args = [(p.x, p.w1, p.w2) for p in self.network]
-        outcomes = self._call("forward", args)
-        self.evidence["forward"] = Evidence(args, outcomes, [None] * len(args))
-        expected = {c.name: [_safe(lambda: ref.forward(p.x, p.w1, p.w2, c.pair)) for p in self.network] for c in contexts}
-        passed, matched = self._network_check("forward.values", "forward", self.network, args, outcomes, expected)
-        self._forward_outcomes = outcomes
-        #: The pair under which the student's forward equals the reference's forward, when it does.
-        self._forward_pair = next((c.pair for c in contexts if c.name == matched), None) if passed else None
-        return passed
+    def _json_inputs(self, function: str, args: tuple[Any, ...]) -> dict[str, Any]:
+        return {n: _json(a) for n, a in zip(self._parameters(function), args)}
 
-    # --- backward -------------------------------------------------------------------
+    def _matched_pair(self, function: str, probe_set: str) -> Pair | None:
+        called = self._called.get(f"{function}@{probe_set}")
+        if called is None or not called.passed:
+            return None
+        return next((c.pair for c in self.contexts if c.name == called.matched), None)
 
-    def _loss_function(self, use_student: bool, pair: ActivationPair) -> Callable[[list[tuple]], list[float | None]]:
-        """Batch evaluator of L(forward(x, w1, w2), y): the student's forward (in the sandbox) or the reference's."""
-        def evaluate(points: list[tuple]) -> list[float | None]:
-            if use_student:
-                outcomes = self._call("forward", [(x, w1, w2) for x, w1, w2, _ in points], args_after=False)
-                return [_student_loss(o, y) for o, (_, _, _, y) in zip(outcomes, points)]
-            return [ref.loss(ref.forward(x, w1, w2, pair), y) for x, w1, w2, y in points]
-        return evaluate
-
-    def _backward_checks(self, contexts: list[Context], forward_ok: bool) -> None:
-        primary = contexts[0]
-        # y_hat must be forward(x, w1, w2) for the gradient check to mean anything:
-        # take the student's own value when their forward is right, else the reference's.
-        y_hats = []
-        for probe, outcome in zip(self.network, self._forward_outcomes):
-            value = as_array(outcome.value) if (forward_ok and outcome.ok) else None
-            y_hats.append(float(value.reshape(())) if value is not None and value.size == 1
-                          else ref.forward(probe.x, probe.w1, probe.w2, primary.pair))
-        args = [(p.x, p.y, y_hat, p.w1, p.w2, p.eta) for p, y_hat in zip(self.network, y_hats)]
-        outcomes = self._call("backward", args)
-        self.evidence["backward"] = Evidence(args, outcomes, [None] * len(args))
-        expected = {c.name: [_safe(lambda: ref.backward(p.x, p.y, yh, p.w1, p.w2, p.eta, c.pair))
-                             for p, yh in zip(self.network, y_hats)] for c in contexts}
-        values_passed, matched = self._network_check("backward.values", "backward", self.network, args, outcomes, expected)
-        self._report_mutation(args, outcomes)
-        self._gradient_check(contexts, forward_ok, args, outcomes, expected, matched)
-
-    def _report_mutation(self, args: list[tuple], outcomes: list[CallOutcome]) -> None:
-        names = ("x", "y", "y_hat", "w1", "w2", "eta")
+    def _changed_arguments(self, function: str, args: list[tuple[Any, ...]], outcomes: list[CallOutcome]) -> list[str]:
+        names = self._parameters(function)
         changed: set[str] = set()
         for call_args, outcome in zip(args, outcomes):
             if outcome.ok and outcome.args_after and len(outcome.args_after) == len(call_args):
                 for name, before, after in zip(names, call_args, outcome.args_after):
                     if not _unchanged(after, before):
                         changed.add(name)
-        if changed:
-            listed = ", ".join(n for n in names if n in changed)
-            self.warnings.append(f"backward changes its arguments in place ({listed}); the caller's arrays change too.")
+        return [n for n in names if n in changed]
 
-    def _gradient_check(self, contexts: list[Context], forward_ok: bool, args: list[tuple],
-                        outcomes: list[CallOutcome], expected: dict[str, list[Any]], matched: str | None) -> None:
-        check_id, function = "backward.gradient", "backward"
+    def _report_mutation(self, function: str, args: list[tuple[Any, ...]], outcomes: list[CallOutcome]) -> None:
+        changed = self._changed_arguments(function, args, outcomes)
+        if changed:
+            self.warnings.append(f"{function} changes its arguments in place ({', '.join(changed)}); "
+                                 "the caller's arrays change too.")
+
+    # --- gradients against finite differences ------------------------------------------------
+
+    def _loss_function(self, objective: Any, use_student: bool, pair: Pair | None
+                       ) -> Callable[[list[tuple[tuple[Any, ...], Any]]], list[float | None]]:
+        """Batch evaluator of loss(f(args), target): the student's f (in the sandbox) or the reference's."""
+        function, loss = objective.function, objective.loss
+
+        def evaluate(points: list[tuple[tuple[Any, ...], Any]]) -> list[float | None]:
+            if use_student:
+                outcomes = self.call(function, [args for args, _ in points], args_after=False)
+                return [_student_loss(o, target, loss) for o, (_, target) in zip(outcomes, points)]
+            implementation = self.assignment.references[function].function
+            with_pair = self._uses_helpers(function)
+            return [loss(implementation(*args, pair) if with_pair else implementation(*args), target)
+                    for args, target in points]
+        return evaluate
+
+    def _gradient_check(self, check: Gradient) -> None:
+        function = check.function
         if not self.found.get(function):
-            self._add(self._missing(check_id, function))
+            self._add(self._missing(check.id, function))
             return
-        primary = contexts[0]
-        float32 = any(o.ok and getattr(o.value, "dtype", None) == np.float32 for o in self._forward_outcomes)
+        helpers = self.assignment.helpers
+        called = self._ensure_called(function, check.probes)
+        objective = check.objective
+        source = self._ensure_called(objective.function, check.probes)
+        float32 = any(o.ok and getattr(o.value, "dtype", None) == np.float32 for o in source.outcomes)
         eps = GRAD_EPS_FLOAT32 if float32 else GRAD_EPS_FLOAT64
-        # The loss is differentiated through the student's forward only when it is right under a pair
-        # the reference cannot evaluate away from the probes (their own tabulated activation). When it
-        # equals the reference's forward under a pair of the reference's own, or is wrong, the
-        # reference's forward stands in: the same finite differences (or the right ones), computed
-        # once per probe for the whole class instead of 72 sandbox calls per notebook.
-        own_forward = forward_ok and self._forward_pair is not None and not self._forward_pair.pure
-        pair = self._forward_pair or primary.pair
-        loss_of = self._loss_function(own_forward, pair)
+        # The loss is differentiated through the student's own function only when it is right under a pair
+        # the reference cannot evaluate away from the probes (their own tabulated helper). When it equals the
+        # reference under a pair of the reference's own, or is wrong, the reference stands in: the same finite
+        # differences (or the right ones), computed once per probe for the whole class.
+        own_pair = self._matched_pair(objective.function, check.probes)
+        own = source.passed and own_pair is not None and not own_pair.pure
+        pair = own_pair or self.primary.pair
+        loss_of = self._loss_function(objective, own, pair)
+        parameters = self._parameters(objective.function)
+        given_own = len(self.contexts) > 1 and called.matched == self.contexts[1].name
         passed, worst_error, first_failure = 0, 0.0, None
-        for index, (probe, call_args, outcome) in enumerate(zip(self.network, args, outcomes)):
-            implied = _implied_gradients(probe, outcome)
+        for index, (probe, call_args, outcome) in enumerate(zip(called.probes, called.args, called.outcomes)):
+            claimed = self._claimed_gradients(check, probe, call_args, outcome)
             ok = False
-            if implied is not None:
-                numeric = (_numerical_gradients(probe, eps, loss_of) if own_forward
-                           else _reference_gradients(probe, eps, pair, loss_of))
+            if claimed is not None:
+                numeric = (_numerical_gradients(probe, parameters, check.parameters, objective.target, eps, loss_of)
+                           if own else _reference_gradients(
+                               (objective, self.assignment.references[objective.function].function), probe,
+                               parameters, check.parameters, objective.target, eps, pair, loss_of))
                 if numeric is not None:
-                    flat_a, flat_n = np.concatenate([g.ravel() for g in implied]), np.concatenate([g.ravel() for g in numeric])
+                    flat_a = np.concatenate([g.ravel() for g in claimed])
+                    flat_n = np.concatenate([g.ravel() for g in numeric])
                     rel = np.abs(flat_a - flat_n) / np.maximum(1e-8, np.abs(flat_a) + np.abs(flat_n))
                     worst_error = max(worst_error, float(rel.max()))
                     ok = bool(np.all(np.abs(flat_a - flat_n) <= GRAD_ATOL + GRAD_RTOL * np.abs(flat_n)))
-            if not ok and len(contexts) > 1 and matched == contexts[1].name:
-                ok = True  # right given the student's own d_activation: that mistake is charged there
+            if not ok and given_own:
+                ok = True  # right given the student's own derivative: that mistake is charged there
             passed += ok
             if not ok and first_failure is None:
-                first_failure = (index, implied)
-        total = len(outcomes)
+                first_failure = (index, claimed)
+        total = len(called.outcomes)
+        what = "implied gradients" if check.rate else "gradients"
         if first_failure is None:
-            note = " (given your own d_activation)" if matched and len(contexts) > 1 and matched == contexts[1].name else ""
-            self._add(CheckResult(check_id, function, True,
-                                  f"implied gradients match finite differences on {total} probes{note}", 1.0,
+            note = f" (given your own {helpers.derivative})" if given_own and helpers is not None else ""
+            self._add(CheckResult(check.id, function, True,
+                                  f"{what} match finite differences on {total} probes{note}", 1.0,
                                   details={"max_relative_error": worst_error}))
             return
-        index, implied = first_failure
-        probe = self.network[index]
-        if implied is None:
-            why = f"no (w1, w2) of the right shapes returned for {probe.name}"
+        index, claimed = first_failure
+        probe = called.probes[index]
+        if claimed is None:
+            why = f"no ({', '.join(check.parameters)}) of the right shapes returned for {probe.name}"
         else:
             why = f"largest relative error {worst_error:.2g} vs finite differences"
-        self._add(CheckResult(check_id, function, False,
-                              f"implied gradient wrong on {total - passed} of {total} probes ({why})",
+        self._add(CheckResult(check.id, function, False,
+                              f"{what[:-1]} wrong on {total - passed} of {total} probes ({why})",
                               passed / total, details={"probe": probe.name, "max_relative_error": worst_error}))
+
+    def _claimed_gradients(self, check: Gradient, probe: Probe, args: tuple[Any, ...],
+                           outcome: CallOutcome) -> tuple[np.ndarray, ...] | None:
+        """The gradients a call gave: returned, or implied by the parameters it returned after one step."""
+        shapes = [np.shape(probe.values[p]) for p in check.parameters]
+        returned = shaped_arrays(outcome.value, shapes) if outcome.ok else None
+        if returned is None:
+            return None
+        if check.rate is None:
+            return returned
+        rate = probe.values[check.rate]
+        return tuple((np.asarray(probe.values[p]) - new) / rate for p, new in zip(check.parameters, returned))
+
+    # --- a gradient step ----------------------------------------------------------------------
+
+    def _update_check(self, check: Update) -> None:
+        function = check.function
+        probes = list(self.probes.sets.get(check.probes, ()))
+        args = [arguments(p, self._parameters(function)) for p in probes]
+        outcomes = self.call(function, args)
+        self.evidence[function] = Evidence(args, outcomes, [None] * len(args))
+        if not self.found.get(function):
+            self._add(self._missing(check.id, function))
+            return
+        names = self._parameters(function)
+        expected = [tuple(np.asarray(p.values[w], dtype=float) - p.values[check.rate] * np.asarray(p.values[g])
+                          for w, g in zip(check.parameters, check.gradients)) for p in probes]
+        hits, first = [], None
+        for probe, call_args, outcome, want in zip(probes, args, outcomes, expected):
+            if not outcome.ok:
+                got, why = None, _failed_call(outcome)
+            elif check.in_place:
+                after = outcome.args_after or ()
+                got = tuple(after[names.index(p)] for p in check.parameters) if len(after) == len(names) else None
+                why = "its arguments came back unchanged" if got is not None and all(
+                    _unchanged(g, np.asarray(probe.values[p])) for g, p in zip(got, check.parameters)) else \
+                    f"{', '.join(check.parameters)} were not updated as a gradient step"
+            else:
+                got = shaped_arrays(outcome.value, [np.shape(w) for w in want])
+                why = f"it did not return ({', '.join(check.parameters)}) after a gradient step"
+            ok = got is not None and all(values_close(g, w) for g, w in zip(got, want))
+            hits.append(ok)
+            if not ok and first is None:
+                first = (probe, call_args, outcome, want, why)
+        total = len(probes)
+        where = "in place" if check.in_place else "and returns them"
+        if first is None:
+            self._add(CheckResult(check.id, function, True,
+                                  f"updates {', '.join(check.parameters)} {where} as a gradient step on {total} probes",
+                                  1.0))
+            return
+        probe, call_args, outcome, want, why = first
+        message = f"{total - sum(hits)} of {total} probes differ from a gradient step (e.g. {probe.name}: {why})"
+        details = {"probe": probe.name, "inputs": self._json_inputs(function, call_args), "expected": _json(want),
+                   "got": _json(outcome if not check.in_place or not outcome.ok else outcome.args_after)}
+        self._add(CheckResult(check.id, function, False, message, sum(hits) / total, details=details))
+
+    # --- inputs left alone, and the signature ------------------------------------------------
+
+    def _not_mutated_check(self, check: NotMutated) -> None:
+        function = check.function
+        if not self.found.get(function):
+            self._add(self._missing(check.id, function))
+            return
+        called = self._called.get(f"{function}@{check.probes}")
+        if called is None:
+            probes = list(self.probes.sets.get(check.probes, ()))
+            args = [arguments(p, self._parameters(function)) for p in probes]
+            called = _Called(probes, args, self.call(function, args))
+        changed = self._changed_arguments(function, called.args, called.outcomes)
+        if changed:
+            self._add(CheckResult(check.id, function, False,
+                                  f"changes its arguments in place ({', '.join(changed)}); the caller's arrays "
+                                  "change too: work on copies", 0.0))
+        else:
+            self._add(CheckResult(check.id, function, True,
+                                  f"leaves its arguments as it found them on {len(called.args)} probes", 1.0))
+
+    def _signature_check(self, check: Signature) -> None:
+        function = check.function
+        if not self.found.get(function):
+            self._add(self._missing(check.id, function))
+            return
+        expected = self._parameters(function)
+        info = self.signatures.get(function)
+        parameters = getattr(info, "parameters", None)
+        variadic = bool(getattr(info, "variadic", False))
+        if parameters is None:
+            self._add(CheckResult(check.id, function, False, "its parameters could not be read"))
+            return
+        ok = tuple(parameters) == expected or (variadic and len(parameters) <= len(expected))
+        message = (f"takes ({', '.join(expected)}), as the template calls it" if ok else
+                   f"takes ({', '.join(parameters)}), but the template calls it as {function}({', '.join(expected)})")
+        self._add(CheckResult(check.id, function, ok, message, float(ok)))
 
     # --- end to end -------------------------------------------------------------------
 
-    def _train_call_by_call(self, start: NetworkProbe, training: Training) -> str | None:
-        """The ground truth: every step is one forward and one backward call from here."""
-        w1, w2 = start.w1.copy(), start.w2.copy()
-        for step in range(NOTEBOOK_ITERATIONS):
-            (out,) = self._call("forward", [(start.x, w1, w2)], args_after=False)
-            y_hat = _forward_value(out)
-            if y_hat is None:
-                return f"iteration {step + 1}: forward {_gave(out)}"
-            training.final_prediction = y_hat
-            training.loss.append(ref.loss(y_hat, start.y))
-            (out,) = self._call("backward", [(start.x, start.y, y_hat, w1, w2, start.eta)], args_after=False)
-            new = _weights(out, w1.shape, w2.shape)
-            if new is None:
-                return f"iteration {step + 1}: backward {_gave(out)}"
-            w1, w2 = new
+    def _training_check(self, check: Converges) -> None:
+        from grader.training import check_training
+
+        self._contexts_ready()
+        result, training = check_training(check, self.assignment, self, self.primary.pair)
+        self._add(result)
+        self.training = training
+
+
+def shaped_arrays(value: Any, shapes: Sequence[tuple[int, ...]]) -> tuple[np.ndarray, ...] | None:
+    """The arrays a call returned, if it is a tuple of finite arrays of ``shapes`` (a 1-d one may come
+    in any shape of the right size, as ``w2.flatten()`` does); one shape takes a bare array too."""
+    if len(shapes) == 1 and not isinstance(value, (tuple, list)):
+        value = (value,)
+    if not isinstance(value, (tuple, list)) or len(value) != len(shapes):
         return None
-
-    def _audited_chain(self, start: NetworkProbe, reference_loss: Sequence[float], pair: Any) -> Chain | None:
-        """The sandbox's own run of the chain, if it offers one and it is what the notebook's functions do.
-
-        The chain is the sandbox's word, and the sandbox's code can be replaced by the notebook, so:
-        it must start from the probe's own weights and be as long as it says; the first, the last and
-        a middle step (and the step that stopped it) replay identically as ordinary calls; and a
-        chain that would earn the training points without following the reference's curve has every
-        one of its steps replayed (two batches of calls). Any mismatch falls back to call by call.
-        """
-        train = getattr(self.sandbox, "train", None)
-        if train is None:
+    arrays = []
+    for item, shape in zip(value, shapes):
+        array = as_array(item)
+        if array is None:
             return None
-        chain = train(start.x, start.y, start.eta, start.w1, start.w2, NOTEBOOK_ITERATIONS)
-        if chain is None:
-            return None
-        done = len(chain.y_hats)
-        if (len(chain.w1s) == 0 or chain.w1s[0].shape != start.w1.shape or chain.w2s[0].shape != start.w2.shape
-                or not (np.array_equal(chain.w1s[0], start.w1) and np.array_equal(chain.w2s[0], start.w2))):
-            return None
-        if (chain.stop_function is None) != (done == NOTEBOOK_ITERATIONS) or done > NOTEBOOK_ITERATIONS:
-            return None
-        if (self._earns_credit_off_the_reference_curve(chain, start, reference_loss)
-                and not self._replays(chain, start, pair)):
-            return None
-        for step in sorted({0, done // 2, done - 1, done} & set(range(done + 1))):
-            if step >= len(chain.w1s):
-                continue
-            w1, w2 = chain.w1s[step], chain.w2s[step]
-            (out,) = self._call("forward", [(start.x, w1, w2)], args_after=False)
-            y_hat = _forward_value(out)
-            if step == done:  # the chain says forward failed here (or ran out of iterations)
-                if (y_hat is None) != (chain.stop_function == "forward"):
-                    return None
-                continue
-            if y_hat is None or y_hat != float(chain.y_hats[step]):
+        if array.shape != tuple(shape):
+            if len(shape) > 1 or array.size != int(np.prod(shape)):
                 return None
-            (out,) = self._call("backward", [(start.x, start.y, y_hat, w1, w2, start.eta)], args_after=False)
-            new = _weights(out, w1.shape, w2.shape)
-            if step + 1 < len(chain.w1s):
-                if new is None or not (np.array_equal(new[0], chain.w1s[step + 1])
-                                       and np.array_equal(new[1], chain.w2s[step + 1])):
-                    return None
-            elif (new is None) != (chain.stop_function == "backward"):
-                return None
-        return chain
-
-    @staticmethod
-    def _earns_credit_off_the_reference_curve(chain: Chain, start: NetworkProbe, reference_loss: Sequence[float]) -> bool:
-        if chain.stop_function is not None or not len(chain.y_hats):
-            return False
-        if not abs(float(chain.y_hats[-1]) - start.y) <= TRAINING_TOLERANCE:
-            return False
-        losses = np.array([ref.loss(float(y_hat), start.y) for y_hat in chain.y_hats])
-        expected = np.asarray(reference_loss[: len(losses)], dtype=float)
-        return not (len(expected) == len(losses) and np.allclose(losses, expected, rtol=1e-6, atol=1e-12))
-
-    def _replays(self, chain: Chain, start: NetworkProbe, pair: Any) -> bool:
-        """Whether every step of ``chain`` is what forward and backward give when called.
-
-        A forward that passed its values check is the reference's: its outputs are then computed
-        here (to within 1e-9, far too little to steer training) instead of replayed in the sandbox.
-        The calls go in one request per function (``replay``), or one by one where that fails.
-        """
-        done = len(chain.y_hats)
-        w1s, w2s, y_hats = chain.w1s[:done], chain.w2s[:done], np.asarray(chain.y_hats[:done], dtype=float)
-        if any(r.id == "forward.values" and r.passed for r in self.results):
-            if getattr(pair, "pure", False):  # every step at once: x @ w1 for a stack of w1s
-                with np.errstate(all="ignore"):
-                    expected = np.einsum("ni,ni->n", pair.act(np.matmul(start.x, w1s)), w2s)
-            else:
-                expected = np.array([_safe(lambda i=i: ref.forward(start.x, w1s[i], w2s[i], pair)) for i in range(done)],
-                                    dtype=float)
-            if not np.allclose(y_hats, expected, rtol=1e-9, atol=1e-12):
-                return False
-        else:
-            values = self._replay_in_one("forward", start, w1s, w2s, y_hats)
-            if values is None:
-                outs = self._call("forward", [(start.x, w1s[i], w2s[i]) for i in range(done)], args_after=False)
-                values = [_forward_value(out) for out in outs]
-            if any(values[i] is None or float(values[i]) != float(y_hats[i]) for i in range(done)):
-                return False
-        steps = min(done, len(chain.w1s) - 1)
-        news = self._replay_in_one("backward", start, w1s[:steps], w2s[:steps], y_hats[:steps])
-        if news is not None:
-            return bool(np.array_equal(news[0], chain.w1s[1:steps + 1]) and np.array_equal(news[1], chain.w2s[1:steps + 1]))
-        backwards = self._call("backward", [(start.x, start.y, float(y_hats[i]), w1s[i], w2s[i], start.eta)
-                                            for i in range(steps)], args_after=False)
-        for i, out in enumerate(backwards):
-            new = _weights(out, start.w1.shape, start.w2.shape)
-            if new is None or not (np.array_equal(new[0], chain.w1s[i + 1]) and np.array_equal(new[1], chain.w2s[i + 1])):
-                return False
-        return True
-
-    def _replay_in_one(self, function: str, start: NetworkProbe, w1s: Any, w2s: Any, y_hats: Any) -> Any:
-        replay = getattr(self.sandbox, "replay", None)
-        if replay is None or not self.found.get(function) or not len(w1s):
+            array = array.reshape(shape)
+        if not np.isfinite(array).all():
             return None
-        return replay(function, start.x, start.y, start.eta, w1s, w2s, y_hats)
-
-    @staticmethod
-    def _walk_chain(chain: Chain, training: Training) -> str | None:
-        for step, y_hat in enumerate(chain.y_hats):
-            training.final_prediction = float(y_hat)
-            training.loss.append(ref.loss(float(y_hat), training.target))
-        if chain.stop_function is None:
-            return None
-        return f"iteration {chain.stop_step + 1}: {chain.stop_function} {_gave(chain.stop_outcome)}"
-
-    def _training_check(self, primary: Context) -> Training | None:
-        check_id, function = "training.converges", "training"
-        start = notebook_probe()
-        reference_loss = list(ref.training_curve(start.x, start.y, start.w1, start.w2, start.eta,
-                                                 NOTEBOOK_ITERATIONS, primary.pair))
-        training = Training(NOTEBOOK_ITERATIONS, None, start.y, [], reference_loss)
-        if not (self.found.get("forward") and self.found.get("backward")):
-            self._add(CheckResult(check_id, function, False, "needs both forward and backward to be defined"))
-            return training
-        chain = self._audited_chain(start, reference_loss, primary.pair)
-        failure = self._walk_chain(chain, training) if chain is not None else self._train_call_by_call(start, training)
-        if failure is None:
-            final = training.final_prediction
-            ok = final is not None and abs(final - start.y) <= TRAINING_TOLERANCE
-            verdict = "reaches" if ok else "does not reach"
-            message = (f"prediction after {NOTEBOOK_ITERATIONS} iterations is {final:.6f}: "
-                       f"{verdict} y = {start.y:g} (within {TRAINING_TOLERANCE:g})")
-            self._add(CheckResult(check_id, function, ok, message, float(ok), details={"final_prediction": final}))
-        else:
-            self._add(CheckResult(check_id, function, False, f"training stopped at {failure}"))
-        return training
+        arrays.append(array)
+    return tuple(arrays)
 
 
-def _forward_value(out: CallOutcome) -> float | None:
-    """The scalar prediction a forward call gave, or None when training cannot go on with it."""
-    y_hat = as_array(out.value) if out.ok else None
-    if y_hat is None or y_hat.size != 1 or not np.isfinite(y_hat).all():
-        return None
-    return float(y_hat.reshape(()))
+def _copies(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Fresh copies of array arguments: a reference that updates in place must not touch the probes."""
+    return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
 
 
 def _safe(compute: Callable[[], Any]) -> Any:
@@ -617,66 +772,74 @@ def _safe(compute: Callable[[], Any]) -> Any:
         return None
 
 
-def _json_inputs(function: str, args: tuple) -> dict[str, Any]:
-    names = {"forward": ("x", "w1", "w2"), "backward": ("x", "y", "y_hat", "w1", "w2", "eta")}[function]
-    return {n: _json(a) for n, a in zip(names, args)}
-
-
-def _weights(outcome: CallOutcome, shape1: tuple, shape2: tuple) -> tuple[np.ndarray, np.ndarray] | None:
-    """The (w1, w2) a backward call returned, if it is a pair of finite arrays of the right shapes."""
-    return weight_pair(outcome.value, shape1, shape2) if outcome.ok else None
-
-
-def _implied_gradients(probe: NetworkProbe, outcome: CallOutcome) -> tuple[np.ndarray, np.ndarray] | None:
-    new = _weights(outcome, probe.w1.shape, probe.w2.shape)
-    if new is None:
-        return None
-    return (probe.w1 - new[0]) / probe.eta, (probe.w2 - new[1]) / probe.eta
-
-
-def _numerical_gradients(probe: NetworkProbe, eps: float, loss_of) -> tuple[np.ndarray, np.ndarray] | None:
-    """Central differences of L(forward(x, w1, w2), y) over every weight, evaluated in one batch."""
-    points = [(probe.x, w1, w2, probe.y) for w1, w2 in _perturbed_weights(probe.w1, probe.w2, eps)]
-    losses = loss_of(points)
-    if any(v is None for v in losses):
-        return None
-    diffs = (np.array(losses[0::2]) - np.array(losses[1::2])) / (2 * eps)
-    n1 = probe.w1.size
-    return diffs[:n1].reshape(probe.w1.shape), diffs[n1:].reshape(probe.w2.shape)
-
-
-def _perturb(w1: np.ndarray, w2: np.ndarray, eps: float) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """The finite-difference points, built as ``_numerical_gradients`` always built them, then made read-only."""
-    pairs = []
-    for which, weights in ((0, w1), (1, w2)):
-        for index in np.ndindex(weights.shape):
+def _perturb(values: tuple[np.ndarray, ...], eps: float) -> tuple[tuple[np.ndarray, ...], ...]:
+    """Every parameter with one element moved by +eps then -eps, in order, as read-only arrays."""
+    points = []
+    for which, array in enumerate(values):
+        for index in np.ndindex(np.shape(array)):
             for sign in (1.0, -1.0):
-                p1, p2 = w1.copy(), w2.copy()
-                (p1, p2)[which][index] += sign * eps
-                pairs.append((freeze_value(p1), freeze_value(p2)))
-    return tuple(pairs)
+                moved = [np.array(v, dtype=float, copy=True) for v in values]
+                moved[which][index] += sign * eps
+                points.append(tuple(freeze_value(m) for m in moved))
+    return tuple(points)
 
 
 #: The finite-difference points of each probe: the same few probes for every notebook of a batch.
 _PERTURBED = Memo(maxsize=256)
 
 
-def _perturbed_weights(w1: np.ndarray, w2: np.ndarray, eps: float) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """(w1, w2) with one weight moved by +eps then -eps, for every weight of w1 then w2, as read-only arrays.
-
-    They only ever go to the sandbox (which receives a copy through the wire) or
-    to the reference, so they are built once per probe and eps, not per notebook.
-    """
-    return _PERTURBED.get(joint_key(value_key(w1), value_key(w2), value_key(eps)), lambda: _perturb(w1, w2, eps))
+def _perturbed(values: tuple[np.ndarray, ...], eps: float) -> tuple[tuple[np.ndarray, ...], ...]:
+    key = joint_key(*(value_key(v) for v in values), value_key(eps))
+    return _PERTURBED.get(key, lambda: _perturb(values, eps))
 
 
-def _student_loss(outcome: CallOutcome, y: float) -> float | None:
-    """L(y_hat, y) for the prediction a forward call returned, or None when it is not a single number."""
+def _numerical_gradients(probe: Probe, parameters: tuple[str, ...], wrt: tuple[str, ...], target: str, eps: float,
+                         loss_of: Callable[[list[tuple[tuple[Any, ...], Any]]], list[float | None]]
+                         ) -> tuple[np.ndarray, ...] | None:
+    """Central differences of loss(f(...), target) over every element of ``wrt``, evaluated in one batch."""
+    base = [np.asarray(probe.values[w]) for w in wrt]
+    points = []
+    for moved in _perturbed(tuple(base), eps):
+        values = dict(probe.values)
+        values.update(zip(wrt, moved))
+        points.append((tuple(values[p] for p in parameters), probe.values[target]))
+    losses = loss_of(points)
+    if any(v is None for v in losses):
+        return None
+    diffs = (np.array(losses[0::2]) - np.array(losses[1::2])) / (2 * eps)
+    gradients, start = [], 0
+    for array in base:
+        gradients.append(diffs[start: start + array.size].reshape(array.shape))
+        start += array.size
+    return tuple(gradients)
+
+
+#: Finite differences of the reference's own loss (used when the student's function failed), by probe and pair.
+_REFERENCE_GRADIENTS = Memo(maxsize=256)
+
+
+def _reference_gradients(ident: Any, probe: Probe, parameters: tuple[str, ...], wrt: tuple[str, ...], target: str,
+                         eps: float, pair: Pair | None, loss_of: Callable[[list[tuple[tuple[Any, ...], Any]]], list[float | None]]
+                         ) -> tuple[np.ndarray, ...] | None:
+    """``_numerical_gradients`` with the reference's loss: depends only on the probe, eps and a pure pair, so cached."""
+    key = joint_key(("objective", ident), ("pair", pair), ("wrt", wrt), *(value_key(probe.values[p]) for p in parameters),
+                    value_key(probe.values[target]), value_key(eps)) if (pair is None or pair.pure) else None
+    return _REFERENCE_GRADIENTS.get(  # type: ignore[no-any-return]
+        key, lambda: freeze_value(_numerical_gradients(probe, parameters, wrt, target, eps, loss_of)))
+
+
+def _student_loss(outcome: CallOutcome, target: Any, loss: Callable[[Any, Any], float]) -> float | None:
+    """loss(value, target) for the value a call returned, or None when it is not of the target's size."""
     value = outcome.value if outcome.ok else None
-    if type(value) in (float, np.float64):  # the usual reply: as_array then float() gives the same number
-        return ref.loss(float(value), y)
+    if np.ndim(target) == 0:
+        if type(value) in (float, np.float64):  # the usual reply: as_array then float() gives the same number
+            return loss(float(value), target)  # type: ignore[arg-type]
+        v = as_array(value) if outcome.ok else None
+        return loss(float(v.reshape(())), target) if v is not None and v.size == 1 else None
     v = as_array(value) if outcome.ok else None
-    return ref.loss(float(v.reshape(())), y) if v is not None and v.size == 1 else None
+    if v is None or v.size != np.size(target):
+        return None
+    return loss(v.reshape(np.shape(target)), target)
 
 
 def _unchanged(after: Any, before: Any) -> bool:
@@ -691,40 +854,29 @@ def _unchanged(after: Any, before: Any) -> bool:
     return values_close(after, np.asarray(before, dtype=float))
 
 
-#: The fixed families' activations on the recognition grid (pure functions of the grid).
+#: The fixed families' values on the recognition grid (pure functions of the grid).
 _FAMILY_VALUES = Memo(maxsize=8)
 
 
-def _family_values(grid: np.ndarray) -> tuple[tuple[ActivationPair, np.ndarray, np.ndarray, bool], ...]:
-    """(family, act(grid), |act(grid)|, all finite) for each fixed family, for recognising an activation.
+def _family_values(helpers: Helpers, grid: np.ndarray) -> tuple[tuple[Pair, np.ndarray, np.ndarray, bool], ...]:
+    """(family, f(grid), |f(grid)|, all finite) for each fixed family, for recognising a helper.
 
-    Recognition is ``np.allclose(values, act(grid), rtol=1e-4, atol=1e-6)``: for
-    finite values (the caller checks) and a finite act(grid) that is exactly
-    ``|values - act(grid)| <= 1e-6 + 1e-4 * |act(grid)|`` everywhere, without
+    Recognition is ``np.allclose(values, f(grid), rtol=1e-4, atol=1e-6)``: for
+    finite values (the caller checks) and a finite f(grid) that is exactly
+    ``|values - f(grid)| <= 1e-6 + 1e-4 * |f(grid)|`` everywhere, without
     np.allclose's ~20 µs of argument handling per family; a family with a
     non-finite value on the grid keeps np.allclose.
     """
-    def compute() -> tuple:
+    def compute() -> tuple[tuple[Pair, np.ndarray, np.ndarray, bool], ...]:
         rows = []
-        for family in ref.FIXED_FAMILIES:
-            expected = np.array(family.act(grid), dtype=float)
+        for family in helpers.families:
+            expected = np.array(family.f(grid), dtype=float)
             finite = bool(np.isfinite(expected).all())
             rows.append((family, freeze_value(expected), freeze_value(np.abs(expected)), finite))
         return tuple(rows)
-    return _FAMILY_VALUES.get(value_key(grid), compute)
+    return _FAMILY_VALUES.get(joint_key(("families", helpers.families), value_key(grid)), compute)  # type: ignore[no-any-return]
 
 
-#: Finite differences of the reference's own loss (used when the student's forward failed), by probe and pair.
-_REFERENCE_GRADIENTS = Memo(maxsize=256)
-
-
-def _reference_gradients(probe: NetworkProbe, eps: float, pair: ActivationPair,
-                         loss_of) -> tuple[np.ndarray, np.ndarray] | None:
-    """``_numerical_gradients`` with the reference's loss: depends only on the probe, eps and a pure pair, so cached."""
-    key = joint_key(ref.pair_key(pair), value_key(probe.x), value_key(probe.w1), value_key(probe.w2),
-                    value_key(probe.y), value_key(eps))
-    return _REFERENCE_GRADIENTS.get(key, lambda: freeze_value(_numerical_gradients(probe, eps, loss_of)))
-
-
-def run_checks(sandbox: Sandbox, found: dict[str, bool], accepted_activations: Sequence[str], seed: int) -> CheckRun:
-    return Grading(sandbox, found, accepted_activations, seed).run()
+def run_checks(sandbox: Sandbox, found: Mapping[str, bool], assignment: Assignment, accepted: Sequence[str],
+               seed: int, signatures: Mapping[str, Any] | None = None) -> CheckRun:
+    return Grading(sandbox, found, assignment, accepted, seed, signatures).run()

@@ -12,17 +12,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
+from grader.errors import EXIT_CANNOT_GRADE, EXIT_GRADED, EXIT_UNDER_THRESHOLD, GraderError, SettingError
 from grader.sandbox import environment
-from grader.errors import EXIT_CANNOT_GRADE, EXIT_GRADED, EXIT_UNDER_THRESHOLD, GraderError
+from grader.sandbox.limits import Limits, Setting, settings
+
+if TYPE_CHECKING:
+    from grader.rubric import Rubric
+
+N = TypeVar("N", int, float)
 
 FORMATS = ("text", "json", "md", "html", "junit", "gradescope", "classroom")
 
 
-def _bounded(convert, low: float, high: float, expected: str):
+def _bounded(convert: Callable[[str], N], low: float, high: float, expected: str) -> Callable[[str], N]:
     """An argparse type: ``convert(text)`` within [low, high], else an error naming the value and what was expected."""
-    def parse(text: str):
+    def parse(text: str) -> N:
         try:
             value = convert(text)
         except ValueError:
@@ -37,36 +44,45 @@ _jobs = _bounded(int, 1, 256, "a whole number of processes from 1 to 256")
 _percentage = _bounded(float, 0, 100, "a number from 0 to 100")
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+#: Where a limit given as a flag came from, in a SettingError (``Limits.merged``, ``Setting.check``).
+COMMAND_LINE = "the command line"
+
+
+def _limit_type(setting: Setting) -> Callable[[str], float]:
+    """The argparse type of a limit's flag: its own rule (``Setting.check``), its own message, naming the flag."""
+    def parse(text: str) -> float:
+        try:
+            return setting.parse(text, f"{COMMAND_LINE} ({setting.flag})")
+        except SettingError as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+    return parse
+
+
+def add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per limit of ``grader.sandbox.limits`` (``--cell-timeout S``, ...), stored under the limit's
+    name (``args.cell_timeout_s``); None when not given."""
+    group = parser.add_argument_group("limits (override the rubric's [limits])")
+    for setting in settings():
+        group.add_argument(setting.flag, type=_limit_type(setting), metavar=setting.metavar, dest=setting.name,
+                           default=None, help=setting.help_text())
 
 
 def _add_grading_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--assignment", default=None, metavar="NAME|PATH",
+                        help="bundled assignment name or path to an assignment's folder (default: the one the "
+                             "rubric names, else simple_nn)")
     parser.add_argument("--rubric", default=None, metavar="NAME|PATH",
-                        help="bundled rubric name or path to a rubric .toml (default: simple_nn)")
+                        help="bundled rubric name or path to a rubric .toml (default: the assignment's own)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random probes (default: 0)")
     parser.add_argument("--backend", choices=("subprocess", "kernel"), default="subprocess",
                         help="run the notebook in a confined Python (default) or, as Jupyter's 'Restart & Run All' "
                              "does, in an ipykernel driven by nbclient")
-    limits = parser.add_argument_group("limits (override the rubric's [limits])")
-    limits.add_argument("--cell-timeout", type=_positive, metavar="S", help="wall seconds per notebook cell")
-    limits.add_argument("--call-timeout", type=_positive, metavar="S", help="wall seconds per function call")
-    limits.add_argument("--total-timeout", type=_positive, metavar="S", help="wall seconds per submission")
-    limits.add_argument("--memory-mb", type=_positive, metavar="MB", help="memory limit of the sandbox")
-    limits.add_argument("--cpu-time", type=_positive, metavar="S", help="CPU seconds of the sandbox")
-    limits.add_argument("--max-processes", type=_positive, metavar="N", help="processes the sandbox may run at once")
-    limits.add_argument("--output-kb", type=_positive, metavar="KB", help="printed output kept for the report")
-    limits.add_argument("--file-size-mb", type=_positive, metavar="MB", help="largest file the sandbox may write")
+    add_limit_options(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grader", description="Grade 'simple neural network from scratch' notebooks.")
+    parser = argparse.ArgumentParser(prog="grader", description="Grade students' numpy notebooks against an "
+                                                                "assignment's reference (default: simple_nn).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = commands.add_parser("check", help="grade one notebook and print its report")
@@ -98,14 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _limit_overrides(args: argparse.Namespace) -> dict[str, float]:
-    given = {"cell_timeout_s": args.cell_timeout, "call_timeout_s": args.call_timeout,
-             "total_timeout_s": args.total_timeout, "memory_mb": args.memory_mb, "cpu_time_s": args.cpu_time,
-             "max_processes": args.max_processes, "output_kb": args.output_kb, "file_size_mb": args.file_size_mb}
+    """The limits given as flags, by name (what ``Limits.merged`` and ``BatchOptions.limit_overrides`` take)."""
+    given = {setting.name: getattr(args, setting.name, None) for setting in settings()}
     return {name: value for name, value in given.items() if value is not None}
 
 
-def _limits(args: argparse.Namespace, rubric):
-    return rubric.limits.merged(_limit_overrides(args), "the command line")
+def _limits(args: argparse.Namespace, rubric: Rubric) -> Limits:
+    return rubric.limits.merged(_limit_overrides(args), COMMAND_LINE)
 
 
 def _colour(args: argparse.Namespace) -> bool:
@@ -127,7 +142,7 @@ def _check(args: argparse.Namespace) -> int:
     from grader.grade import Options, grade_notebook
     from grader.rubric import load_rubric
 
-    rubric = load_rubric(args.rubric)
+    rubric = load_rubric(args.rubric, args.assignment)
     report = grade_notebook(args.notebook, rubric,
                             Options(seed=args.seed, limits=_limits(args, rubric), backend=args.backend))
     if args.format == "text":
@@ -142,9 +157,9 @@ def _check(args: argparse.Namespace) -> int:
         print(environment.stderr_line(notice), file=sys.stderr)
     if report.status != "graded":
         return EXIT_CANNOT_GRADE
-    if args.fail_under is not None and report.max_score > 0:
-        if 100.0 * report.score / report.max_score < args.fail_under:
-            return EXIT_UNDER_THRESHOLD
+    if (args.fail_under is not None and report.max_score > 0
+            and 100.0 * report.score / report.max_score < args.fail_under):
+        return EXIT_UNDER_THRESHOLD
     return EXIT_GRADED
 
 
@@ -154,7 +169,8 @@ def _grade(args: argparse.Namespace) -> int:
     from grader.batch.run import BatchOptions, run_batch
 
     options = BatchOptions(out=Path(args.out), jobs=args.jobs, force=args.force, seed=args.seed, rubric=args.rubric,
-                           limit_overrides=tuple(_limit_overrides(args).items()), backend=args.backend)
+                           limit_overrides=tuple(_limit_overrides(args).items()), backend=args.backend,
+                           assignment=args.assignment)
     interrupted = (f"grader: interrupted; every report finished so far is in {args.out}. "
                    "Run the same command again to grade the rest.")
     try:

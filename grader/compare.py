@@ -8,7 +8,8 @@ shapes must otherwise agree exactly, which is what exposes transposes.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -76,9 +77,12 @@ def _isclose(got: np.ndarray, expected: np.ndarray, expected_abs: np.ndarray, at
     is implied, as atol > 0), which is what is computed here; an expected value
     that is not finite (never equal to a finite one) takes numpy's own path.
     """
+    close: np.ndarray
     if not expected_finite:
-        return np.isclose(got, expected, rtol=RTOL, atol=atol)
-    return np.abs(got - expected) <= atol + RTOL * expected_abs
+        close = np.isclose(got, expected, rtol=RTOL, atol=atol)
+    else:
+        close = np.abs(got - expected) <= atol + RTOL * expected_abs
+    return close
 
 
 def values_close(got: Any, expected: Any, dont_care: np.ndarray | None = None) -> bool:
@@ -86,7 +90,7 @@ def values_close(got: Any, expected: Any, dont_care: np.ndarray | None = None) -
     if isinstance(expected, tuple):
         if not isinstance(got, (tuple, list)) or len(got) != len(expected):
             return False
-        return all(values_close(g, e) for g, e in zip(got, expected))
+        return all(values_close(g, e) for g, e in zip(got, expected, strict=True))
     if expected is None:
         return got is None
     return arrays_close(got, expected, dont_care)
@@ -102,7 +106,7 @@ def trusted_call(function: Callable[..., Any], args: tuple[Any, ...]) -> CallOut
         # A tabulated activation asked for a point the sandbox never evaluated:
         # this model is undefined here, which must never count as agreement.
         return CallOutcome("protocol", error="undefined for this context")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever the function raises is its outcome, recorded
         return CallOutcome("raised", error=f"{type(exc).__name__}: {exc}")
     if isinstance(value, list):
         value = tuple(value)
@@ -124,6 +128,6 @@ def outcomes_agree(student: CallOutcome, model: CallOutcome, dont_care: np.ndarr
         if student.value is not None or student.args_after is None or model.args_after is None:
             return False
         return len(student.args_after) == len(model.args_after) and all(
-            values_close(s, m) for s, m in zip(student.args_after, model.args_after)
+            values_close(s, m) for s, m in zip(student.args_after, model.args_after, strict=True)
         )
     return values_close(student.value, model.value, dont_care)

@@ -1,31 +1,28 @@
 """The diagnose stage: name the bug by finding the mutant that behaves like the submission.
 
 A function that failed its values check is compared, probe by probe, with every
-mutant of the catalog (``grader.reference.mutants``) under each activation
-context the checks used. A mutant matches when it raises where the student's
+mutant of the assignment's catalogue under each helper context the checks used. A mutant matches when it raises where the student's
 code raised and returns the same values everywhere else; shape errors are
 evidence too (a transposed outer product only fails on non-square weights).
-Two-bug combinations are tried for backward when no single bug explains it.
+Two-bug combinations (which the assignment declares) are tried when no single bug explains
+a function.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
+from grader.assignment import Assignment
 from grader.checks import CheckRun, Context, Evidence
 from grader.compare import outcomes_agree, trusted_call
-from grader.sandbox.process import CallOutcome
-from grader.model import GRADED_FUNCTIONS, Diagnosis
 from grader.memo import Memo, freeze_value, values_key
-from grader.reference.mutants import HINTS, backward_pairs, mutants_for
-from grader.reference.simple_nn import pair_key
+from grader.model import Diagnosis
+from grader.sandbox.process import CallOutcome
 
 NOT_FOUND = "No function named {name} is defined in the notebook: define it (check the spelling) and run its cell."
 NOT_THIS_ASSIGNMENT = ("This notebook defines none of {names}, so it does not look like this assignment: check "
                        "that the notebook submitted is the right one.")
 #: Pseudo-function of a diagnosis about the whole notebook.
 NOTEBOOK = "notebook"
-VALUES_CHECK = {"activation": "activation.values", "d_activation": "d_activation.values",
-                "forward": "forward.values", "backward": "backward.values"}
 
 
 #: What each mutant does on each probe, by (implementation, pure pair, the probes' values): the
@@ -43,7 +40,7 @@ def _model_outcomes(impl: Callable[..., Any], context: Context | None, evidence:
                     args_key: tuple | None) -> list[CallOutcome]:
     """``trusted_call`` of the mutant on every probe; cached unless the context is a student's own pair."""
     model = _bind(impl, context)
-    pair = None if context is None else pair_key(context.pair)
+    pair = None if context is None or context.pair is None or not context.pair.pure else context.pair
     cacheable = args_key is not None and (context is None or pair is not None)
     key = (impl, pair, args_key) if cacheable else None
     records = _MODEL_OUTCOMES.get(key, lambda: tuple(_fields(trusted_call(model, args)) for args in evidence.args))
@@ -74,8 +71,12 @@ def _bind(impl: Callable[..., Any], context: Context | None) -> Callable[..., An
     return lambda *args: impl(*args, context.pair)
 
 
-def _contexts_for(function: str, run: CheckRun) -> list[Context | None]:
-    return [None] if function in ("activation", "d_activation") else list(run.contexts)
+def _contexts_for(assignment: Assignment, function: str, run: CheckRun) -> list[Context | None]:
+    """The contexts a mutant of ``function`` runs in: each of the run's, for a function that uses the helpers."""
+    helpers = assignment.helpers
+    if helpers is None or function not in helpers.dependents:
+        return [None]
+    return list(run.contexts)
 
 
 def _args_key(evidence: Evidence) -> tuple | None:
@@ -89,36 +90,39 @@ def _args_key(evidence: Evidence) -> tuple | None:
     return tuple(keys)
 
 
-def _matching_ids(function: str, evidence: Evidence, run: CheckRun) -> list[str]:
+def _matching_ids(assignment: Assignment, function: str, evidence: Evidence, run: CheckRun) -> list[str]:
     matched: list[str] = []
     args_key = _args_key(evidence)
-    for mutant in mutants_for(function):
-        if mutant.id in matched:
+    contexts = _contexts_for(assignment, function, run)
+    for mutant in assignment.mutants:
+        if mutant.function != function or mutant.id in matched:
             continue
         if any(_behaves_like(evidence, variant, context, args_key)
-               for context in _contexts_for(function, run) for variant in mutant.variants):
+               for context in contexts for variant in mutant.variants):
             matched.append(mutant.id)
     return matched
 
 
-def _matching_pairs(evidence: Evidence, run: CheckRun) -> list[tuple[str, str]]:
+def _matching_combinations(assignment: Assignment, function: str, evidence: Evidence,
+                           run: CheckRun) -> list[tuple[str, ...]]:
+    combinations = assignment.combinations.get(function)
+    if combinations is None:
+        return []
     args_key = _args_key(evidence)
-    return [ids for ids, impl in backward_pairs()
-            if any(_behaves_like(evidence, impl, context, args_key) for context in run.contexts)]
+    contexts = _contexts_for(assignment, function, run)
+    return [ids for ids, impl in combinations()
+            if any(_behaves_like(evidence, impl, context, args_key) for context in contexts)]
 
 
-#: The parameters the notebook's template calls each graded function with.
-EXPECTED_PARAMETERS = {"activation": ("z",), "d_activation": ("z",), "forward": ("x", "w1", "w2"),
-                       "backward": ("x", "y", "y_hat", "w1", "w2", "eta")}
 WRONG_SIGNATURE = ("{name} takes ({found}), but it is called as {name}({expected}), as in the notebook's template, "
                    "so {calls}: {raised}; give it exactly these parameters, in this order.")
 
 
-def wrong_signatures(functions: dict[str, Any], run: CheckRun) -> list[Diagnosis]:
+def wrong_signatures(assignment: Assignment, functions: dict[str, Any], run: CheckRun) -> list[Diagnosis]:
     """``wrong_signature`` for a function whose definition cannot take the template's arguments and whose
     calls failed for it: names the expected and the found parameters and what the call raised."""
     diagnoses = []
-    for name, expected in EXPECTED_PARAMETERS.items():
+    for name, expected in ((f.name, f.parameters) for f in assignment.functions):
         info = functions.get(name)
         parameters = getattr(info, "parameters", None)
         if parameters is None or getattr(info, "variadic", False) or len(parameters) == len(expected):
@@ -134,30 +138,37 @@ def wrong_signatures(functions: dict[str, Any], run: CheckRun) -> list[Diagnosis
     return diagnoses
 
 
-def diagnose(run: CheckRun, found: dict[str, bool]) -> list[Diagnosis]:
+def _listed(names: tuple[str, ...]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def diagnose(assignment: Assignment, run: CheckRun, found: dict[str, bool]) -> list[Diagnosis]:
     passed = {r.id for r in run.results if r.passed}
     diagnoses: list[Diagnosis] = []
-    if not any(found.get(function) for function in GRADED_FUNCTIONS):
+    names = assignment.names
+    if not any(found.get(function) for function in names):
         # One sentence for a notebook of another course, not one "check the spelling" per function.
-        names = ", ".join(GRADED_FUNCTIONS[:-1]) + " or " + GRADED_FUNCTIONS[-1]
-        return [Diagnosis("not_this_assignment", NOTEBOOK, NOT_THIS_ASSIGNMENT.format(names=names))]
-    for function in GRADED_FUNCTIONS:
+        return [Diagnosis("not_this_assignment", NOTEBOOK, NOT_THIS_ASSIGNMENT.format(names=_listed(names)))]
+    for function in names:
         if not found.get(function):
             diagnoses.append(Diagnosis("not_implemented", function, NOT_FOUND.format(name=function)))
             continue
-        if VALUES_CHECK[function] in passed or function not in run.evidence:
+        values_check = assignment.values_check(function)
+        if values_check is None or values_check in passed or function not in run.evidence:
             continue
         evidence = run.evidence[function]
-        ids: Iterable[str] = _matching_ids(function, evidence, run)
-        if not ids and function == "backward":
-            pairs = _matching_pairs(evidence, run)
-            ids = list(dict.fromkeys(i for pair in pairs[:1] for i in pair))
-        diagnoses.extend(Diagnosis(i, function, HINTS[i]) for i in ids)
+        ids: Iterable[str] = _matching_ids(assignment, function, evidence, run)
+        if not ids:
+            combinations = _matching_combinations(assignment, function, evidence, run)
+            ids = list(dict.fromkeys(i for combination in combinations[:1] for i in combination))
+        hints = {m.id: m.hint for m in assignment.mutants if m.function == function}
+        diagnoses.extend(Diagnosis(i, function, hints[i]) for i in ids if i in hints)
     return diagnoses
 
 
-def unexplained(run: CheckRun, diagnoses: list[Diagnosis]) -> list[str]:
+def unexplained(assignment: Assignment, run: CheckRun, diagnoses: list[Diagnosis]) -> list[str]:
     """Functions that failed their values check with no catalogued bug to name."""
     named = {d.function for d in diagnoses}
-    failed = {r.function for r in run.results if not r.passed and r.id in VALUES_CHECK.values()}
-    return [f for f in GRADED_FUNCTIONS if f in failed and f not in named]
+    values_checks = {assignment.values_check(f) for f in assignment.names} - {None}
+    failed = {r.function for r in run.results if not r.passed and r.id in values_checks}
+    return [f for f in assignment.names if f in failed and f not in named]

@@ -39,11 +39,11 @@ class NotebookError(GraderError):
     """The submitted file is not a notebook the grader can read."""
 
     @classmethod
-    def not_a_notebook(cls, path: str, reason: str) -> "NotebookError":
+    def not_a_notebook(cls, path: str, reason: str) -> NotebookError:
         return cls(NOT_A_NOTEBOOK.format(path=path, reason=reason))
 
     @classmethod
-    def from_os_error(cls, path: str, exc: OSError) -> "NotebookError":
+    def from_os_error(cls, path: str, exc: OSError) -> NotebookError:
         return cls(UNREADABLE.format(path=path, reason=exc.strerror or type(exc).__name__))
 
 
@@ -51,30 +51,34 @@ class RubricError(GraderError):
     """A rubric file is missing, malformed, or names something that does not exist."""
 
     @classmethod
-    def from_toml_error(cls, path: str, exc: Exception) -> "RubricError":
+    def from_toml_error(cls, path: str, exc: Exception) -> RubricError:
         reason = str(exc)
         line = getattr(exc, "lineno", None) or _line_from_message(reason) or "?"
         reason = reason.split(" (at line")[0]
         return cls(RUBRIC_SYNTAX.format(path=path, line=line, reason=reason))
 
     @classmethod
-    def from_value(cls, path: str, line: int | str, what: str, expected: str) -> "RubricError":
+    def from_value(cls, path: str, line: int | str, what: str, expected: str) -> RubricError:
         return cls(RUBRIC_VALUE.format(path=path, line=line, what=what, expected=expected))
 
     @classmethod
-    def not_found(cls, name: str, choices: list[str]) -> "RubricError":
+    def not_found(cls, name: str, choices: list[str]) -> RubricError:
         return cls(RUBRIC_NOT_FOUND.format(name=name, choices=", ".join(choices) or "(none)"))
+
+
+class AssignmentError(GraderError):
+    """An assignment cannot be found, imported, or declares something inconsistent."""
 
 
 class SettingError(GraderError):
     """A limit or option has a value that cannot work."""
 
     @classmethod
-    def from_bad_value(cls, name: str, value: Any, origin: str, expected: str) -> "SettingError":
+    def from_bad_value(cls, name: str, value: Any, origin: str, expected: str) -> SettingError:
         return cls(SETTING_BAD.format(name=name, value=value, origin=origin, expected=expected))
 
     @classmethod
-    def from_unknown(cls, name: str, origin: str, choices: list[str]) -> "SettingError":
+    def from_unknown(cls, name: str, origin: str, choices: list[str]) -> SettingError:
         return cls(SETTING_UNKNOWN.format(name=name, origin=origin, choices=", ".join(choices)))
 
 
@@ -82,11 +86,11 @@ class SandboxError(GraderError):
     """The isolated process that runs student code could not be started or spoken to."""
 
     @classmethod
-    def from_start_failure(cls, reason: str) -> "SandboxError":
+    def from_start_failure(cls, reason: str) -> SandboxError:
         return cls(SANDBOX_START.format(reason=reason))
 
     @classmethod
-    def from_confinement_failure(cls, reason: str) -> "SandboxError":
+    def from_confinement_failure(cls, reason: str) -> SandboxError:
         """The machine's fault, not the notebook's: the student's report says only that; the reason
         goes to the operator (``grader.sandbox.environment``)."""
         from grader.sandbox import environment
@@ -100,7 +104,7 @@ class SandboxRefused(SandboxError):
     to fix, never a student's report)."""
 
     @classmethod
-    def from_reason(cls, message: str) -> "SandboxRefused":
+    def from_reason(cls, message: str) -> SandboxRefused:
         return cls(message)
 
 

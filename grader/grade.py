@@ -10,11 +10,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from grader.assignment import Assignment
 from grader.errors import GraderError, SandboxRefused
-from grader.sandbox.process import Execution, SubprocessSandbox
-from grader.sandbox.limits import Limits
-from grader.model import GRADED_FUNCTIONS, FunctionInfo, Report
+from grader.model import FunctionInfo, GradedWith, Report
 from grader.rubric import Rubric
+from grader.sandbox.limits import Limits
+from grader.sandbox.process import Execution, SubprocessSandbox
 
 if TYPE_CHECKING:
     from grader.sandbox.forkserver import ForkServer
@@ -35,14 +36,15 @@ class Options:
 BACKENDS = ("subprocess", "kernel")
 
 
-def start_sandbox(limits: Limits, options: Options) -> SubprocessSandbox:
+def start_sandbox(limits: Limits, options: Options, graded: tuple[str, ...]) -> SubprocessSandbox:
     """The sandbox for one submission, started now so it warms up while the notebook loads."""
     if options.prestarted is not None:
+        options.prestarted.graded = graded
         return options.prestarted
     if options.backend == "kernel":
         from grader.sandbox.kernel import KernelSandbox
-        return KernelSandbox(limits)
-    return SubprocessSandbox(limits, options.server)
+        return KernelSandbox(limits, graded)
+    return SubprocessSandbox(limits, options.server, graded)
 
 
 def _cell_warnings(execution: Execution) -> list[str]:
@@ -63,8 +65,8 @@ def _cell_warnings(execution: Execution) -> list[str]:
 def error_report(submission: str, rubric: Rubric, message: str, started: float, warnings: list[str] | None = None) -> Report:
     return Report(submission=submission, rubric=rubric.name, status="error", error=message,
                   score=0.0, max_score=rubric.max_score, warnings=list(warnings or []),
-                  functions={n: FunctionInfo(n, False) for n in GRADED_FUNCTIONS},
-                  duration_s=round(time.perf_counter() - started, 3))
+                  functions={n: FunctionInfo(n, False) for n in rubric.assignment.names},
+                  duration_s=round(time.perf_counter() - started, 3), assignment=rubric.assignment.name)
 
 
 def grade_notebook(path: str | os.PathLike, rubric: Rubric, options: Options = Options(),
@@ -79,7 +81,7 @@ def grade_notebook(path: str | os.PathLike, rubric: Rubric, options: Options = O
     submission = os.fspath(path)
     limits = options.limits or rubric.limits
     try:
-        sandbox = start_sandbox(limits, options)
+        sandbox = start_sandbox(limits, options, rubric.assignment.names)
     except SandboxRefused:
         raise  # the operator's to fix: no student gets it as a report
     except GraderError as exc:
@@ -111,31 +113,38 @@ def _grade_loaded(notebook, sandbox: SubprocessSandbox, rubric: Rubric, options:
     from grader.integrity import review
     from grader.score import apply_rubric
 
+    assignment = rubric.assignment
+    sandbox.graded = assignment.names
     execution = sandbox.run_notebook(notebook.code_cells)
     warnings = list(notebook.warnings) + _cell_warnings(execution) + execution.warnings
     if not notebook.code_cells and not executed:
         warnings.append("The notebook has no code cells, so there is nothing to grade.")
     found = {name: info.found for name, info in execution.functions.items()}
-    run = run_checks(sandbox, found, rubric.accepted_activations, options.seed)
-    diagnoses = (wrong_signatures(execution.functions, run) + diagnose(run, found)
+    run = run_checks(sandbox, found, assignment, rubric.accepted_families, options.seed, execution.functions)
+    diagnoses = (wrong_signatures(assignment, execution.functions, run) + diagnose(assignment, run, found)
                  + review(notebook.code_cells, sandbox.seen, sandbox.tampering))
     for diagnosis in diagnoses:
         if diagnosis.id == "wrong_signature":  # its checks say why they could not run, not "probes differ"
             for result in run.results:
                 if result.function == diagnosis.function and not result.passed:
                     result.message = f"could not call {diagnosis.function}: its parameters are not the template's (wrong_signature)"
-    for function in unexplained(run, diagnoses):
+    for function in unexplained(assignment, run, diagnoses):
         for result in run.results:
-            if result.function == function and result.id.endswith(".values"):
+            if result.function == function and result.id == assignment.values_check(function):
                 result.message += "; no known bug matches"
     score, max_score = apply_rubric(run.results, rubric)
-    functions = dict(execution.functions)
-    if "activation" in functions and run.recognised:
-        functions["activation"].recognised_as = run.recognised
+    functions = {name: execution.functions.get(name) or FunctionInfo(name, False) for name in assignment.names}
+    helpers = assignment.helpers
+    graded_with = None
+    if helpers is not None:
+        if run.recognised and helpers.function in functions:
+            functions[helpers.function].recognised_as = run.recognised
+        if run.graded_with is not None:
+            graded_with = GradedWith(run.graded_with, helpers.function, helpers.dependents)
     return Report(
         submission=notebook.path, rubric=rubric.name, status="graded", score=score, max_score=max_score,
         functions=functions, checks=run.results, diagnoses=diagnoses, warnings=warnings + run.warnings,
-        cells=execution.cells, training=run.training, graded_with_activation=run.graded_with,
+        cells=execution.cells, training=run.training, graded_with=graded_with,
         seed=options.seed, backend=sandbox.name, duration_s=round(time.perf_counter() - started, 3),
-        output_excerpt=sandbox.output_excerpt(),
+        output_excerpt=sandbox.output_excerpt(), assignment=assignment.name,
     )

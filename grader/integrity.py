@@ -12,11 +12,12 @@ from __future__ import annotations
 import ast
 import re
 from collections import defaultdict
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from grader.load import Cell
-from grader.model import Diagnosis
 from grader.memo import Memo
+from grader.model import Diagnosis
 
 #: Pseudo-function the integrity diagnoses are filed under in reports.
 NOTEBOOK = "notebook"

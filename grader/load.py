@@ -41,11 +41,11 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 from grader.errors import NotebookError
 
@@ -328,7 +328,7 @@ def _is_clean_v4(nb: dict[str, Any]) -> bool:
     return True
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -386,7 +386,7 @@ def _clean_cell_metadata(meta: Any) -> bool:
     """Cell metadata keys the schema types; any other key is free-form and accepted."""
     if not isinstance(meta, dict):
         return False
-    checks = {
+    checks: dict[str, Callable[[Any], bool]] = {
         "collapsed": lambda v: isinstance(v, bool),
         "scrolled": lambda v: isinstance(v, bool) or v == "auto",
         "deletable": lambda v: isinstance(v, bool),
@@ -503,7 +503,7 @@ def _captured(notes: list[str], prefix: str) -> Iterator[None]:
     from traitlets.log import get_logger
 
     logger = get_logger()
-    logger = getattr(logger, "logger", logger)  # a LoggerAdapter when a traitlets app is running
+    logger = cast("logging.Logger", getattr(logger, "logger", logger))  # a LoggerAdapter when a traitlets app is running
 
     def keep(record: logging.LogRecord) -> bool:
         notes.append(f"{prefix}{_first_line(record.getMessage())}")

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Hashable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
 T = TypeVar("T")
 
 #: Every cache made by ``Memo``, for ``clear_all`` and ``disabled``.
-_ALL: list["Memo"] = []
+_ALL: list[Memo] = []
 _enabled = True
 
 
@@ -53,7 +54,7 @@ def value_key(value: Any) -> Hashable | None:
     return None
 
 
-def values_key(values: Iterable[Any]) -> tuple | None:
+def values_key(values: Iterable[Any]) -> tuple[Hashable, ...] | None:
     """``value_key`` of each item, or None if any item has no key."""
     keys = []
     for value in values:
@@ -64,7 +65,7 @@ def values_key(values: Iterable[Any]) -> tuple | None:
     return tuple(keys)
 
 
-def joint_key(*parts: Hashable | None) -> tuple | None:
+def joint_key(*parts: Hashable | None) -> tuple[Hashable | None, ...] | None:
     """``parts`` as one key, or None (do not cache) when any part has no key."""
     return None if any(part is None for part in parts) else parts
 
@@ -103,7 +104,7 @@ class Memo:
         if not found:
             value = compute()
             self.store(key, value)
-        return value
+        return cast(T, value)
 
     def lookup(self, key: Hashable | None) -> tuple[bool, Any]:
         """(True, value) when ``key`` is cached, else (False, None)."""

@@ -11,9 +11,6 @@ from typing import Any, Literal
 
 SCHEMA = "grader.report/1"
 
-#: The four functions students write, in the order the notebook asks for them.
-GRADED_FUNCTIONS: tuple[str, ...] = ("activation", "d_activation", "forward", "backward")
-
 Status = Literal["graded", "error"]
 
 
@@ -25,7 +22,7 @@ class FunctionInfo:
     found: bool
     #: "function", "lambda", "builtin" or "other callable"; None when not found.
     kind: str | None = None
-    #: Recognised activation family ("relu", "sigmoid", ...) for activation only.
+    #: The family the assignment's helper was recognised as ("relu", "sigmoid", ...), for the helper only.
     recognised_as: str | None = None
     #: The parameters the notebook's definition takes, as the sandbox reported them (untrusted: words
     #: for a message only); None when unknown.
@@ -73,11 +70,15 @@ class CellRun:
 
 @dataclass
 class Training:
-    """The end-to-end run from the notebook's initialisation, driven from the trusted side."""
+    """The end-to-end run from the notebook's initialisation, driven from the trusted side.
+
+    ``final_prediction`` and ``target`` are numbers, or lists (nested like the array) for an
+    assignment whose prediction is an array.
+    """
 
     iterations: int
-    final_prediction: float | None
-    target: float
+    final_prediction: float | list[Any] | None
+    target: float | list[Any]
     loss: list[float] = field(default_factory=list)
     reference_loss: list[float] = field(default_factory=list)
 
@@ -94,7 +95,21 @@ class Training:
 
 
 @dataclass
+class GradedWith:
+    """The helper pair the functions that use it were judged with, and the words renderers need for it."""
+
+    #: The family: "relu", or "sigmoid" for a student's consistent experiment.
+    family: str
+    #: The helper function's name ("activation").
+    helper: str
+    #: The functions judged with it ("forward", "backward").
+    dependents: tuple[str, ...]
+
+
+@dataclass
 class Report:
+    """Everything grading found about one submission; the functions in the assignment's order."""
+
     submission: str
     rubric: str
     status: Status
@@ -107,10 +122,12 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     cells: list[CellRun] = field(default_factory=list)
     training: Training | None = None
-    #: Activation pair the forward/backward checks were graded with ("relu", "sigmoid", ...).
-    graded_with_activation: str | None = None
+    #: The helper pair the functions using it were graded with (None for an assignment without helpers).
+    graded_with: GradedWith | None = None
     seed: int = 0
     backend: str = "subprocess"
     duration_s: float = 0.0
     #: Bounded excerpt of what the notebook printed (never parsed for verdicts).
     output_excerpt: str = ""
+    #: The assignment graded against (its name).
+    assignment: str = ""

@@ -16,37 +16,22 @@ import json
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from grader.errors import UNREADABLE, RubricError, SettingError
-from grader.sandbox.limits import Limits
+from grader.assignment import DEFAULT_ASSIGNMENT, Assignment, bundled, load_assignment
+from grader.errors import UNREADABLE, AssignmentError, RubricError, SettingError
+from grader.sandbox.limits import Limits, settings_by_name
 
 SCHEMA = "grader.rubric/1"
-DEFAULT_RUBRIC = "simple_nn"
+DEFAULT_RUBRIC = DEFAULT_ASSIGNMENT
 
-#: Check ids the grader emits; a rubric may give points to any subset of them.
-KNOWN_CHECKS: tuple[str, ...] = (
-    "activation.values",
-    "d_activation.values",
-    "d_activation.gradient",
-    "forward.values",
-    "backward.values",
-    "backward.gradient",
-    "training.converges",
-)
-#: Activation families the checks can recognise.
-KNOWN_ACTIVATIONS: tuple[str, ...] = (
-    "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "elu", "silu", "identity",
-)
-
-_TOP_LEVEL_KEYS = ("schema", "name", "title", "max_score", "accepted_activations", "template", "limits", "checks")
+_TOP_LEVEL_KEYS = ("schema", "name", "title", "assignment", "max_score", "accepted_families", "template", "limits",
+                   "checks")
 _CHECK_KEYS = ("points", "partial_credit")
-#: Used when a rubric has no ``accepted_activations``: the exercise is about ReLU.
-_DEFAULT_ACTIVATIONS: tuple[str, ...] = ("relu",)
 _SUM_TOLERANCE = 1e-9
 
 
@@ -60,14 +45,15 @@ class CheckWeight:
 
 @dataclass(frozen=True)
 class Rubric:
-    """A validated rubric: points per check, accepted activations and resource limits."""
+    """A validated rubric: points per check of its assignment, accepted helper families and resource limits."""
 
     name: str
     title: str
     #: Where it was loaded from, so messages and reports can name the file.
     path: str
     max_score: float
-    accepted_activations: tuple[str, ...]
+    #: The helper families whose values earn the helper's points (the default pair when not said).
+    accepted_families: tuple[str, ...]
     #: In file order, so reports list checks the way the author wrote them.
     checks: dict[str, CheckWeight]
     #: ``Limits()`` defaults merged with the rubric's ``[limits]`` table.
@@ -76,6 +62,9 @@ class Rubric:
     #: its bytes: batch grading runs its opening cells once per process (``grader.template``).
     template: str | None = None
     template_bytes: bytes | None = field(default=None, repr=False, compare=False)
+    #: The assignment whose checks the rubric weighs.
+    assignment: Assignment = field(default_factory=lambda: load_assignment(DEFAULT_ASSIGNMENT), repr=False,
+                                   compare=False)
 
 
 # --------------------------------------------------------------------------- finding rubrics
@@ -109,21 +98,33 @@ def _looks_like_path(name: str) -> bool:
     return name.endswith(".toml") or "/" in name or "\\" in name
 
 
-def load_rubric(name_or_path: str | Path | None = None) -> Rubric:
-    """Load and validate a rubric given by bundled name or by path (``None`` means the default).
+def load_rubric(name_or_path: str | Path | None = None, assignment: str | Path | Assignment | None = None) -> Rubric:
+    """Load and validate a rubric given by bundled name or by path (``None``: the assignment's own rubric).
 
     A bare name that is bundled wins over a file of the same name in the working
-    directory, so ``--rubric simple_nn`` means the same thing everywhere.
+    directory, so ``--rubric simple_nn`` means the same thing everywhere. ``assignment``
+    (``--assignment``) chooses the assignment when the rubric does not name one; a rubric
+    that names another one is an error.
     """
-    name = DEFAULT_RUBRIC if name_or_path is None else str(name_or_path)
+    chosen = assignment if isinstance(assignment, Assignment) else (
+        load_assignment(assignment) if assignment is not None else None)
+    if name_or_path is None:
+        if chosen is not None and chosen.name not in _bundled():
+            own = Path(chosen.path) / "rubric.toml"
+            if not own.is_file():
+                raise RubricError(f"The assignment at {chosen.path} has no rubric.toml: give one with --rubric PATH.")
+            return parse_rubric(_read_path(own), str(own), None, chosen)
+        name = chosen.name if chosen is not None else DEFAULT_RUBRIC
+    else:
+        name = str(name_or_path)
     bundled = _bundled()
     if not _looks_like_path(name) and name in bundled:
         entry = bundled[name]
-        return parse_rubric(_read_bundled(entry), str(entry), _bundled_dir())
+        return parse_rubric(_read_bundled(entry), str(entry), _bundled_dir(), chosen)
     path = Path(name)
     if not path.exists():
         raise RubricError.not_found(name, sorted(bundled))
-    return parse_rubric(_read_path(path), str(path))
+    return parse_rubric(_read_path(path), str(path), None, chosen)
 
 
 def _read_bundled(entry: Traversable) -> str:
@@ -231,9 +232,11 @@ def _opens_multiline(line: str) -> str | None:
 class _Validator:
     """Turns the parsed TOML into a :class:`Rubric`, raising one precise error at the first problem."""
 
-    def __init__(self, data: dict[str, Any], text: str, path: str, folder: Traversable | None = None) -> None:
+    def __init__(self, data: dict[str, Any], text: str, path: str, folder: Traversable | None = None,
+                 assignment: Assignment | None = None) -> None:
         self.data = data
         self.path = path
+        self.chosen = assignment
         #: Where files the rubric names (its template) are looked up: beside it.
         self.folder = folder if folder is not None else Path(path).parent
         self.lines = _KeyLines(text)
@@ -242,9 +245,10 @@ class _Validator:
         return RubricError.from_value(self.path, self.lines.line(*key_path), what, expected)
 
     def rubric(self) -> Rubric:
-        self.check_top_level_keys()
         self.check_schema()
         name = self.name()
+        self.assignment = self.the_assignment(name)
+        self.check_top_level_keys()
         max_score = self.max_score()
         checks = self.checks()
         self.check_sum(checks, max_score)
@@ -253,16 +257,48 @@ class _Validator:
             title=self.title(name),
             path=self.path,
             max_score=max_score,
-            accepted_activations=self.accepted_activations(),
+            accepted_families=self.accepted_families(),
             checks=checks,
             limits=self.limits(),
+            assignment=self.assignment,
             **self.template(),
         )
 
+    def the_assignment(self, name: str) -> Assignment:
+        """The assignment the rubric names, else the one chosen (``--assignment``), else the bundled one of
+        the rubric's own name, else the default."""
+        value = self.data.get("assignment")
+        if value is None:
+            if self.chosen is not None:
+                return self.chosen
+            return load_assignment(name if name in bundled() else DEFAULT_ASSIGNMENT)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(("assignment",), f"assignment = {value!r} is not a name",
+                            f"expected one of: {', '.join(bundled())}, or the path of an assignment's folder")
+        if not ("/" in value or value.startswith(".")) and value not in bundled():
+            raise self.fail(("assignment",), f"assignment = {value!r} is not a bundled assignment",
+                            _expected_one_of(value, bundled()) + ", or the path of an assignment's folder")
+        try:
+            folder = value if value in bundled() else str(Path(self.path).parent / value)
+            named = load_assignment(folder)
+        except AssignmentError as exc:
+            raise self.fail(("assignment",), f"assignment = {value!r} cannot be loaded ({exc.message.rstrip('.')})",
+                            "expected an assignment folder with an __init__.py defining ASSIGNMENT") from exc
+        if self.chosen is not None and self.chosen.path != named.path:
+            raise self.fail(("assignment",), f"assignment = {value!r} is not the assignment asked for "
+                            f"({self.chosen.name})", "expected the two to agree: drop --assignment or use this "
+                            "rubric's own assignment")
+        return named
+
+    def _helper_key(self) -> str | None:
+        helpers = self.assignment.helpers
+        return None if helpers is None else f"accepted_{helpers.function}s"
+
     def check_top_level_keys(self) -> None:
+        known = _TOP_LEVEL_KEYS + tuple(k for k in (self._helper_key(),) if k)
         for key in self.data:
-            if key not in _TOP_LEVEL_KEYS:
-                raise self.fail((key,), f"unknown key {key!r}", _expected_one_of(key, _TOP_LEVEL_KEYS))
+            if key not in known:
+                raise self.fail((key,), f"unknown key {key!r}", _expected_one_of(key, known))
 
     def check_schema(self) -> None:
         schema = self.data.get("schema")
@@ -294,13 +330,15 @@ class _Validator:
         table = self.data.get("checks", {})
         if not isinstance(table, dict):
             raise self.fail(("checks",), f"checks = {table!r} is not a table",
-                            'expected tables such as [checks."forward.values"]')
+                            'expected one table per check, such as [checks."<check id>"]')
         return {check_id: self.check(check_id, body) for check_id, body in table.items()}
 
     def check(self, check_id: str, body: Any) -> CheckWeight:
         key = ("checks", check_id)
-        if check_id not in KNOWN_CHECKS:
-            raise self.fail(key, f"unknown check {check_id!r}", _expected_one_of(check_id, KNOWN_CHECKS))
+        known = self.assignment.check_ids
+        if check_id not in known:
+            raise self.fail(key, f"unknown check {check_id!r} of assignment {self.assignment.name}",
+                            _expected_one_of(check_id, known))
         if not isinstance(body, dict):
             raise self.fail(key, f'checks."{check_id}" = {body!r} is not a table',
                             "expected a table with points and partial_credit")
@@ -333,16 +371,27 @@ class _Validator:
             what = f"max_score = {_number(max_score)} but the checks' points add up to {_number(total)}"
             raise self.fail(("max_score",), what, "expected the points of the [checks] tables to add up to max_score")
 
-    def accepted_activations(self) -> tuple[str, ...]:
-        value = self.data.get("accepted_activations", list(_DEFAULT_ACTIVATIONS))
-        key = ("accepted_activations",)
-        expected = f"expected a non-empty list of: {', '.join(KNOWN_ACTIVATIONS)}"
+    def accepted_families(self) -> tuple[str, ...]:
+        """``accepted_families`` (or, spelled after the helper, e.g. ``accepted_activations``): the helper
+        families whose values earn the helper's points; the assignment's default pair when not given."""
+        helpers = self.assignment.helpers
+        spelled = self._helper_key()
+        name = spelled if spelled and spelled in self.data else "accepted_families"
+        if helpers is None:
+            if name in self.data:
+                raise self.fail((name,), f"{name} is set but assignment {self.assignment.name} has no helper "
+                                "functions", "expected no accepted_families in this rubric")
+            return ()
+        known = helpers.names
+        value = self.data.get(name, [helpers.default.name])
+        key = (name,)
+        expected = f"expected a non-empty list of: {', '.join(known)}"
         if not isinstance(value, list) or not value:
-            raise self.fail(key, f"accepted_activations = {value!r} is not a non-empty list", expected)
+            raise self.fail(key, f"{name} = {value!r} is not a non-empty list", expected)
         for item in value:
-            if item not in KNOWN_ACTIVATIONS:
-                hint = _closest(item, KNOWN_ACTIVATIONS) if isinstance(item, str) else ""
-                raise self.fail(key, f"accepted_activations contains unknown activation {item!r}{hint}", expected)
+            if item not in known:
+                hint = _closest(item, known) if isinstance(item, str) else ""
+                raise self.fail(key, f"{name} contains unknown {helpers.function} {item!r}{hint}", expected)
         return tuple(dict.fromkeys(value))
 
     def template(self) -> dict[str, Any]:
@@ -366,17 +415,19 @@ class _Validator:
         if not isinstance(table, dict):
             raise self.fail(("limits",), f"limits = {table!r} is not a table", "expected a [limits] table")
         origin = f"rubric {self.path} [limits]"
-        known = tuple(f.name for f in fields(Limits))
-        limits = Limits()
+        known = settings_by_name()  # each limit's one definition (grader.sandbox.limits)
+        values: dict[str, int | float] = {}
         for name, value in table.items():
-            if name not in known:
-                raise self.fail(("limits", name), f"unknown key {name!r} in [limits]", _expected_one_of(name, known))
+            setting = known.get(name)
+            if setting is None:
+                raise self.fail(("limits", name), f"unknown key {name!r} in [limits]",
+                                _expected_one_of(name, tuple(known)))
             try:
-                limits = limits.merged({name: value}, origin)
+                values[name] = setting.check(value, origin)
             except SettingError as exc:
                 raise self.fail(("limits", name), f"[limits] {name} = {value!r} is not valid",
-                                _expected_from_setting(exc)) from exc
-        return limits
+                                f"expected {setting.expected}") from exc
+        return Limits().merged(values, origin)
 
 
 def _is_number(value: Any) -> bool:
@@ -396,17 +447,12 @@ def _expected_one_of(word: str, choices: tuple[str, ...]) -> str:
     return f"expected one of: {', '.join(choices)}{_closest(word, choices)}"
 
 
-def _expected_from_setting(exc: SettingError) -> str:
-    """The 'expected ...' part of a SettingError, so the rubric message stays one sentence."""
-    match = re.search(r".*(expected .*?)\.?$", exc.message)
-    return match.group(1) if match else exc.message.rstrip(".")
-
-
-def parse_rubric(text: str, path: str, folder: Traversable | None = None) -> Rubric:
+def parse_rubric(text: str, path: str, folder: Traversable | None = None,
+                 assignment: Assignment | None = None) -> Rubric:
     """Parse and validate rubric ``text``; ``path`` names the file in messages, and files the rubric
     names are looked up in ``folder`` (by default the folder of ``path``)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RubricError.from_toml_error(path, exc) from exc
-    return _Validator(data, text, path, folder).rubric()
+    return _Validator(data, text, path, folder, assignment).rubric()

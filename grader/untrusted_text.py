@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from grader.model import CellRun, CheckResult, Diagnosis, FunctionInfo, Report
+from grader.model import CellRun, CheckResult, Diagnosis, FunctionInfo, GradedWith, Report
 
 #: Explicit bidirectional formatting characters (Unicode UAX #9): embeddings and overrides
 #: (U+202A-U+202E), isolates (U+2066-U+2069), the implicit marks (U+200E, U+200F, U+061C).
@@ -72,7 +73,7 @@ def _as_str(value: object) -> str:
         return bytes(value).decode("utf-8", "replace")
     try:
         return str(value)
-    except Exception:  # a trusted-side object whose __str__ fails must not stop a report either
+    except Exception:  # noqa: BLE001 - a trusted-side object whose __str__ fails must not stop a report either
         return f"<unprintable {type(value).__name__}>"
 
 
@@ -130,6 +131,19 @@ def _optional(value: str | None, multiline: bool = False) -> str | None:
     return None if value is None else safe_text(value, multiline=multiline)
 
 
+def _safe_function(info: FunctionInfo) -> FunctionInfo:
+    parameters = None if info.parameters is None else tuple(safe_text(p) for p in info.parameters)
+    return dataclasses.replace(info, name=safe_text(info.name), kind=_optional(info.kind),
+                               recognised_as=_optional(info.recognised_as), parameters=parameters)
+
+
+def _safe_graded_with(graded_with: GradedWith | None) -> GradedWith | None:
+    if graded_with is None:
+        return None
+    return GradedWith(safe_text(graded_with.family), safe_text(graded_with.helper),
+                      tuple(safe_text(name) for name in graded_with.dependents))
+
+
 def safe_report(report: Report) -> Report:
     """A copy of ``report`` in which every string is ``safe_text`` (names on one line, messages multi-line).
 
@@ -145,11 +159,7 @@ def safe_report(report: Report) -> Report:
         submission=safe_text(report.submission),
         rubric=safe_text(report.rubric),
         error=_optional(report.error, multiline=True),
-        functions={
-            safe_text(name): FunctionInfo(safe_text(info.name), info.found, _optional(info.kind),
-                                          _optional(info.recognised_as))
-            for name, info in report.functions.items()
-        },
+        functions={safe_text(name): _safe_function(info) for name, info in report.functions.items()},
         checks=[
             CheckResult(safe_text(c.id), safe_text(c.function), c.passed, safe_lines(c.message), c.fraction,
                         c.score, c.max_score, safe_data(dict(c.details)))
@@ -159,7 +169,8 @@ def safe_report(report: Report) -> Report:
                    for d in report.diagnoses],
         warnings=[safe_lines(w) for w in report.warnings],
         cells=[CellRun(c.index, c.status, _optional(c.error, multiline=True)) for c in report.cells],
-        graded_with_activation=_optional(report.graded_with_activation),
+        graded_with=_safe_graded_with(report.graded_with),
         backend=safe_text(report.backend),
         output_excerpt=safe_lines(report.output_excerpt),
+        assignment=safe_text(report.assignment),
     )

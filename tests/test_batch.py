@@ -23,6 +23,8 @@ from grader.cli import main
 
 from conftest import CORRECT_CELLS, REPO, embedded_pngs, notebook_json, parse_html
 
+pytestmark = pytest.mark.slow
+
 FIXTURES = REPO / "tests" / "fixtures" / "notebooks"
 MANIFEST = json.loads((REPO / "tests" / "fixtures" / "manifest.json").read_text())
 LIMIT_FLAGS = ["--cell-timeout", "2", "--call-timeout", "1", "--total-timeout", "30"]

@@ -34,6 +34,8 @@ from conftest import CORRECT_CELLS, REPO, notebook_json
 
 #: The issue's bound on the grader's memory, whatever one notebook sends.
 RSS_BOUND_MB = 500
+#: The simple_nn assignment's graded functions (what the batch runner passes as ``assignment.names``).
+NAMES = ("activation", "d_activation", "forward", "backward")
 LIMITS = {"cell_timeout_s": 5, "call_timeout_s": 2, "total_timeout_s": 60, "memory_mb": 1024,
           "file_size_mb": 8, "max_processes": 32, "output_kb": 16}
 
@@ -370,7 +372,7 @@ else:
     from grader.sandbox.process import CallRequest, SubprocessSandbox
     from grader.load import load_notebook
     cells = load_notebook(notebook).code_cells
-    with SubprocessSandbox(Limits(**limits)) as sandbox:
+    with SubprocessSandbox(Limits(**limits), graded=("activation", "d_activation", "forward", "backward")) as sandbox:
         sandbox.run_notebook(cells)
         x, w1, w2 = np.ones(2), np.ones((2, 2)), np.ones(2)
         outcomes = sandbox.call_many([CallRequest("forward", (x, w1, w2), False)] * 12)
@@ -409,11 +411,13 @@ def baseline(tmp_path_factory) -> dict[str, Any]:
     return run_child(tmp_path_factory.mktemp("baseline"), CORRECT_CELLS)
 
 
+@pytest.mark.slow
 def test_baseline_scores_full_marks_within_the_bound(baseline):
     assert baseline["score"] == baseline["max"] == 100
     assert baseline["rss_mb"] < RSS_BOUND_MB
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["fresh process", "fork server"])
 def test_a_huge_npy_header_fails_the_call_closed_and_costs_nothing(tmp_path, baseline, fork):
     result = run_child(tmp_path, CORRECT_CELLS + [HUGE_NPY_HEADER], fork=fork)
@@ -428,6 +432,7 @@ def test_a_huge_npy_header_fails_the_call_closed_and_costs_nothing(tmp_path, bas
     assert result["files"] == ["feedback.gradescope", "feedback.html", "feedback.md", "report.json"]
 
 
+@pytest.mark.slow
 def test_a_message_of_many_large_arrays_stops_at_its_budget(tmp_path, baseline):
     result = run_child(tmp_path, CORRECT_CELLS + [MANY_LARGE_BLOBS])
     status, error = result["cells"][-1]
@@ -439,6 +444,7 @@ def test_a_message_of_many_large_arrays_stops_at_its_budget(tmp_path, baseline):
     assert result["rss_mb"] < RSS_BOUND_MB and result["rss_mb"] < baseline["rss_mb"] + 100
 
 
+@pytest.mark.slow
 def test_many_messages_stop_at_what_one_process_may_send(tmp_path, baseline):
     result = run_child(tmp_path, CORRECT_CELLS + [PROCESS_BUDGET], mode="calls")
     calls = result["calls"]
@@ -456,6 +462,7 @@ def test_many_messages_stop_at_what_one_process_may_send(tmp_path, baseline):
     assert "report.json" in graded["files"]
 
 
+@pytest.mark.slow
 def test_an_array_named_many_times_fails_the_call_not_the_grader(tmp_path, baseline):
     result = run_child(tmp_path, CORRECT_CELLS + [AMPLIFIED])
     assert not result["checks"]["forward.values"]
@@ -463,6 +470,7 @@ def test_an_array_named_many_times_fails_the_call_not_the_grader(tmp_path, basel
     assert result["rss_mb"] < RSS_BOUND_MB and result["rss_mb"] < baseline["rss_mb"] + 100
 
 
+@pytest.mark.slow
 def test_an_honest_function_that_returns_millions_of_numbers_costs_only_its_call(tmp_path, baseline):
     """Not forged: the worker itself describes a 16 MB boolean array (16 million numbers, which the
     report would list one by one) as too large, so the call fails as that function's answer."""
@@ -481,6 +489,7 @@ def test_an_honest_function_that_returns_millions_of_numbers_costs_only_its_call
 BIG_CELL = "# " + "x" * 3_000_000 + "\nnotes = '" + "y" * 2_300_000 + "'\nprint(len(notes))\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["fresh process", "fork server"])
 def test_a_five_megabyte_code_cell_is_graded_like_any_other(tmp_path, baseline, fork):
     assert len(BIG_CELL) > 5_000_000
@@ -491,6 +500,7 @@ def test_a_five_megabyte_code_cell_is_graded_like_any_other(tmp_path, baseline, 
     assert result["rss_mb"] < RSS_BOUND_MB
 
 
+@pytest.mark.slow
 def test_cell_sources_reach_the_sandbox_exactly(tmp_path):
     """Sources travel as UTF-8 blobs: non-ASCII text arrives as written, and a lone surrogate (which a
     notebook's JSON can hold) costs its own cell only, never the message that carries every cell."""
@@ -542,7 +552,7 @@ import grader.batch.collect as collect
 budgets = json.loads(sys.argv[1])
 for name, value in budgets.items():
     setattr(collect, name, value)
-result = collect.collect(sys.argv[2:])
+result = collect.collect(sys.argv[2:], names=("activation", "d_activation", "forward", "backward"))
 print(json.dumps({"submissions": [s.source for s in result.submissions],
                   "problems": [[p.source, p.message] for p in result.problems],
                   "rss_mb": peak_rss_mb()}))
@@ -563,6 +573,7 @@ def bombs(tmp_path_factory) -> list[Path]:
     return [zip_bomb(folder, f"bomb{i}", 4, 25 << 20) for i in range(3)]
 
 
+@pytest.mark.slow
 def test_zip_bombs_in_one_run_are_bounded_per_archive_and_per_run(bombs):
     assert all(b.stat().st_size < 1 << 20 for b in bombs)
     upload = [f"{bomb}!student_upload.zip" for bomb in bombs]
@@ -584,6 +595,7 @@ def test_zip_bombs_in_one_run_are_bounded_per_archive_and_per_run(bombs):
     assert result["rss_mb"] < 100
 
 
+@pytest.mark.slow
 def test_zip_bombs_within_the_budget_are_read_without_holding_them(bombs):
     result = collect_in_child({}, bombs)  # the default budgets: 600 MB decompressed in all, all collected
     assert result["problems"] == [
@@ -634,7 +646,7 @@ def test_a_submission_of_many_notebooks_is_one_row(tmp_path):
     for i in range(300):
         (folder / f"scratch{i:03}.ipynb").write_bytes(notebook_bytes([f"x = {i}"]))
     (folder / "final.ipynb").write_bytes(notebook_bytes(CORRECT_CELLS))
-    result = collect_module.collect([root])
+    result = collect_module.collect([root], names=NAMES)
     assert [(s.id, s.student, Path(s.source).name) for s in result.submissions] == [
         ("moodle-123456", "Ann Lee", "final.ipynb")]
     assert result.submissions[0].note.startswith(
@@ -651,7 +663,7 @@ def test_ties_are_broken_by_the_template_name_or_become_one_error_row(tmp_path):
         archive.writestr("leeann_34567_11112_simple_nn_seed.ipynb", notebook_bytes(CORRECT_CELLS + ["x = 1"]))
         archive.writestr("kimbo_45678_11113_a.ipynb", notebook_bytes(CORRECT_CELLS))
         archive.writestr("kimbo_45678_11114_b.ipynb", notebook_bytes(CORRECT_CELLS + ["x = 2"]))
-    result = collect_module.collect([export], template="rubrics/simple_nn_seed.ipynb")
+    result = collect_module.collect([export], template="rubrics/simple_nn_seed.ipynb", names=NAMES)
     assert [(s.id, s.source.rsplit("!", 1)[1]) for s in result.submissions] == [
         ("canvas-34567", "leeann_34567_11112_simple_nn_seed.ipynb")]
     assert "because it is named like the assignment (simple_nn_seed.ipynb)" in result.submissions[0].note
@@ -661,10 +673,11 @@ def test_ties_are_broken_by_the_template_name_or_become_one_error_row(tmp_path):
         f"{export}!kimbo_45678_1111* holds 2 notebooks (kimbo_45678_11113_a.ipynb, kimbo_45678_11114_b.ipynb) "
         "and none of them is clearly the one to grade (2 of them define the same 4 of activation, d_activation, "
         "forward and backward); ask the student to submit only the notebook to grade.")
-    without = collect_module.collect([export])
+    without = collect_module.collect([export], names=NAMES)
     assert [p.id for p in without.problems] == ["canvas-45678", "canvas-34567"]  # sorted by source
 
 
+@pytest.mark.slow
 def test_a_collection_holds_references_and_reads_each_notebook_when_asked(tmp_path):
     big = notebook_bytes(CORRECT_CELLS, 5 << 20)
     folder = tmp_path / "class"
@@ -685,6 +698,7 @@ def test_a_collection_holds_references_and_reads_each_notebook_when_asked(tmp_pa
                                   "are not those collected); run the same grader grade command again.")
 
 
+@pytest.mark.slow
 def test_a_batch_with_bombs_and_crowded_submissions_writes_one_clear_row_each(tmp_path, monkeypatch):
     from grader.batch.run import BatchOptions, run_batch
 
@@ -697,7 +711,7 @@ def test_a_batch_with_bombs_and_crowded_submissions_writes_one_clear_row_each(tm
     monkeypatch.setattr(collect_module, "MAX_ARCHIVE_BYTES", 8 << 20)
     out = tmp_path / "out"
     result = run_batch([str(inputs)], BatchOptions(out=out, jobs=1, limit_overrides=(
-        ("cell_timeout_s", 5.0), ("call_timeout_s", 2.0), ("total_timeout_s", 60.0))))
+        ("cell_timeout_s", 5.0), ("call_timeout_s", 2.0), ("total_timeout_s", 60.0)), names=NAMES))
     rows = {row.submission: row for row in result.rows}
     assert rows[str(inputs / "good.ipynb")].report.score == 100
     alice = rows[f"{inputs / 'alice.zip'}!nb*"]

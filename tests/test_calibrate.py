@@ -3,7 +3,9 @@ from pathlib import Path
 
 from grader.calibrate import calibrate, render_matrix
 from grader.cli import main
-from grader.reference.mutants import CATALOG
+from grader.assignment import load_assignment
+
+CATALOG = load_assignment("simple_nn").mutants
 from grader.rubric import load_rubric
 
 

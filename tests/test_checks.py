@@ -21,7 +21,7 @@ def grade(functions, seed=0):
 
 
 def with_(**overrides):
-    functions = reference_functions()
+    functions = reference_functions(RUBRIC.assignment)
     functions.update(overrides)
     return functions
 
@@ -48,7 +48,7 @@ def template_backward(x, y, y_hat, w1, w2, eta):
 
 
 def test_reference_scores_full_marks_with_no_diagnosis():
-    run, ids, score, checks = grade(reference_functions())
+    run, ids, score, checks = grade(reference_functions(RUBRIC.assignment))
     assert score == 100 and ids == []
     assert all(r.passed for r in run.results)
     assert run.training.final_prediction == pytest.approx(1.0, abs=1e-6)
@@ -152,7 +152,7 @@ def test_failing_probe_is_shown_with_inputs_expected_and_got():
 
 
 def test_missing_function_fails_its_checks_and_is_not_implemented():
-    functions = reference_functions()
+    functions = reference_functions(RUBRIC.assignment)
     del functions["backward"]
     run, ids, score, checks = grade(functions)
     assert ids == ["not_implemented"]
@@ -161,8 +161,8 @@ def test_missing_function_fails_its_checks_and_is_not_implemented():
 
 
 def test_seed_changes_probes_but_not_verdicts():
-    first, _, _, _ = grade(reference_functions(), seed=1)
-    second, _, _, _ = grade(reference_functions(), seed=2)
+    first, _, _, _ = grade(reference_functions(RUBRIC.assignment), seed=1)
+    second, _, _, _ = grade(reference_functions(RUBRIC.assignment), seed=2)
     assert all(r.passed for r in first.results + second.results)
 
 
@@ -213,6 +213,7 @@ def _backward_styles(act, dact):
     return [explicit, loops, in_place]
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(st.integers(0, len(ACTIVATIONS) - 1), st.integers(0, len(DERIVATIVES) - 1),
        st.integers(0, 3), st.integers(0, 2), st.integers(0, 10_000))

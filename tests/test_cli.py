@@ -15,6 +15,7 @@ def run_cli(capsys, *argv):
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_seed_notebook_json_names_the_template_bug(capsys):
     code, out, _ = run_cli(capsys, "check", str(SEED), "--format", "json")
     report = json.loads(out)
@@ -28,11 +29,13 @@ def test_seed_notebook_json_names_the_template_bug(capsys):
     assert report["training"]["final_prediction"] == pytest.approx(0.96689, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_fail_under_turns_a_low_score_into_exit_1(capsys):
     assert run_cli(capsys, "check", str(SEED), "--fail-under", "90", "--format", "json")[0] == 1
     assert run_cli(capsys, "check", str(SEED), "--fail-under", "40", "--format", "json")[0] == 0
 
 
+@pytest.mark.slow
 def test_correct_notebook_scores_100_in_text_and_markdown(capsys, write_notebook):
     path = write_notebook(CORRECT_CELLS)
     code, out, _ = run_cli(capsys, "check", str(path))
@@ -71,12 +74,14 @@ def test_bad_arguments_exit_2(capsys):
     assert code == 2 and out == "" and "max_processes = 2.5 from the command line" in err and "whole number" in err
 
 
+@pytest.mark.slow
 def test_every_limit_can_be_set_on_the_command_line(capsys):
     code, out, _ = run_cli(capsys, "check", str(SEED), "--format", "json", "--output-kb", "1", "--cpu-time", "60",
                            "--max-processes", "16", "--file-size-mb", "8", "--memory-mb", "1500")
     assert code == 0 and json.loads(out)["score"] == 50
 
 
+@pytest.mark.slow
 def test_console_entry_point_and_python_dash_m(tmp_path):
     result = subprocess.run([sys.executable, "-m", "grader", "check", str(SEED), "--format", "json"],
                             capture_output=True, text=True, cwd=tmp_path, timeout=120)

@@ -125,7 +125,7 @@ def test_plain_folder_is_walked_recursively_and_litter_is_skipped(tmp_path: Path
     write(root / "notes.txt", b"not a notebook")
     write(root / "carol" / "data.json", b"{}")
 
-    result = collect([root])
+    result = collect([root], names=ALL_FOUR)
 
     assert_well_formed(result)
     assert result.problems == []
@@ -143,15 +143,15 @@ def test_plain_folder_is_walked_recursively_and_litter_is_skipped(tmp_path: Path
 
 def test_a_notebook_path_is_collected_on_its_own_and_only_once(tmp_path: Path) -> None:
     path = write(tmp_path / "work" / "simple_nn.ipynb", nb("x"))
-    result = collect([path, str(path), tmp_path / "work"])
+    result = collect([path, str(path), tmp_path / "work"], names=ALL_FOUR)
     assert [(s.source, s.id, s.student) for s in result.submissions] == [(str(path), "simple_nn", "simple_nn")]
 
 
 def test_nothing_found_is_an_empty_collection(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    result = collect([tmp_path / "empty"])
+    result = collect([tmp_path / "empty"], names=ALL_FOUR)
     assert result == Collection(submissions=[], problems=[])
-    assert collect([]) == Collection(submissions=[], problems=[])
+    assert collect([], names=ALL_FOUR) == Collection(submissions=[], problems=[])
 
 
 # --- Canvas ---------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def test_canvas_export_normal_late_and_two_notebooks(tmp_path: Path) -> None:
     }
     archive = write(tmp_path / "class.zip", zip_bytes(members))
 
-    result = collect([archive])
+    result = collect([archive], names=ALL_FOUR)
 
     assert_well_formed(result)
     assert result.problems == []
@@ -200,7 +200,7 @@ def test_canvas_same_original_name_twice_gets_numbered(tmp_path: Path) -> None:
     """The same student in three exports given together: three submissions, three ids."""
     archives = [write(tmp_path / f"c{i}.zip", zip_bytes({f"leeann_34567_1111{i}_nn.ipynb": nb(str(i))}))
                 for i in range(3)]
-    ids = [s.id for s in collect(archives).submissions]
+    ids = [s.id for s in collect(archives, names=ALL_FOUR).submissions]
     assert ids == ["canvas-34567-nn", "canvas-34567-nn-2", "canvas-34567-nn-3"]
 
 
@@ -216,7 +216,7 @@ def test_moodle_export_folders_and_flat_names(tmp_path: Path) -> None:
         "Cy Dee_456789_assignsubmission_file_hw.ipynb": nb("cy"),
     }))
 
-    result = collect([archive])
+    result = collect([archive], names=ALL_FOUR)
 
     assert_well_formed(result)
     got = {s.source.split("!", 1)[1]: (s.id, s.student, s.lms) for s in result.submissions}
@@ -232,7 +232,7 @@ def test_moodle_unpacked_folder_with_two_notebooks(tmp_path: Path) -> None:
     root = tmp_path / "export"
     write(root / "Ann Lee_123456_assignsubmission_file_" / "a.ipynb", nb("a", ("activation",)))
     write(root / "Ann Lee_123456_assignsubmission_file_" / "b.ipynb", nb("b", ALL_FOUR))
-    result = collect([root])
+    result = collect([root], names=ALL_FOUR)
     assert [(s.id, s.student, Path(s.source).name) for s in result.submissions] == [
         ("moodle-123456", "Ann Lee", "b.ipynb"),
     ]
@@ -288,7 +288,7 @@ def test_gradescope_export_with_metadata_as_zip_and_as_folder(tmp_path: Path) ->
         "gs-990": "",
     }
     for path in (archive, folder):
-        result = collect([path])
+        result = collect([path], names=ALL_FOUR)
         assert_well_formed(result)
         assert result.problems == []
         assert {s.id: s.student for s in result.submissions} == expected
@@ -297,7 +297,7 @@ def test_gradescope_export_with_metadata_as_zip_and_as_folder(tmp_path: Path) ->
 
 def test_gradescope_export_without_metadata(tmp_path: Path) -> None:
     archive = write(tmp_path / "gs.zip", zip_bytes(gradescope_members(with_metadata=False)))
-    result = collect([archive])
+    result = collect([archive], names=ALL_FOUR)
     assert {s.id: s.student for s in result.submissions} == {"gs-987": "", "gs-988": "", "gs-989": "", "gs-990": ""}
 
 
@@ -328,7 +328,7 @@ def test_zip_inside_a_canvas_zip(tmp_path: Path) -> None:
         "bob.zip": plain_inner,
     }))
 
-    result = collect([archive])
+    result = collect([archive], names=ALL_FOUR)
 
     assert_well_formed(result)
     assert result.problems == []
@@ -345,7 +345,7 @@ def test_nesting_deeper_than_the_limit_is_a_problem(tmp_path: Path) -> None:
     level2 = zip_bytes({"d2.ipynb": nb("d2"), "l3.zip": level3})
     archive = write(tmp_path / "l1.zip", zip_bytes({"d1.ipynb": nb("d1"), "l2.zip": level2}))
 
-    result = collect([archive])
+    result = collect([archive], names=ALL_FOUR)
 
     assert_well_formed(result)
     # l2.zip is a student's own archive: one submission, graded from the notebook that defines the functions
@@ -359,7 +359,7 @@ def test_nesting_deeper_than_the_limit_is_a_problem(tmp_path: Path) -> None:
     assert result.problems == []
     # A submission that is nothing but a zip nested too deep is one row saying so.
     alone = write(tmp_path / "m1.zip", zip_bytes({"m2.zip": zip_bytes({"m3.zip": zip_bytes({"m4.zip": level4})})}))
-    result = collect([alone])
+    result = collect([alone], names=ALL_FOUR)
     assert result.submissions == []
     assert [(p.source, p.id) for p in result.problems] == [(f"{alone}!m2.zip!m3.zip!m4.zip", "m2")]
     assert "nested more than 3" in result.problems[0].message
@@ -384,7 +384,7 @@ def test_corrupt_zips_are_problems_and_the_rest_is_collected(tmp_path: Path) -> 
     outside = write(tmp_path / "other.zip", zip_bytes({"x.ipynb": nb("x")}))
     own = write(tmp_path / "in" / "own.zip", bytes(data))  # a student's own zip: one submission
 
-    result = collect([tmp_path / "in", outside, damaged])
+    result = collect([tmp_path / "in", outside, damaged], names=ALL_FOUR)
 
     assert_well_formed(result)
     assert [s.source for s in result.submissions] == [
@@ -401,7 +401,7 @@ def test_corrupt_zips_are_problems_and_the_rest_is_collected(tmp_path: Path) -> 
 
 def test_corrupt_zip_given_directly_is_a_problem_not_an_error(tmp_path: Path) -> None:
     bad = write(tmp_path / "class.zip", b"\x00" * 100)
-    result = collect([bad])
+    result = collect([bad], names=ALL_FOUR)
     assert result.submissions == []
     assert [p.source for p in result.problems] == [str(bad)]
 
@@ -413,7 +413,7 @@ def test_oversized_member_is_a_problem(tmp_path: Path, monkeypatch: pytest.Monke
     archive = write(tmp_path / "c.zip", zip_bytes({"big.ipynb": b" " * 5000 + small, "small.ipynb": small}))
     on_disk = write(tmp_path / "big_on_disk.ipynb", b" " * 5000 + small)
 
-    result = collect([archive, on_disk])
+    result = collect([archive, on_disk], names=ALL_FOUR)
 
     assert [s.source for s in result.submissions] == [f"{archive}!small.ipynb"]
     problems = {p.source: p.message for p in result.problems}
@@ -428,7 +428,7 @@ def test_member_whose_header_understates_its_size_is_a_problem(tmp_path: Path,
     for compression in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         data = patch_member(zip_bytes({"liar.ipynb": b" " * 5000 + nb("x")}, compression), "liar.ipynb", size=100)
         archive = write(tmp_path / f"liar{compression}.zip", data)
-        result = collect([archive])
+        result = collect([archive], names=ALL_FOUR)
         assert result.submissions == []
         assert [p.source for p in result.problems] == [f"{archive}!liar.ipynb"]
 
@@ -460,7 +460,7 @@ def test_archive_budget_stops_one_archive_only(tmp_path: Path, monkeypatch: pyte
     first = write(tmp_path / "a.zip", zip_bytes({"1.ipynb": one, "2.ipynb": one, "3.ipynb": one}))
     second = write(tmp_path / "b.zip", zip_bytes({"1.ipynb": one, "2.ipynb": one}))
 
-    result = collect([first, second])
+    result = collect([first, second], names=ALL_FOUR)
 
     assert [s.source for s in result.submissions] == [
         f"{first}!1.ipynb", f"{first}!2.ipynb", f"{second}!1.ipynb", f"{second}!2.ipynb",
@@ -479,7 +479,7 @@ def test_a_submission_cut_by_a_budget_is_one_row_not_a_guess(tmp_path: Path, mon
     folder = "Ann Lee_123456_assignsubmission_file_/"
     archive = write(tmp_path / "moodle.zip", zip_bytes(
         {f"{folder}{name}.ipynb": nb(name).ljust(1000) for name in ("a", "b", "c", "d")}))
-    result = collect([archive])
+    result = collect([archive], names=ALL_FOUR)
     assert result.submissions == []
     assert [(p.source, p.id, p.student, p.message) for p in result.problems] == [(
         f"{archive}!{folder}", "moodle-123456", "Ann Lee",
@@ -490,7 +490,7 @@ def test_a_submission_cut_by_a_budget_is_one_row_not_a_guess(tmp_path: Path, mon
 def test_encrypted_member_is_a_problem(tmp_path: Path) -> None:
     data = patch_member(zip_bytes({"locked.ipynb": nb("l"), "open.ipynb": nb("o")}), "locked.ipynb", set_flags=0x1)
     archive = write(tmp_path / "c.zip", data)
-    result = collect([archive])
+    result = collect([archive], names=ALL_FOUR)
     assert [s.source for s in result.submissions] == [f"{archive}!open.ipynb"]
     assert [p.source for p in result.problems] == [f"{archive}!locked.ipynb"]
     assert "password-protected" in result.problems[0].message
@@ -503,7 +503,7 @@ def test_traversal_and_absolute_member_names_stay_out_of_ids(tmp_path: Path) -> 
         "C:\\Users\\x\\win.ipynb": nb("win"),
     }))
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = collect([archive])
+    result = collect([archive], names=ALL_FOUR)
     assert {s.source.split("!", 1)[1]: s.id for s in result.submissions} == {
         "../../etc/evil.ipynb": "etc-evil",
         "/abs/path.ipynb": "abs-path",
@@ -518,7 +518,7 @@ def test_utf8_member_names_without_the_utf8_flag_are_repaired(tmp_path: Path) ->
     data = patch_member(zip_bytes({name: nb("j")}), name, clear_flags=0x800)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.namelist() != [name]  # zipfile alone reads it as cp437
-    result = collect([write(tmp_path / "m.zip", data)])
+    result = collect([write(tmp_path / "m.zip", data)], names=ALL_FOUR)
     assert [(s.student, s.id) for s in result.submissions] == [("José Núñez", "moodle-234567")]
 
 
@@ -529,7 +529,7 @@ def test_special_files_in_a_folder_are_problems_not_hangs(tmp_path: Path) -> Non
     os.mkfifo(root / "pipe.ipynb")
     os.mkfifo(root / "pipe.zip")
     os.symlink(root / "gone.ipynb", root / "dangling.ipynb")
-    result = collect([root])
+    result = collect([root], names=ALL_FOUR)
     assert [s.source for s in result.submissions] == [str(root / "ok.ipynb")]
     assert [p.source for p in result.problems] == [
         str(root / "dangling.ipynb"), str(root / "pipe.ipynb"), str(root / "pipe.zip"),
@@ -542,7 +542,7 @@ def test_special_files_in_a_folder_are_problems_not_hangs(tmp_path: Path) -> Non
 def test_nonexistent_path_raises_collect_error_naming_it(tmp_path: Path) -> None:
     missing = tmp_path / "no such folder"
     with pytest.raises(CollectError) as info:
-        collect([write(tmp_path / "ok.ipynb", nb("ok")), missing])
+        collect([write(tmp_path / "ok.ipynb", nb("ok")), missing], names=ALL_FOUR)
     error = info.value
     assert isinstance(error, GraderError)
     assert error.exit_code == EXIT_CANNOT_GRADE == 2
@@ -553,12 +553,12 @@ def test_nonexistent_path_raises_collect_error_naming_it(tmp_path: Path) -> None
 def test_path_that_is_not_notebook_folder_or_zip_raises(tmp_path: Path) -> None:
     text = write(tmp_path / "grades.csv", b"a,b\n")
     with pytest.raises(CollectError, match=re.escape(str(text)) + ".*not a notebook"):
-        collect([text])
+        collect([text], names=ALL_FOUR)
 
 
 def test_zip_without_zip_suffix_is_read_by_content(tmp_path: Path) -> None:
     path = write(tmp_path / "export-download", zip_bytes({"a.ipynb": nb("a")}))
-    assert [s.source for s in collect([path]).submissions] == [f"{path}!a.ipynb"]
+    assert [s.source for s in collect([path], names=ALL_FOUR).submissions] == [f"{path}!a.ipynb"]
 
 
 # --- ids --------------------------------------------------------------------------------------
@@ -586,8 +586,8 @@ def build_mixed_inputs(tmp_path: Path) -> list[Path]:
 
 def test_ids_are_safe_unique_and_identical_across_runs(tmp_path: Path) -> None:
     inputs = build_mixed_inputs(tmp_path)
-    first = collect(inputs)
-    second = collect(list(reversed(inputs)))  # argument order does not matter either
+    first = collect(inputs, names=ALL_FOUR)
+    second = collect(list(reversed(inputs)), names=ALL_FOUR)  # argument order does not matter either
     assert_well_formed(first)
     assert [(s.source, s.id, s.sha256) for s in first.submissions] == [
         (s.source, s.id, s.sha256) for s in second.submissions
@@ -609,7 +609,7 @@ def test_ids_are_safe_unique_and_identical_across_runs(tmp_path: Path) -> None:
 
 def test_sha256_and_data_match_the_files(tmp_path: Path) -> None:
     inputs = build_mixed_inputs(tmp_path)
-    for s in collect(inputs).submissions:
+    for s in collect(inputs, names=ALL_FOUR).submissions:
         if s.ref.members:
             with zipfile.ZipFile(s.ref.path) as zf:
                 expected = zf.read(s.ref.members[-1][1])
@@ -621,7 +621,7 @@ def test_sha256_and_data_match_the_files(tmp_path: Path) -> None:
 
 def test_a_submission_holds_a_reference_not_the_bytes(tmp_path: Path) -> None:
     path = write(tmp_path / "x.ipynb", nb("y" * 10_000))
-    (s,) = collect([path]).submissions
+    (s,) = collect([path], names=ALL_FOUR).submissions
     assert isinstance(s.ref, NotebookRef) and not any(isinstance(v, bytes) for v in vars(s).values())
     assert "yyyy" not in repr(s)
     assert s.data == path.read_bytes()

@@ -11,6 +11,8 @@ from grader.grade import Options, grade_notebook
 from grader.render import html, json_report, markdown, text
 from grader.rubric import load_rubric
 
+pytestmark = pytest.mark.slow
+
 #: Sign flipped and the w1 gradient transposed: the weights grow until the loss overflows a float.
 DIVERGING_BACKWARD = ("def backward(x, y, y_hat, w1, w2, eta):\n    h = x @ w1\n"
                       "    w2_partials = d_L(y_hat, y) * activation(h)\n"

@@ -9,7 +9,11 @@ from grader.sandbox.process import CallRequest, SubprocessSandbox
 from grader.sandbox.limits import Limits
 from grader.load import Cell
 
+pytestmark = pytest.mark.slow
+
 FAST = Limits(cell_timeout_s=1.5, call_timeout_s=1.5, total_timeout_s=60)
+#: The functions the worker reports on (simple_nn's; the sandbox itself knows none).
+GRADED = ("activation", "d_activation", "forward", "backward")
 
 
 def _cells(*sources: str) -> list[Cell]:
@@ -18,7 +22,7 @@ def _cells(*sources: str) -> list[Cell]:
 
 @pytest.fixture
 def sandbox():
-    box = SubprocessSandbox(FAST)
+    box = SubprocessSandbox(FAST, graded=GRADED)
     yield box
     box.close()
 
@@ -153,7 +157,7 @@ def test_a_function_that_silences_the_alarm_and_hangs_is_still_pinned_on_itself(
 
 
 def test_output_is_bounded_and_never_parsed():
-    box = SubprocessSandbox(Limits(output_kb=4, cell_timeout_s=10))
+    box = SubprocessSandbox(Limits(output_kb=4, cell_timeout_s=10), graded=GRADED)
     try:
         box.run_notebook(_cells("print('PASSED ' * 200000)", "def activation(z):\n    return z"))
         excerpt = box.output_excerpt()
@@ -178,14 +182,14 @@ def test_a_fork_of_the_warmed_up_server_starts_as_clean_as_a_fresh_process():
     texts = []
     with ForkServer() as server:
         for _ in range(2):
-            box = SubprocessSandbox(FAST, server)
+            box = SubprocessSandbox(FAST, server, GRADED)
             try:
                 execution = box.run_notebook(probe)
             finally:
                 box.close()
             assert [c.status for c in execution.cells] == ["ok"] * 3
             texts.append(box.output_excerpt())
-    fresh = SubprocessSandbox(FAST)
+    fresh = SubprocessSandbox(FAST, graded=GRADED)
     try:
         fresh.run_notebook(probe)
     finally:
@@ -213,7 +217,7 @@ def test_the_fork_server_and_its_sandboxes_are_named_for_ps():
     if not os.path.isdir("/proc"):
         pytest.skip("no /proc on this system")
     with ForkServer() as server:
-        box = SubprocessSandbox(FAST, server)
+        box = SubprocessSandbox(FAST, server, GRADED)
         try:
             box.run_notebook(_cells("x = 1"))
             running = names()
@@ -224,7 +228,7 @@ def test_the_fork_server_and_its_sandboxes_are_named_for_ps():
 
 def test_prints_past_the_output_limit_are_skipped_but_the_code_around_them_runs():
     """A debug print inside a loop costs nothing once the output kept for the report is full."""
-    box = SubprocessSandbox(Limits(output_kb=1, cell_timeout_s=10))
+    box = SubprocessSandbox(Limits(output_kb=1, cell_timeout_s=10), graded=GRADED)
     try:
         cells = _cells(
             "class Loud:\n"

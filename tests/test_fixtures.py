@@ -15,6 +15,8 @@ from grader.grade import Options, grade_notebook
 from grader.sandbox.limits import Limits
 from grader.rubric import load_rubric
 
+pytestmark = pytest.mark.slow
+
 FIXTURES = Path(__file__).parent / "fixtures"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
 # Small limits keep the suite fast; the hanging-cell fixture still gets stopped.

@@ -213,6 +213,7 @@ def _annotations(stdout: str) -> list[dict[str, str]]:
     return found
 
 
+@pytest.mark.slow
 def test_grading_step_on_the_seed_notebook(workflow, tmp_path):
     repo = tmp_path / "course"
     result = _run_grade_step(workflow, repo, SEED.read_bytes())
@@ -265,6 +266,7 @@ def test_grading_step_on_the_seed_notebook(workflow, tmp_path):
     assert f"### {notebook}: 50/100 (50%), pass mark 60%" in summary and "| `training.converges` | ❌ | 0/10 |" in summary
 
 
+@pytest.mark.slow
 def test_grading_step_passes_at_the_mark_and_forwards_grader_args(workflow, tmp_path):
     repo = tmp_path / "course"
     result = _run_grade_step(workflow, repo, SEED.read_bytes(), FAIL_UNDER="50", GRADER_ARGS="--seed 1")
@@ -274,6 +276,7 @@ def test_grading_step_passes_at_the_mark_and_forwards_grader_args(workflow, tmp_
     assert [a["title"] for a in _annotations(result.stdout)] == FAILING  # still shown, the run is green
 
 
+@pytest.mark.slow
 def test_grading_step_on_a_file_that_is_not_a_notebook(workflow, tmp_path):
     repo = tmp_path / "course"
     result = _run_grade_step(workflow, repo, b"print('I handed in a script')\n")

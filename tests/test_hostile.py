@@ -27,6 +27,8 @@ from grader.rubric import load_rubric
 
 from conftest import CORRECT_CELLS, notebook_json
 
+pytestmark = pytest.mark.slow
+
 LIMITS = Limits(cell_timeout_s=2, call_timeout_s=1, total_timeout_s=40, memory_mb=1024,
                 file_size_mb=8, max_processes=32, output_kb=16)
 #: Wall time allowed beyond the relevant limit before a "hung" report counts as late (the issue's bound).
@@ -293,7 +295,7 @@ def test_the_checkout_is_unreadable_by_its_path_even_with_the_interpreter_inside
     checkout = Path(grader.__file__).resolve().parents[1]
     if not (checkout / "pyproject.toml").is_file():
         pytest.skip("the grader is installed, not run from a checkout")
-    targets = [checkout / "reference" / "mutants.py", checkout / "grader" / "checks.py",
+    targets = [checkout / "reference" / "simple_nn" / "mutants.py", checkout / "grader" / "checks.py",
                checkout / "rubrics" / "simple_nn.toml", checkout / ".git" / "HEAD"]
     probe = (
         "readable = []\n"

@@ -13,6 +13,8 @@ from grader.sandbox.forkserver import ForkServer
 from grader.grade import Options, grade_notebook
 from grader.rubric import load_rubric
 
+pytestmark = pytest.mark.slow
+
 HELPER_MODULE = ("%%writefile nn_helpers.py\nimport numpy as np\n\n\ndef relu(z):\n    return np.maximum(z, 0)\n\n\n"
                  "def relu_slope(z):\n    return (z > 0).astype(float)\n")
 #: The correct notebook's activation pair, taken from the helper module instead.

@@ -57,6 +57,7 @@ def _stderr_count(stderr: str, notice: str) -> int:
 # --- grader check, every format, in this process ----------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", STUDENT_FORMATS)
 def test_check_prints_the_notice_on_stderr_once_and_never_in_the_report(forced_notice, capsys, fmt):
     code = main(["check", str(SEED), "--format", fmt])
@@ -70,6 +71,7 @@ def test_check_prints_the_notice_on_stderr_once_and_never_in_the_report(forced_n
         assert not any(TOKEN in warning for warning in report["warnings"])
 
 
+@pytest.mark.slow
 def test_doctor_prints_the_notice_and_exits_1(forced_notice, capsys):
     assert main(["doctor"]) == 1
     out = capsys.readouterr().out
@@ -81,6 +83,7 @@ def test_doctor_prints_the_notice_and_exits_1(forced_notice, capsys):
     assert forced_notice in document["notices"]
 
 
+@pytest.mark.slow
 def test_doctor_looks_inside_a_real_sandbox(capsys):
     """What it prints is what the sandbox itself read from /proc/self/status, and its uid on the host."""
     code = main(["doctor", "--format", "json"])
@@ -141,6 +144,7 @@ def _assert_operator_only(out: Path, fragment: str, notice: str) -> None:
     assert notice in "".join(parse_html((out / "summary.html").read_text()).text)
 
 
+@pytest.mark.slow
 def test_without_namespaces_check_grade_and_doctor_tell_only_the_operator(unprivileged_account):
     who = unprivileged_account
     env = {confine.NO_NAMESPACES_ENV: "1"}
@@ -183,6 +187,7 @@ def test_without_namespaces_check_grade_and_doctor_tell_only_the_operator(unpriv
 # --- for real, as both accounts: a cache directory another user planted -----------------------
 
 
+@pytest.mark.slow
 def test_grade_tells_the_operator_about_a_planted_cache_once_and_no_student(account, unprivileged_account):
     workspace, folder = _workspace_with(account, {"seed.ipynb": SEED.read_text(),
                                                   "correct.ipynb": notebook_json(CORRECT_CELLS),
@@ -230,6 +235,7 @@ print(json.dumps({"shown": [dict(o) for o in shown.outputs], "printed": [dict(o)
 """
 
 
+@pytest.mark.slow
 def test_self_check_never_shows_the_notice(unprivileged_account):
     """The student's side: ``grader.check()`` in a real kernel, as an ordinary user, without namespaces."""
     who = unprivileged_account

@@ -1,4 +1,4 @@
-"""Tests of the per-student loss-curve PNG (``grader.render.plot.loss_curve_png``).
+"""Tests of the per-student loss-curve PNG (``grader.render.loss_chart.loss_curve_png``).
 
 The chart is drawn on one figure reused for the whole process and composited from
 cached pixels, and PNGs are cached by the curves rounded to what is visible, so
@@ -10,6 +10,7 @@ matplotlib's own axis would show, gaps, the reference drawn alone).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import random
@@ -21,7 +22,7 @@ from matplotlib.transforms import Bbox
 from PIL import Image
 
 from grader.model import Training
-from grader.render import plot
+from grader.render import loss_chart, plot
 
 from conftest import PNG_SIGNATURE
 
@@ -44,8 +45,8 @@ def training(loss: list[float], reference_loss: list[float] | None = None) -> Tr
 def render(loss: list[float], reference_loss: list[float] | None = None, *, cached: bool = False) -> bytes:
     """The PNG of a chart; drawn now (not from the PNG cache) unless ``cached``."""
     if not cached:
-        plot._loss_curve.cache_clear()
-    png = plot.loss_curve_png(training(loss, reference_loss))
+        loss_chart._loss_curve.cache_clear()
+    png = loss_chart.loss_curve_png(training(loss, reference_loss))
     assert png is not None
     return png
 
@@ -78,9 +79,9 @@ def chunk_types(png: bytes) -> list[bytes]:
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    plot._loss_curve.cache_clear()
+    loss_chart._loss_curve.cache_clear()
     yield
-    plot._loss_curve.cache_clear()
+    loss_chart._loss_curve.cache_clear()
 
 
 # ----------------------------------------------------------------------------- the PNG itself
@@ -96,10 +97,10 @@ def test_png_opens_with_pil_at_the_page_size_without_metadata() -> None:
 
 
 def test_none_when_nothing_is_drawable() -> None:
-    assert plot.loss_curve_png(None) is None
-    assert plot.loss_curve_png(Training(3, None, 1.0, [], [])) is None
-    assert plot.loss_curve_png(Training(3, None, 1.0, [math.nan, math.inf], [-math.inf])) is None
-    assert plot.loss_curve_png(Training(3, None, 1.0, ["x", None], [])) is None  # type: ignore[list-item]
+    assert loss_chart.loss_curve_png(None) is None
+    assert loss_chart.loss_curve_png(Training(3, None, 1.0, [], [])) is None
+    assert loss_chart.loss_curve_png(Training(3, None, 1.0, [math.nan, math.inf], [-math.inf])) is None
+    assert loss_chart.loss_curve_png(Training(3, None, 1.0, ["x", None], [])) is None  # type: ignore[list-item]
 
 
 def test_nan_only_student_still_draws_the_reference() -> None:
@@ -118,6 +119,33 @@ def test_gaps_for_non_finite_values() -> None:
 
 
 # ----------------------------------------------------------------------------- same curves, same bytes
+
+@pytest.mark.slow
+def test_same_bytes_in_a_fresh_process_without_a_display() -> None:
+    """No display and a GUI backend asked for: the charts are drawn on Agg anyway, and a fresh
+    process draws the bytes this one does (the loss chart and the class summary's charts)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import hashlib, math, sys\n"
+            "from grader.model import Training\n"
+            "from grader.render import loss_chart, plot\n"
+            "loss = [math.exp(-i / 30.0) + 1e-4 for i in range(200)]\n"
+            "pngs = [loss_chart.loss_curve_png(Training(200, None, 1.0, loss, [0.5 * v for v in loss])),\n"
+            "        plot.histogram_png([10.0, 55.5, 100.0], 100.0), plot.bar_chart_png({'a': 3, 'b': 1}, 'bugs')]\n"
+            "print(' '.join(hashlib.sha256(png).hexdigest() for png in pngs))\n"
+            "print('matplotlib.pyplot' in sys.modules)\n")
+    env = {key: value for key, value in os.environ.items() if key not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["MPLBACKEND"] = "QtAgg"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    hashes, pyplot = out.split("\n")[:2]
+    loss = decaying()
+    expected = [render(loss, [0.5 * v for v in loss]), plot.histogram_png([10.0, 55.5, 100.0], 100.0),
+                plot.bar_chart_png({"a": 3, "b": 1}, "bugs")]
+    assert hashes.split() == [hashlib.sha256(png).hexdigest() for png in expected]
+    assert pyplot == "False"
+
 
 def test_identical_curves_give_identical_bytes() -> None:
     first = render(decaying())
@@ -142,23 +170,23 @@ def test_fresh_figure_gives_the_bytes_of_the_reused_one() -> None:
     for loss, reference_loss in cases:
         warm = render(loss, reference_loss)
         t = training(loss, reference_loss)
-        curves = plot._visible_curves(plot._finite(t.loss), plot._finite(t.reference_loss))
-        assert plot._LossChart().render(curves) == warm
+        curves = loss_chart._visible_curves(loss_chart._finite(t.loss), loss_chart._finite(t.reference_loss))
+        assert loss_chart._LossChart().render(curves) == warm
 
 
 def test_busy_shared_figure_draws_on_a_private_one_with_the_same_bytes() -> None:
     png = render(decaying())
     t = training(decaying())
-    curves = plot._visible_curves(plot._finite(t.loss), plot._finite(t.reference_loss))
-    with plot._CHART_LOCK:  # as if re-entered mid-render
-        assert plot._loss_curve.__wrapped__(curves) == png
+    curves = loss_chart._visible_curves(loss_chart._finite(t.loss), loss_chart._finite(t.reference_loss))
+    with loss_chart._CHART_LOCK:  # as if re-entered mid-render
+        assert loss_chart._loss_curve.__wrapped__(curves) == png
 
 
 def test_a_failed_render_is_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
     png = render(decaying())
-    monkeypatch.setattr(plot._LossChart, "_png", lambda self: (_ for _ in ()).throw(RuntimeError("disk full")))
-    assert plot.loss_curve_png(training(decaying(rate=10.0))) is None  # the page goes without the chart
-    assert plot._CHART is None
+    monkeypatch.setattr(loss_chart._LossChart, "_png", lambda self: (_ for _ in ()).throw(RuntimeError("disk full")))
+    assert loss_chart.loss_curve_png(training(decaying(rate=10.0))) is None  # the page goes without the chart
+    assert loss_chart._CHART is None
     monkeypatch.undo()
     assert render(decaying()) == png
 
@@ -168,10 +196,10 @@ def test_a_failed_render_is_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_rounding_noise_shares_the_cached_png() -> None:
     loss = decaying()
     png = render(loss)
-    hits = plot._loss_curve.cache_info().hits
+    hits = loss_chart._loss_curve.cache_info().hits
     noisy = [v * (1 + 1e-12 * (-1) ** i) for i, v in enumerate(loss)]
-    assert plot.loss_curve_png(training(noisy)) == png
-    assert plot._loss_curve.cache_info().hits == hits + 1
+    assert loss_chart.loss_curve_png(training(noisy)) == png
+    assert loss_chart._loss_curve.cache_info().hits == hits + 1
     # Drawn afresh, the noisy curve is the same picture too: a PNG depends only on its key.
     assert render(noisy) == png
 
@@ -181,11 +209,11 @@ def test_visibly_different_curves_never_share_a_png() -> None:
     bumped = list(loss)
     bumped[100] *= 2  # one point, 0.3 decades higher: ~10 px
     assert render(loss) != render(bumped)
-    assert plot.loss_curve_png(training(loss)) != plot.loss_curve_png(training(bumped))
-    # A linear axis zooms on the data: 1e-4 apart around -1000 is the whole height of the plot.
+    assert loss_chart.loss_curve_png(training(loss)) != loss_chart.loss_curve_png(training(bumped))
+    # A linear axis zooms on the data: 1e-4 apart around -1000 is the whole height of the loss_chart.
     low = [-1000.0 - 1e-4 * math.exp(-i / 30) for i in range(200)]
     high = [-1000.0 - 2e-4 * math.exp(-i / 30) for i in range(200)]
-    assert plot.loss_curve_png(training(low, [])) != plot.loss_curve_png(training(high, []))
+    assert loss_chart.loss_curve_png(training(low, [])) != loss_chart.loss_curve_png(training(high, []))
 
 
 def test_rounded_curves_stay_within_a_tiny_part_of_a_pixel() -> None:
@@ -200,8 +228,8 @@ def test_rounded_curves_stay_within_a_tiny_part_of_a_pixel() -> None:
         else:
             loss = [1e4 + rng.uniform(0, 1e-6) for _ in range(n)] + [0.0]
         loss[rng.randrange(n)] = math.nan
-        curves = plot._visible_curves(plot._finite(loss), [])
-        drawn = plot._drawn_values(curves, curves.student)
+        curves = loss_chart._visible_curves(loss_chart._finite(loss), [])
+        drawn = loss_chart._drawn_values(curves, curves.student)
         along = math.log2 if curves.log else float
         positions = [along(v) for v in loss if not math.isnan(v)]
         span = max(positions) - min(positions)
@@ -214,7 +242,7 @@ def test_rounded_curves_stay_within_a_tiny_part_of_a_pixel() -> None:
 
 
 def test_png_cache_is_bounded() -> None:
-    assert plot._loss_curve.cache_info().maxsize == plot.LOSS_CURVE_CACHE
+    assert loss_chart._loss_curve.cache_info().maxsize == loss_chart.LOSS_CURVE_CACHE
 
 
 # ----------------------------------------------------------------------------- the axis
@@ -222,9 +250,9 @@ def test_png_cache_is_bounded() -> None:
 def test_log_axis_only_when_every_drawn_value_is_positive() -> None:
     def scale(loss: list[float], reference_loss: list[float] | None = None) -> str:
         render(loss, reference_loss)
-        return plot._CHART.axes.get_yscale()
+        return loss_chart._CHART.axes.get_yscale()
 
-    assert plot._visible_curves(decaying(), reference()).log
+    assert loss_chart._visible_curves(decaying(), reference()).log
     assert scale(decaying()) == "log"
     assert scale([0.5, math.inf, math.nan, 0.1] * 50) == "log"  # gaps do not count
     assert scale([0.5, 0.0, 0.1] * 50) == "linear"
@@ -251,15 +279,15 @@ def test_tick_labels_are_those_of_matplotlibs_own_axis(loss, reference_loss) -> 
     from matplotlib.ticker import FuncFormatter
 
     render(loss, reference_loss)
-    chart = plot._CHART
+    chart = loss_chart._CHART
     places = chart._label_places()
-    ticks = sorted((text, round(y, 3)) for (kind, text), _, y in places if kind == "tick")
-    offsets = [text for (kind, text), _, _ in places if kind == "offset"]
+    ticks = sorted((key.text, round(y, 3)) for key, _, y in places if key.kind == "tick")
+    offsets = [key.text for key, _, _ in places if key.kind == "offset"]
 
-    figure = Figure(figsize=plot.FIGSIZE, dpi=plot.DPI)
+    figure = Figure(figsize=loss_chart.FIGSIZE, dpi=loss_chart.DPI)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    figure.subplots_adjust(left=0.14, right=0.97, top=0.9, bottom=0.15)
+    figure.subplots_adjust(**loss_chart.MARGINS)
     for line in (chart.student, chart.reference):
         x, y = line.get_data()
         if len(x):
@@ -283,14 +311,14 @@ def test_tick_labels_are_those_of_matplotlibs_own_axis(loss, reference_loss) -> 
 
 def test_a_diverged_run_draws_its_finite_part_and_never_raises() -> None:
     huge = [0.5, 0.4, 1.7e308, -1.7e308, 0.3]
-    png = plot.loss_curve_png(Training(iterations=5, final_prediction=None, target=1.0, loss=huge,
+    png = loss_chart.loss_curve_png(Training(iterations=5, final_prediction=None, target=1.0, loss=huge,
                                        reference_loss=[0.5, 0.4, 0.3, 0.2, 0.1]))
     assert png is not None and png.startswith(b"\x89PNG")
 
 
 # ----------------------------------------------------------------------------- against a plain matplotlib figure
 
-def full_figure(chart: plot._LossChart) -> tuple[bytes, Bbox]:
+def full_figure(chart: loss_chart._LossChart) -> tuple[bytes, Bbox]:
     """The chart the straightforward way (what ``loss_curve_png`` drew before reusing a figure):
     a new figure, both curves, matplotlib's own tick labels and ``loc="best"`` legend, ``savefig``.
     Returns the PNG and where the legend went (display pixels)."""
@@ -298,10 +326,10 @@ def full_figure(chart: plot._LossChart) -> tuple[bytes, Bbox]:
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    figure = Figure(figsize=plot.FIGSIZE, dpi=plot.DPI)
+    figure = Figure(figsize=loss_chart.FIGSIZE, dpi=loss_chart.DPI)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    for line, style in ((chart.student, plot._STUDENT_STYLE), (chart.reference, plot._REFERENCE_STYLE)):
+    for line, style in ((chart.student, loss_chart.STUDENT_STYLE), (chart.reference, loss_chart.REFERENCE_STYLE)):
         x, y = line.get_data()
         if len(x):
             axes.plot(x, y, **style)
@@ -315,12 +343,13 @@ def full_figure(chart: plot._LossChart) -> tuple[bytes, Bbox]:
     axes.set_title("Training loss")
     axes.grid(True, alpha=0.3)
     legend = axes.legend()
-    figure.subplots_adjust(left=0.14, right=0.97, top=0.9, bottom=0.15)
+    figure.subplots_adjust(**loss_chart.MARGINS)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=plot.DPI)
+    figure.savefig(buffer, format="png", dpi=loss_chart.DPI)
     return buffer.getvalue(), legend.get_window_extent()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss, reference_loss", [
     (decaying(), None),
     ([10 ** (i / 6) for i in range(120)] + [math.inf] * 80, None),                # diverging, then gaps
@@ -336,7 +365,7 @@ def test_picture_is_the_full_figure_to_within_half_a_pixel(loss, reference_loss)
     """Composited layers and stamps against a figure drawn whole: text may sit up to half a pixel
     off (stamps snap to the grid) and the y label is fixed, nothing else differs."""
     image = pixels(render(loss, reference_loss))
-    chart = plot._CHART
+    chart = loss_chart._CHART
     png, legend = full_figure(chart)
     expected = pixels(png)
     difference = np.abs(image - expected).max(axis=2)

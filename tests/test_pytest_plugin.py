@@ -49,6 +49,7 @@ def _properties(case):
     return {p.get("name"): p.get("value") for p in case.iter("property")}
 
 
+@pytest.mark.slow
 def test_seed_notebook_one_test_per_check_with_hints_and_junit(pytester, autoload):
     _seed_copy(pytester)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--grader-notebook", "simple_nn_seed.ipynb",
@@ -87,6 +88,7 @@ def test_seed_notebook_one_test_per_check_with_hints_and_junit(pytester, autoloa
     assert sum(float(_properties(cases[c])["score"]) for c in CHECKS) == 50
 
 
+@pytest.mark.slow
 def test_ini_option_paths_are_relative_to_the_rootdir_and_the_command_line_wins(pytester, autoload, monkeypatch):
     _seed_copy(pytester, "notebooks/simple_nn_seed.ipynb")
     pytester.makeini("[pytest]\ngrader_notebooks =\n    notebooks/simple_nn_seed.ipynb\n")
@@ -106,6 +108,7 @@ def test_ini_option_paths_are_relative_to_the_rootdir_and_the_command_line_wins(
     assert "simple_nn_seed" not in result.stdout.str()
 
 
+@pytest.mark.slow
 def test_not_a_notebook_fails_the_grading_item_with_one_sentence(pytester, monkeypatch):
     # Autoloading off: the plugin is named explicitly, by its entry point name.
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
@@ -128,6 +131,7 @@ def test_not_a_notebook_fails_the_grading_item_with_one_sentence(pytester, monke
     assert _properties(cases["grading"]) == {"score": "0", "max_score": "100"}
 
 
+@pytest.mark.slow
 def test_without_options_notebooks_are_left_alone(pytester, autoload):
     _seed_copy(pytester)
     pytester.makepyfile(test_plain="def test_one():\n    assert 1 + 1 == 2\n")
@@ -203,6 +207,7 @@ def test_a_grader_crash_fails_every_item(pytester, fake_grader):
     result.stdout.fnmatch_lines(["not graded: the grader itself failed on *a.ipynb:", "*RuntimeError: internal grader bug"])
 
 
+@pytest.mark.slow
 def test_operator_notices_go_to_the_terminal_summary_not_into_a_test(pytester, autoload, monkeypatch):
     """What this machine did not enforce is for whoever runs the build: a section of its own, never a failure text."""
     monkeypatch.setenv("GRADER_NO_NAMESPACES", "1")

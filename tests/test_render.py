@@ -13,15 +13,19 @@ import re
 import pytest
 
 from grader.model import (
-    GRADED_FUNCTIONS,
     CellRun,
     CheckResult,
     Diagnosis,
     FunctionInfo,
+    GradedWith,
     Report,
     Training,
 )
-from grader.render import RENDERERS, json_report, markdown, render, text
+from grader.render import RENDERERS, file_name, json_report, markdown, render, renderer, text
+
+#: The simple_nn assignment's functions, in its order (what grading puts in ``Report.functions``).
+SIMPLE_NN = ("activation", "d_activation", "forward", "backward")
+RELU = GradedWith("relu", "activation", ("forward", "backward"))
 
 CONTRACT_KEYS = {"schema", "submission", "rubric", "status", "score", "max_score",
                  "functions", "checks", "diagnoses", "warnings"}
@@ -65,11 +69,12 @@ def graded_report(**overrides) -> Report:
         cells=[CellRun(0, "ok"), CellRun(1, "error", "NameError: name 'y' is not defined")],
         training=Training(iterations=50, final_prediction=0.97, target=1.0,
                           loss=[0.5, 0.25, 0.125], reference_loss=[0.5, 0.2, 0.1]),
-        graded_with_activation="relu",
+        graded_with=RELU,
         seed=7,
         backend="subprocess",
         duration_s=1.5,
         output_excerpt="épreuve ✓",
+        assignment="simple_nn",
     )
     for key, value in overrides.items():
         setattr(report, key, value)
@@ -119,13 +124,23 @@ def test_error_report_without_message_still_has_an_error_sentence() -> None:
     assert isinstance(doc["error"], str) and doc["error"].strip()
 
 
-def test_all_four_functions_always_listed() -> None:
-    report = graded_report(functions={"forward": FunctionInfo("forward", True, "function")})
-    functions = json_report.to_dict(report)["functions"]
-    assert list(functions)[:4] == list(GRADED_FUNCTIONS)
-    assert functions["forward"] == {"found": True, "kind": "function"}
-    for name in ("activation", "d_activation", "backward"):
-        assert functions[name] == {"found": False}
+def test_functions_listed_in_the_reports_order() -> None:
+    functions = {name: FunctionInfo(name, name == "forward", "function" if name == "forward" else None)
+                 for name in ("backward", "forward", "activation")}
+    listed = json_report.to_dict(graded_report(functions=functions))["functions"]
+    assert list(listed) == ["backward", "forward", "activation"]
+    assert listed["forward"] == {"found": True, "kind": "function"}
+    assert listed["backward"] == listed["activation"] == {"found": False}
+
+
+def test_function_parameters_and_variadic_round_trip() -> None:
+    report = graded_report()
+    report.functions["backward"] = FunctionInfo("backward", True, "function", parameters=("x", "\x1b[2J"),
+                                                variadic=True)
+    entry = json_report.to_dict(report)["functions"]["backward"]
+    assert entry == {"found": True, "kind": "function", "parameters": ["x", "\\x1b[2J"], "variadic": True}
+    assert json_report.from_dict(json_report.to_dict(report)).functions["backward"] == \
+        FunctionInfo("backward", True, "function", parameters=("x", "\\x1b[2J"), variadic=True)
 
 
 def test_function_entries_omit_none_fields() -> None:
@@ -170,7 +185,7 @@ def test_from_dict_round_trips_a_graded_report() -> None:
 
 
 def test_from_dict_round_trips_an_error_report() -> None:
-    original = error_report(functions={n: FunctionInfo(n, False) for n in GRADED_FUNCTIONS},
+    original = error_report(functions={n: FunctionInfo(n, False) for n in SIMPLE_NN},
                             warnings=["file is 0 bytes"])
     assert json_report.from_dict(json.loads(json_report.render(original))) == original
 
@@ -248,7 +263,7 @@ def test_text_sections_in_notebook_order_with_training_last() -> None:
     lines = text.render(graded_report(), colour=False).splitlines()
     # A section heading is the first line after a blank one.
     headings = [lines[i + 1].split()[0] for i, line in enumerate(lines[:-1]) if not line]
-    assert headings == [*GRADED_FUNCTIONS, "training", "warnings"]
+    assert headings == [*SIMPLE_NN, "training", "warnings"]
 
 
 def test_training_follows_the_four_functions_before_other_sections() -> None:
@@ -256,7 +271,7 @@ def test_training_follows_the_four_functions_before_other_sections() -> None:
     report.checks.insert(0, CheckResult("integrity.no_mutation", "integrity", True, "", 1, 5, 5))
     lines = text.render(report, colour=False).splitlines()
     headings = [lines[i + 1].split()[0] for i, line in enumerate(lines[:-1]) if not line]
-    assert headings == [*GRADED_FUNCTIONS, "training", "integrity", "warnings"]
+    assert headings == [*SIMPLE_NN, "training", "integrity", "warnings"]
 
 
 def test_text_never_drops_checks_of_unexpected_functions() -> None:
@@ -268,7 +283,7 @@ def test_text_never_drops_checks_of_unexpected_functions() -> None:
 
 def test_text_flags_missing_functions() -> None:
     report = graded_report()
-    del report.functions["forward"]
+    report.functions["forward"] = FunctionInfo("forward", False)
     section = text.render(report, colour=False).split("\n\nforward")[1].splitlines()[0]
     assert "not found" in section
 
@@ -286,7 +301,7 @@ def test_text_error_report_is_the_sentence_and_no_score_table() -> None:
     assert ERROR_SENTENCE in " ".join(line.strip() for line in out.splitlines())
     assert "✓" not in out and "✗" not in out
     assert not re.search(r"\d+/\d+", out)
-    assert not any(line.startswith(GRADED_FUNCTIONS) for line in out.splitlines())
+    assert not any(line.startswith(SIMPLE_NN) for line in out.splitlines())
 
 
 # ----------------------------------------------------------------------------- Markdown
@@ -375,3 +390,138 @@ def test_unknown_format_lists_valid_ones() -> None:
         render(graded_report(), "pdf")
     message = str(excinfo.value)
     assert "pdf" in message and all(fmt in message for fmt in ("json", "md", "text", "html"))
+
+
+def test_each_format_carries_its_file_extension() -> None:
+    expected = {"json": ".json", "text": ".txt", "md": ".md", "html": ".html", "junit": ".xml",
+                "gradescope": ".json", "classroom": ".json"}
+    assert {fmt: entry.extension for fmt, entry in RENDERERS.items()} == expected
+    assert file_name("alice", "html") == "alice.html" and file_name("results", "gradescope") == "results.json"
+    report = graded_report()
+    assert RENDERERS["md"](report) == renderer("md").render(report) == markdown.render(report)
+    with pytest.raises(ValueError, match="pdf"):
+        file_name("alice", "pdf")
+
+
+# ----------------------------------------------------------------------------- the helper pair
+
+def test_text_names_the_helper_pair_in_the_words_of_the_report() -> None:
+    lines = text.render(graded_report(), colour=False).splitlines()
+    assert lines[1] == "activation pair used to check forward and backward: relu"
+    three = GradedWith("tanh", "link", ("encode", "decode", "loss"))
+    lines = text.render(graded_report(graded_with=three), colour=False).splitlines()
+    assert lines[1] == "link pair used to check encode, decode and loss: tanh"
+    out = text.render(graded_report(graded_with=None), colour=False)
+    assert "pair used" not in out
+
+
+def test_json_graded_with_keys() -> None:
+    doc = json_report.to_dict(graded_report())
+    assert doc["graded_with_activation"] == "relu"  # the key readers of earlier reports know
+    assert doc["graded_with"] == {"family": "relu", "helper": "activation", "dependents": ["forward", "backward"]}
+    assert doc["assignment"] == "simple_nn"
+    keys = list(doc)
+    assert keys.index("duration_s") + 1 == keys.index("graded_with_activation") < keys.index("cells")
+    none = json_report.to_dict(graded_report(graded_with=None))
+    assert none["graded_with"] is None and not any(key.startswith("graded_with_") for key in none)
+
+
+def test_json_round_trips_graded_with() -> None:
+    for graded_with in (RELU, GradedWith("tanh", "link", ("encode", "decode", "loss")), None):
+        original = graded_report(graded_with=graded_with, assignment="made_up")
+        back = json_report.from_dict(json.loads(json_report.render(original)))
+        assert back == original
+        assert back.graded_with == graded_with
+        if graded_with is not None:
+            assert isinstance(back.graded_with.dependents, tuple)
+
+
+def test_legacy_json_with_graded_with_activation_still_loads() -> None:
+    """A report stored before ``graded_with`` and ``assignment`` existed (simple_nn's)."""
+    document = json_report.to_dict(graded_report())
+    del document["graded_with"], document["assignment"]
+    document["graded_with_activation"] = "sigmoid"
+    report = json_report.from_dict(document)
+    assert report.graded_with == GradedWith("sigmoid", "activation", ())  # the key names the helper, not its users
+    assert report.assignment == ""
+    assert text.render(report).splitlines()[1] == "activation pair used: sigmoid"
+    document["graded_with_activation"] = None
+    assert json_report.from_dict(document).graded_with is None
+
+
+def test_training_with_several_outputs() -> None:
+    """A prediction and a target may be lists (one number per output)."""
+    training = Training(iterations=3, final_prediction=[0.97, float("nan")], target=[1.0, 0.0],  # type: ignore[arg-type]
+                        loss=[0.5, 0.25, 0.125], reference_loss=[0.5, 0.2, 0.1])
+    report = graded_report(training=training)
+    assert "no final prediction (target [1, 0])" in text.render(report)
+    training.final_prediction = [0.97, 0.01]  # type: ignore[assignment]
+    assert "final prediction [0.97, 0.01] (target [1, 0])" in text.render(report)
+    assert "ended at a prediction of [0.97, 0.01] (target [1, 0])" in markdown.render(report)
+    document = json_report.to_dict(report)
+    assert document["training"]["final_prediction"] == [0.97, 0.01]
+    assert json_report.from_dict(document) == report
+
+
+# ----------------------------------------------------------------------------- an assignment the core does not know
+
+def made_up_report(**overrides) -> Report:
+    """A made-up assignment: functions ``predict`` and ``gradient``, no helper pair; its checks listed
+    gradient first, so only ``report.functions`` can put predict's section first."""
+    report = Report(
+        submission="class/bob/regression.ipynb", rubric="regression", status="graded", score=5.0, max_score=30.0,
+        functions={"predict": FunctionInfo("predict", True, "function"),
+                   "gradient": FunctionInfo("gradient", True, "lambda")},
+        checks=[CheckResult("gradient.matches_numeric", "gradient", False, "gradient is off by a factor 2",
+                            0.0, 0.0, 20.0, {"inputs": {"w": [1.0, 2.0]}, "expected": [0.5], "got": [1.0]}),
+                CheckResult("predict.values", "predict", False, "predict differs on 1 of 4 probes", 0.5, 5.0, 10.0),
+                CheckResult("training.converges", "training", False, "loss still 0.5", 0.0, 0.0, 0.0)],
+        diagnoses=[Diagnosis("missing_half", "gradient", "The gradient of 1/2 (y - t)^2 has no factor 2.")],
+        training=Training(iterations=3, final_prediction=0.5, target=1.0, loss=[1.0, 0.7, 0.5],
+                          reference_loss=[1.0, 0.5, 0.25]),
+        assignment="regression",
+    )
+    for key, value in overrides.items():
+        setattr(report, key, value)
+    return report
+
+
+SIMPLE_NN_WORDS = re.compile(r"activation|forward|backward", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("fmt", sorted(RENDERERS))
+def test_a_made_up_assignment_renders_in_every_format(fmt: str) -> None:
+    out = render(made_up_report(), fmt)
+    assert not SIMPLE_NN_WORDS.search(out), SIMPLE_NN_WORDS.search(out)
+    assert "predict" in out and "gradient" in out
+    if fmt == "json":
+        document = json.loads(out)
+        assert list(document["functions"]) == ["predict", "gradient"]
+        assert document["graded_with"] is None and document["assignment"] == "regression"
+        assert json_report.from_dict(document) == made_up_report()
+
+
+@pytest.mark.parametrize("fmt", ["text", "md", "html"])
+def test_a_made_up_assignments_sections_follow_its_functions(fmt: str) -> None:
+    out = render(made_up_report(), fmt)
+    headings = {"text": ("\n\npredict", "\n\ngradient", "\n\ntraining"),
+                "md": ("### `predict`", "### `gradient`", "### Training"),
+                "html": ('id="fn-predict"', 'id="fn-gradient"', 'id="fn-training"')}[fmt]
+    assert 0 <= out.index(headings[0]) < out.index(headings[1]) < out.index(headings[2])
+
+
+def test_a_made_up_assignments_gradescope_tests_follow_its_functions() -> None:
+    from grader.render import gradescope
+
+    tests = gradescope.to_dict(made_up_report())["tests"]
+    assert [(t["number"], t["tags"]) for t in tests] == [("1.1", ["predict"]), ("2.1", ["gradient"]),
+                                                         ("3.1", ["training"])]
+
+
+def test_a_function_of_the_report_without_checks_still_gets_a_section() -> None:
+    report = made_up_report()
+    report.functions["update"] = FunctionInfo("update", False)
+    lines = text.render(report).splitlines()
+    headings = [lines[i + 1].split()[0] for i, line in enumerate(lines[:-1]) if not line]
+    assert headings == ["predict", "gradient", "update", "training"]  # "training" is no function of it
+    assert "update  not found in the notebook" in lines

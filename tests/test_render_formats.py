@@ -16,8 +16,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from grader.model import CellRun, CheckResult, Diagnosis, FunctionInfo, Report, Training
-from grader.render import RENDERERS, classroom, gradescope, html, junit, plot, render
+from grader.model import CellRun, CheckResult, Diagnosis, FunctionInfo, GradedWith, Report, Training
+from grader.render import RENDERERS, classroom, gradescope, html, junit, loss_chart, plot, render
 
 from conftest import embedded_pngs, parse_html, png_size
 
@@ -49,7 +49,7 @@ def graded_report(**overrides) -> Report:
         cells=[CellRun(0, "ok"), CellRun(1, "error", "NameError: name 'y' is not defined")],
         training=Training(iterations=4, final_prediction=0.9, target=1.0,
                           loss=[0.5, 0.3, 0.2, 0.15], reference_loss=[0.5, 0.2, 0.08, 0.03]),
-        graded_with_activation="relu",
+        graded_with=GradedWith("relu", "activation", ("forward", "backward")),
         duration_s=2.25,
         output_excerpt="epoch 1 loss 0.5",
     )
@@ -153,18 +153,26 @@ def test_html_fragment_is_body_only() -> None:
     assert len(embedded_pngs(page)) == 1
 
 
+def test_html_names_the_helper_pair_the_report_was_graded_with() -> None:
+    score_line = next(line for line in html.render(graded_report()).splitlines() if 'class="score"' in line)
+    assert score_line.endswith(" · graded with your <code>relu</code> activation</p>")
+    link = GradedWith("tanh", "link", ("encode", "decode", "loss"))
+    assert " · graded with your <code>tanh</code> link</p>" in html.render(graded_report(graded_with=link))
+    assert "graded with your" not in html.render(graded_report(graded_with=None))
+
+
 # ----------------------------------------------------------------------------- plots
 
 def test_loss_curve_png_and_none_cases() -> None:
-    data = plot.loss_curve_png(graded_report().training)
+    data = loss_chart.loss_curve_png(graded_report().training)
     assert data is not None
     width, height = png_size(data)
     assert (width, height) == (480, 280)
-    assert plot.loss_curve_png(None) is None
-    assert plot.loss_curve_png(Training(3, None, 1.0, [], [])) is None
-    assert plot.loss_curve_png(Training(3, None, 1.0, [float("nan")], [float("inf")])) is None
+    assert loss_chart.loss_curve_png(None) is None
+    assert loss_chart.loss_curve_png(Training(3, None, 1.0, [], [])) is None
+    assert loss_chart.loss_curve_png(Training(3, None, 1.0, [float("nan")], [float("inf")])) is None
     # Non-positive or diverged values are drawn on a linear axis instead of crashing.
-    assert png_size(plot.loss_curve_png(Training(3, None, 1.0, [0.5, 0.0, float("inf")], [])))[0] > 0
+    assert png_size(loss_chart.loss_curve_png(Training(3, None, 1.0, [0.5, 0.0, float("inf")], [])))[0] > 0
 
 
 def test_histogram_and_bar_chart_png() -> None:
@@ -268,6 +276,15 @@ def test_gradescope_graded() -> None:
     assert doc["extra_data"]["schema"] == "grader.report/1"
     assert doc["extra_data"]["rubric"] == "simple_nn"
     assert doc["extra_data"]["diagnoses"] == ["d_activation_on_w2_partials"]
+
+
+def test_gradescope_extra_data_names_the_helper_pair_and_the_assignment() -> None:
+    extra = gradescope.to_dict(graded_report(assignment="simple_nn"))["extra_data"]
+    assert extra["graded_with_activation"] == "relu"
+    assert extra["graded_with"] == {"family": "relu", "helper": "activation", "dependents": ["forward", "backward"]}
+    assert extra["assignment"] == "simple_nn"
+    none = gradescope.to_dict(graded_report(graded_with=None))["extra_data"]
+    assert none["graded_with"] is None and "graded_with_activation" not in none
 
 
 def test_gradescope_error_report() -> None:

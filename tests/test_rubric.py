@@ -13,9 +13,8 @@ import pytest
 
 from grader.errors import RubricError
 from grader.sandbox.limits import Limits
+from grader.assignment import load_assignment
 from grader.rubric import (
-    KNOWN_ACTIVATIONS,
-    KNOWN_CHECKS,
     CheckWeight,
     Rubric,
     builtin_rubrics,
@@ -23,6 +22,10 @@ from grader.rubric import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
+SIMPLE_NN = load_assignment("simple_nn")
+#: The check ids and helper families simple_nn declares (the rubric validator learns them from the assignment).
+KNOWN_CHECKS = SIMPLE_NN.check_ids
+KNOWN_ACTIVATIONS = SIMPLE_NN.helpers.names if SIMPLE_NN.helpers else ()
 
 # Line numbers matter: tests below refer to them.
 VALID = """\
@@ -70,7 +73,7 @@ def test_bundled_rubric_has_the_exact_values_of_the_file() -> None:
     assert rubric.name == "simple_nn"
     assert rubric.title == "A simple neural network - from scratch"
     assert rubric.max_score == 100.0
-    assert rubric.accepted_activations == ("relu",)
+    assert rubric.accepted_families == ("relu",)
     assert list(rubric.checks.items()) == [
         ("activation.values", CheckWeight(15.0, True)),
         ("d_activation.values", CheckWeight(10.0, True)),
@@ -89,7 +92,7 @@ def test_bundled_rubric_covers_every_known_check() -> None:
 
 
 def test_builtin_rubrics_lists_the_bundled_file() -> None:
-    assert builtin_rubrics() == ["simple_nn"]
+    assert builtin_rubrics() == ["simple_nn", "simple_nn_batch"]
 
 
 def test_load_by_name_and_by_path_agree() -> None:
@@ -122,7 +125,7 @@ def test_custom_rubric_values(tmp_path: Path) -> None:
         title="A mini rubric",
         path=str(path),
         max_score=10.0,
-        accepted_activations=("relu", "sigmoid"),
+        accepted_families=("relu", "sigmoid"),
         checks={"forward.values": CheckWeight(6.0, True), "backward.gradient": CheckWeight(4.0, False)},
         limits=Limits(cell_timeout_s=3.0, memory_mb=512),
     )
@@ -133,7 +136,7 @@ def test_optional_keys_have_strict_defaults(tmp_path: Path) -> None:
     text = 'schema = "grader.rubric/1"\nname = "x"\nmax_score = 1\n[checks."forward.values"]\npoints = 1\n'
     rubric = load_rubric(str(write(tmp_path, text)))
     assert rubric.title == "x"
-    assert rubric.accepted_activations == ("relu",)
+    assert rubric.accepted_families == ("relu",)
     assert rubric.checks == {"forward.values": CheckWeight(1.0, False)}
     assert rubric.limits == Limits()
 
@@ -396,12 +399,14 @@ print(builtin_rubrics(), rubric.name, rubric.max_score, rubric.path)
 
 
 def _installed_layout(site: Path) -> None:
-    """Lay files out as a wheel installs them: ``rubrics/`` becomes ``grader/rubrics/``."""
+    """Lay files out as a wheel installs them: ``rubrics/`` becomes ``grader/rubrics/``, ``reference/``
+    becomes ``grader/reference/``."""
     import shutil
 
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "grader", site / "grader", ignore=ignore)
     shutil.copytree(REPO / "rubrics", site / "grader" / "rubrics", ignore=ignore)
+    shutil.copytree(REPO / "reference", site / "grader" / "reference", ignore=ignore)
 
 
 @pytest.mark.parametrize("zipped", [False, True], ids=["site-packages", "zipimport"])
@@ -421,7 +426,7 @@ def test_bundled_rubrics_are_found_when_installed(tmp_path: Path, zipped: bool) 
         [sys.executable, "-c", INSTALLED_PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("['simple_nn'] simple_nn 100.0 ")
-    loaded_from = done.stdout.split(" ", 3)[3].strip()
+    assert done.stdout.startswith("['simple_nn', 'simple_nn_batch'] simple_nn 100.0 ")
+    loaded_from = done.stdout.rsplit(" ", 1)[1].strip()
     assert loaded_from.startswith(str(where)), loaded_from
     assert loaded_from.endswith("simple_nn.toml")

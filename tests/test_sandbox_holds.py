@@ -81,7 +81,7 @@ def _opening() -> list[str]:
     from grader.rubric import load_rubric
     from grader.template import opening_cells
 
-    return list(opening_cells(load_rubric(None)))
+    return list(opening_cells(load_rubric(None), ("activation", "d_activation", "forward", "backward")))
 
 
 def _with_probe_calls(source: str) -> str:

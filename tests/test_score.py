@@ -23,7 +23,7 @@ def make_rubric(**checks: tuple[float, bool]) -> Rubric:
         title="t",
         path="<test>",
         max_score=sum(w.points for w in weights.values()),
-        accepted_activations=("relu",),
+        accepted_families=("relu",),
         checks=weights,
         limits=Limits(),
     )

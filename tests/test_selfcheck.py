@@ -23,6 +23,7 @@ def _outputs(cell, kind: str) -> list:
     return [o for o in cell.outputs if o.output_type == kind]
 
 
+@pytest.mark.slow
 def test_self_check_grades_the_kernels_functions_without_importing_the_reference():
     seed = nbformat.read(SEED, as_version=4)
     cells = [c.source for c in seed.cells if c.cell_type == "code"]
@@ -39,6 +40,7 @@ def test_self_check_grades_the_kernels_functions_without_importing_the_reference
     assert report["score"] == 50 and [d["id"] for d in report["diagnoses"]] == ["d_activation_on_w2_partials"]
 
 
+@pytest.mark.slow
 def test_self_check_sees_the_current_definitions_not_the_saved_notebook():
     fixed = CORRECT_CELLS[:-1] + [CORRECT_CELLS[-1].replace("w2 * d_activation(h)", "w2 * d_activation(h) * 0")]
     _, data = _run(fixed, [

@@ -155,6 +155,7 @@ def _assert_private_cache(who: Account, temporary: Path) -> None:
     assert not Path(NO_HOME).exists()
 
 
+@pytest.mark.slow
 def test_check_without_a_writable_home_grades_and_prints_the_report(account):
     workspace, temporary, env = _service_workspace(account)
     notebook = _give_notebook(account, workspace / "seed.ipynb", SEED.read_text())
@@ -168,6 +169,7 @@ def test_check_without_a_writable_home_grades_and_prints_the_report(account):
     _assert_private_cache(account, temporary)
 
 
+@pytest.mark.slow
 def test_grade_without_a_writable_home_writes_the_gradebook(account):
     workspace, temporary, env = _service_workspace(account)
     folder = workspace / "class"
@@ -190,6 +192,7 @@ def test_grade_without_a_writable_home_writes_the_gradebook(account):
     _assert_private_cache(account, temporary)
 
 
+@pytest.mark.slow
 def test_a_cache_directory_planted_by_another_user_is_refused_and_the_operator_told(account, unprivileged_account):
     workspace, temporary, env = _service_workspace(account)
     planted = temporary / f"grader-cache-{account.uid}"
@@ -262,6 +265,7 @@ class _Quiet(batch.Progress):
         self.lines.append(line)
 
 
+@pytest.mark.slow
 def test_a_grading_process_that_could_not_start_makes_each_of_its_submissions_an_error_row(tmp_path, monkeypatch):
     """What ``_grade_in_worker`` answers after ``_init_worker`` failed: the reason, and its notices."""
     def could_not_start(*args: object) -> dict[str, object]:
@@ -291,6 +295,7 @@ def _pool_whose_initializer_raises(options: BatchOptions) -> futures.ProcessPool
                                        initializer=int, initargs=("boom",))
 
 
+@pytest.mark.slow
 def test_a_pool_whose_processes_cannot_start_ends_with_error_rows_not_a_hang(tmp_path, monkeypatch):
     monkeypatch.setattr(batch, "_pool", _pool_whose_initializer_raises)
     folder = tmp_path / "class"

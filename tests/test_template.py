@@ -29,11 +29,13 @@ MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
 LIMITS = Limits(cell_timeout_s=3, call_timeout_s=3, total_timeout_s=90)
 RUBRIC = load_rubric("simple_nn")
 SEED_CELLS = [cell.source for cell in load_notebook(SEED).code_cells]
+#: The simple_nn assignment's graded functions (what the batch runner passes as ``assignment.names``).
+NAMES = ("activation", "d_activation", "forward", "backward")
 
 
 @pytest.fixture(scope="module")
 def servers():
-    with ForkServer() as plain, ForkServer(opening_cells(RUBRIC), LIMITS.cell_timeout_s) as primed:
+    with ForkServer() as plain, ForkServer(opening_cells(RUBRIC, NAMES), LIMITS.cell_timeout_s) as primed:
         yield plain, primed
 
 
@@ -53,23 +55,23 @@ def report_of(path: Path, server: ForkServer) -> dict:
 
 
 def test_the_bundled_rubric_opens_with_the_seed_cells_before_the_first_graded_function():
-    assert opening_cells(RUBRIC) == tuple(SEED_CELLS[:3])
+    assert opening_cells(RUBRIC, NAMES) == tuple(SEED_CELLS[:3])
     assert "def activation" in SEED_CELLS[3]
 
 
 def test_the_opening_stops_at_a_graded_definition_of_any_spelling_and_at_ipython_syntax():
     setup = "import numpy as np\nx = np.ones(2)"
-    assert opening_of([setup, "forward = lambda x, w1, w2: x", "y = 1"]) == (setup,)
-    assert opening_of([setup, "if True:\n    def backward(*a):\n        pass"]) == (setup,)
-    assert opening_of([setup, "%matplotlib inline", "y = 1"]) == (setup,)
-    assert opening_of([setup, "!pip install numpy", "y = 1"]) == (setup,)
-    assert opening_of([setup, "def broken(:\n    pass", "y = 1"]) == (setup,)
-    assert opening_of(["def helper(z):\n    return z", setup]) == ("def helper(z):\n    return z", setup)
+    assert opening_of([setup, "forward = lambda x, w1, w2: x", "y = 1"], NAMES) == (setup,)
+    assert opening_of([setup, "if True:\n    def backward(*a):\n        pass"], NAMES) == (setup,)
+    assert opening_of([setup, "%matplotlib inline", "y = 1"], NAMES) == (setup,)
+    assert opening_of([setup, "!pip install numpy", "y = 1"], NAMES) == (setup,)
+    assert opening_of([setup, "def broken(:\n    pass", "y = 1"], NAMES) == (setup,)
+    assert opening_of(["def helper(z):\n    return z", setup], NAMES) == ("def helper(z):\n    return z", setup)
 
 
 def test_a_rubric_without_a_template_primes_nothing():
     rubric = parse_rubric(Path(RUBRIC.path).read_text().replace('template = "simple_nn_seed.ipynb"', ""), RUBRIC.path)
-    assert rubric.template is None and opening_cells(rubric) == ()
+    assert rubric.template is None and opening_cells(rubric, NAMES) == ()
 
 
 @pytest.mark.parametrize("value, found", [
@@ -92,6 +94,7 @@ def test_a_bad_template_is_reported_with_its_line_and_what_was_expected(tmp_path
 # --- the primed server ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_server_is_primed_only_with_cells_that_ran_cleanly():
     with ForkServer(("import numpy as np", "x = 1 / 0", "y = 2"), 3) as failing:
         assert failing.opening == ()
@@ -102,6 +105,7 @@ def test_the_server_is_primed_only_with_cells_that_ran_cleanly():
         assert not clean.begins_with_opening(["import numpy as np"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MANIFEST))
 def test_every_fixture_gets_the_same_report_from_the_primed_server(servers, name):
     plain, primed = servers
@@ -109,6 +113,7 @@ def test_every_fixture_gets_the_same_report_from_the_primed_server(servers, name
     assert report_of(path, primed) == report_of(path, plain)
 
 
+@pytest.mark.slow
 def test_a_notebook_that_edited_an_opening_cell_runs_its_own_version(tmp_path, servers, monkeypatch):
     plain, primed = servers
     edited = SEED_CELLS[1].replace('print("Final prediction:", x @ w1 @ w2)', 'print("my toy net says", x @ w1 @ w2)')
@@ -131,6 +136,7 @@ def spawns_from_primed(server: ForkServer, monkeypatch) -> list[str]:
     return ops
 
 
+@pytest.mark.slow
 def test_a_crash_after_the_opening_replays_from_the_primed_server_with_the_same_result(tmp_path, servers, monkeypatch):
     """The restart after a crashed cell replays the good cells, opening included, in a primed fork."""
     plain, primed = servers
@@ -147,12 +153,13 @@ def test_a_crash_after_the_opening_replays_from_the_primed_server_with_the_same_
     assert report == report_of(path, plain)
 
 
+@pytest.mark.slow
 def test_when_the_primed_server_is_gone_notebooks_fork_from_the_plain_one(tmp_path):
     import socket
 
     path = tmp_path / "seed.ipynb"
     path.write_bytes(SEED.read_bytes())
-    with ForkServer(opening_cells(RUBRIC), LIMITS.cell_timeout_s) as server:
+    with ForkServer(opening_cells(RUBRIC, NAMES), LIMITS.cell_timeout_s) as server:
         expected = report_of(path, server)
         server._primed.socket.shutdown(socket.SHUT_RDWR)  # as its end looks when the process has died
         assert report_of(path, server) == expected

@@ -5,6 +5,10 @@ pairs or inputs), and an entry is never returned for a different input. The
 end-to-end tests grade the reference and every catalogued mutant with caching
 disabled, then twice with it (cold, then warm), interleaving seeds, and require
 identical results.
+
+The assignment is a plug-in (``grader.assignment``): its reference, mutants and probes are
+the modules of ``reference/simple_nn/``, imported by ``load_assignment`` under a private
+package name, and reached here through ``assignment_module``.
 """
 import ast
 import dataclasses
@@ -14,21 +18,47 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from grader import checks
-from grader import diagnose
-from grader import integrity
-from grader import probe
+from grader import checks, diagnose, integrity, memo, probe, training
+from grader.assignment import Converges, Gradient, Pair, load_assignment
 from grader.calibrate import grade_functions, reference_functions
-from grader.checks import Context, Evidence
+from grader.checks import CheckRun, Context, Evidence
 from grader.compare import ATOL_SCALE, RTOL, arrays_close, trusted_call
-from grader import memo
-from grader.reference import mutants, simple_nn as ref
 from grader.rubric import load_rubric
 
 RUBRIC = load_rubric("simple_nn")
+ASSIGNMENT = load_assignment("simple_nn")
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
+
+
+def assignment_module(name):
+    """One module of the assignment's package (``reference``, ``mutants``, ``probes``), as the loader imported it."""
+    folder = Path(ASSIGNMENT.path).resolve()
+    found = [module for key, module in list(sys.modules.items())
+             if (key.startswith("grader_assignment_") or key.startswith("grader.reference."))
+             and key.endswith(f"{ASSIGNMENT.name}.{name}")
+             and Path(getattr(module, "__file__", None) or "").resolve().parent == folder]
+    assert len(found) == 1, (name, [getattr(m, "__name__", "?") for m in found])
+    return found[0]
+
+
+ref = assignment_module("reference")
+mutants = assignment_module("mutants")
+probes_module = assignment_module("probes")
+HELPERS = ASSIGNMENT.helpers
+LOOP = next(c.loop for c in ASSIGNMENT.checks if isinstance(c, Converges))
+GRADIENT = next(c for c in ASSIGNMENT.checks if isinstance(c, Gradient))
+OBJECTIVE = GRADIENT.objective
+#: forward's parameters (x, w1, w2): what the loss of the gradient check is a function of.
+OBJECTIVE_PARAMETERS = ASSIGNMENT.function(OBJECTIVE.function).parameters
+#: How the grader names the reference's objective in the finite-difference cache's key.
+OBJECTIVE_IDENT = (OBJECTIVE, ASSIGNMENT.references[OBJECTIVE.function].function)
+
+
+def mutants_for(function):
+    return [m for m in ASSIGNMENT.mutants if m.function == function]
 
 
 @pytest.fixture(autouse=True)
@@ -40,17 +70,25 @@ def cold_caches():
 
 def fresh_curve(pair, start, iterations=200):
     """The training check's reference loop as it was written before the cache."""
-    losses, w1, w2 = [], start.w1.copy(), start.w2.copy()
+    losses, w1, w2 = [], start["w1"].copy(), start["w2"].copy()
+    x, y, eta = start["x"], start["y"], start["eta"]
     with np.errstate(all="ignore"):
         for _ in range(iterations):
-            y_hat = ref.forward(start.x, w1, w2, pair)
-            losses.append(ref.loss(y_hat, start.y))
-            w1, w2 = ref.backward(start.x, start.y, y_hat, w1, w2, start.eta, pair)
+            y_hat = ref.forward(x, w1, w2, pair)
+            losses.append(ref.loss(y_hat, y))
+            w1, w2 = ref.backward(x, y, y_hat, w1, w2, eta, pair)
     return losses
 
 
-def curve(pair, start, iterations=200):
-    return ref.training_curve(start.x, start.y, start.w1, start.w2, start.eta, iterations, pair)
+def loop_from(start, iterations):
+    """The assignment's training loop from another start, for another number of iterations."""
+    def fresh_start():
+        return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in start.items()}
+    return dataclasses.replace(LOOP, start=fresh_start, iterations=iterations)
+
+
+def curve(pair, loop=LOOP):
+    return training.reference_curve(ASSIGNMENT, loop, pair)
 
 
 # --- memo ---------------------------------------------------------------------------------
@@ -92,21 +130,35 @@ def test_disabled_neither_reads_nor_fills_a_cache():
 
 @pytest.mark.parametrize("pair", [ref.RELU, ref.SIGMOID, ref.TANH, ref.leaky_relu(0.1), ref.elu(1.0)], ids=lambda p: p.name)
 def test_training_curve_equals_a_fresh_computation_cold_and_warm(pair):
-    start = probe.notebook_probe()
-    expected = fresh_curve(pair, start)
-    assert list(curve(pair, start)) == expected
-    assert list(curve(pair, start)) == expected  # from the cache
+    start = probes_module.notebook_values()
+    expected = fresh_curve(pair, start, LOOP.iterations)
+    assert list(curve(pair)) == expected
+    assert list(curve(pair)) == expected  # from the cache
+    assert len(training._CURVES) == 1
+
+
+def test_training_curve_without_a_pair_is_the_default_pairs():
+    expected = fresh_curve(HELPERS.default, probes_module.notebook_values(), LOOP.iterations)
+    for _ in range(2):
+        assert list(curve(None)) == expected and list(curve(HELPERS.default)) == expected
+    assert len(training._CURVES) == 1
 
 
 def test_training_curve_cache_keeps_pairs_starts_and_lengths_apart():
-    start = probe.notebook_probe()
-    other = dataclasses.replace(start, w1=start.w1 - 0.5, y=0.5, eta=0.05)  # some negative pre-activations
-    for pair in (ref.RELU, ref.TANH, ref.leaky_relu(0.1), ref.leaky_relu(0.2)):
-        for where in (start, other):
-            for iterations in (200, 50):
-                assert list(curve(pair, where, iterations)) == fresh_curve(pair, where, iterations)
-    assert curve(ref.RELU, start) != curve(ref.TANH, start) != curve(ref.RELU, other)
-    assert curve(ref.leaky_relu(0.1), other) != curve(ref.leaky_relu(0.2), other)
+    start = probes_module.notebook_values()
+    other = {**start, "w1": start["w1"] - 0.5, "y": 0.5, "eta": 0.05}  # some negative pre-activations
+    starts = {"start": start, "other": other}
+    loops = {(where, iterations): loop_from(starts[where], iterations) for where in starts for iterations in (200, 50)}
+    pairs = (ref.RELU, ref.TANH, ref.leaky_relu(0.1), ref.leaky_relu(0.2))
+    for _ in range(2):  # cold, then warm
+        for pair in pairs:
+            for (where, iterations), loop in loops.items():
+                assert list(curve(pair, loop)) == fresh_curve(pair, starts[where], iterations)
+    assert len(training._CURVES) == len(pairs) * len(loops)
+    assert curve(ref.RELU) == curve(ref.RELU, loops["start", 200])  # the same loop, declared twice
+    assert curve(ref.RELU, loops["start", 200]) != curve(ref.TANH, loops["start", 200]) \
+        != curve(ref.RELU, loops["other", 200])
+    assert curve(ref.leaky_relu(0.1), loops["other", 200]) != curve(ref.leaky_relu(0.2), loops["other", 200])
 
 
 def test_leaky_relu_is_one_object_per_alpha():
@@ -115,96 +167,126 @@ def test_leaky_relu_is_one_object_per_alpha():
 
 def test_a_students_pair_is_never_cached():
     table = {}
-    pair = ref.ActivationPair("yours", lambda z: table.get("act", np.maximum)(z, 0.0), lambda z: (z > 0) * 1.0)
-    start = probe.notebook_probe()
-    before = list(curve(pair, start))
+    pair = Pair("yours", lambda z: table.get("act", np.maximum)(z, 0.0), lambda z: (z > 0) * 1.0)
+    start = probes_module.notebook_values()
+    before = list(curve(pair))
     table["act"] = np.minimum  # the pair now computes something else: a cache would hide it
-    assert list(curve(pair, start)) == fresh_curve(pair, start) != before
-    assert len(ref._CURVES) == 0
+    assert list(curve(pair)) == fresh_curve(pair, start) != before
+    assert len(training._CURVES) == 0
 
 
 def test_a_caller_cannot_change_the_cached_curve():
-    start = probe.notebook_probe()
-    got = curve(ref.RELU, start)
+    start = probes_module.notebook_values()
+    got = curve(ref.RELU)
     assert isinstance(got, tuple)
     listed = list(got)
     listed[0] = 123.0
-    assert list(curve(ref.RELU, start)) == fresh_curve(ref.RELU, start)
+    assert list(curve(ref.RELU)) == fresh_curve(ref.RELU, start)
 
 
 # --- probes ---------------------------------------------------------------------------------------
 
 def fresh_probes(seed):
-    rng = np.random.default_rng(seed)
-    network = probe.network_probes(rng)
-    return network, probe.activation_probes(rng, network)
+    """Every probe of ``seed``, drawn afresh by the assignment."""
+    return ASSIGNMENT.probes(np.random.default_rng(seed))
+
+
+def network_of(seed):
+    return list(fresh_probes(seed).sets["network"])
+
+
+def same_value(x, y):
+    if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+        return (isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.dtype == y.dtype
+                and x.shape == y.shape and x.tobytes() == y.tobytes())
+    return type(x) is type(y) and x == y
 
 
 def same_probe(a, b):
-    for field in dataclasses.fields(a):
-        x, y = getattr(a, field.name), getattr(b, field.name)
-        if isinstance(x, np.ndarray):
-            if not (isinstance(y, np.ndarray) and x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()):
-                return False
-        elif type(x) is not type(y) or x != y:
-            return False
-    return True
+    return (type(a) is type(b) and a.name == b.name and a.scored == b.scored and list(a.values) == list(b.values)
+            and all(same_value(a.values[k], b.values[k]) for k in a.values))
+
+
+def same_probes(a, b):
+    return (list(a.sets) == list(b.sets) and same_value(a.grid, b.grid)
+            and all(len(a.sets[n]) == len(b.sets[n]) and all(same_probe(p, q) for p, q in zip(a.sets[n], b.sets[n]))
+                    for n in a.sets))
 
 
 @pytest.mark.parametrize("seed", [0, 7, 12345])
 def test_probes_for_a_seed_equal_a_fresh_draw_cold_and_warm(seed):
-    network, activation = fresh_probes(seed)
+    fresh = fresh_probes(seed)
+    assert set(fresh.sets) == {"network", "activation"} and fresh.grid is not None
     for _ in range(2):
-        got_network, got_activation = probe.probes_for_seed(seed)
-        assert len(got_network) == len(network) and len(got_activation) == len(activation)
-        assert all(same_probe(a, b) for a, b in zip(got_network, network))
-        assert all(same_probe(a, b) for a, b in zip(got_activation, activation))
+        assert same_probes(probe.probes_for_seed(ASSIGNMENT, seed), fresh)
+    assert len(probe._BY_SEED) == 1
 
 
 def test_probes_differ_between_seeds_and_a_caller_cannot_change_them():
-    first, _ = probe.probes_for_seed(0)
-    assert not same_probe(probe.probes_for_seed(1)[0][1], first[1])
-    first[1].w1[0, 0] = 99.0  # writable, like a fresh draw, but a copy
-    first[0].x[:] = 0.0
-    again, activation = probe.probes_for_seed(0)
-    fresh_network, fresh_activation = fresh_probes(0)
-    assert all(same_probe(a, b) for a, b in zip(again, fresh_network))
-    assert all(same_probe(a, b) for a, b in zip(activation, fresh_activation))
-    assert again[1].w1.flags.writeable
+    first = probe.probes_for_seed(ASSIGNMENT, 0)
+    assert not same_probe(probe.probes_for_seed(ASSIGNMENT, 1).sets["network"][1], first.sets["network"][1])
+    network = first.sets["network"]
+    network[1].values["w1"][0, 0] = 99.0  # writable, like a fresh draw, but a copy
+    network[0].values["x"][:] = 0.0
+    network[2].values["y"] = 123.0
+    first.sets["activation"][1].values["z"][:] = 0.0
+    first.grid[:] = 0.0
+    first.sets["network"] = ()
+    again = probe.probes_for_seed(ASSIGNMENT, 0)
+    assert same_probes(again, fresh_probes(0))
+    assert again.sets["network"][1].values["w1"].flags.writeable and again.grid.flags.writeable
 
 
 # --- finite differences of the reference -------------------------------------------------------------
 
 def reference_loss(pair):
-    return lambda points: [ref.loss(ref.forward(x, w1, w2, pair), y) for x, w1, w2, y in points]
+    """The grader's batch evaluator of the reference's loss: points are (forward's arguments, target)."""
+    return lambda points: [ref.loss(ref.forward(*args, pair), target) for args, target in points]
 
 
-def test_reference_gradients_equal_a_fresh_computation_for_each_probe_pair_and_eps():
-    network, _ = fresh_probes(3)
+def numerical(p, wrt, eps, pair):
+    return checks._numerical_gradients(p, OBJECTIVE_PARAMETERS, wrt, OBJECTIVE.target, eps, reference_loss(pair))
+
+
+def reference_gradients(p, wrt, eps, pair):
+    return checks._reference_gradients(OBJECTIVE_IDENT, p, OBJECTIVE_PARAMETERS, wrt, OBJECTIVE.target, eps, pair,
+                                       reference_loss(pair))
+
+
+def test_reference_gradients_equal_a_fresh_computation_for_each_probe_pair_wrt_and_eps():
+    network = network_of(3)
+    everything = GRADIENT.parameters
     for pair in (ref.RELU, ref.SIGMOID):
         for eps in (checks.GRAD_EPS_FLOAT64, checks.GRAD_EPS_FLOAT32):
-            for p in network:
-                fresh = checks._numerical_gradients(p, eps, reference_loss(pair))
-                for _ in range(2):
-                    got = checks._reference_gradients(p, eps, pair, reference_loss(pair))
-                    assert all(np.array_equal(g, f) and g.shape == f.shape for g, f in zip(got, fresh))
-    assert len(checks._REFERENCE_GRADIENTS) == 2 * 2 * len({p.name for p in network})
+            for wrt in (everything, everything[-1:]):
+                for p in network:
+                    fresh = numerical(p, wrt, eps, pair)
+                    assert len(fresh) == len(wrt)
+                    for _ in range(2):
+                        got = reference_gradients(p, wrt, eps, pair)
+                        assert len(got) == len(fresh)
+                        assert all(np.array_equal(g, f) and g.shape == f.shape for g, f in zip(got, fresh))
+    assert len(checks._REFERENCE_GRADIENTS) == 2 * 2 * 2 * len({p.name for p in network})
+    with pytest.raises(ValueError):
+        got[0][0] = 1.0  # read-only: a caller cannot change the cached gradients
 
 
 def test_reference_gradients_are_not_cached_for_a_students_pair():
-    pair = ref.ActivationPair("yours", ref.RELU.act, ref.RELU.dact)
-    network, _ = fresh_probes(0)
-    checks._reference_gradients(network[1], 1e-6, pair, reference_loss(pair))
+    pair = Pair("yours", ref.RELU.f, ref.RELU.df)
+    network = network_of(0)
+    got = reference_gradients(network[1], GRADIENT.parameters, 1e-6, pair)
+    fresh = numerical(network[1], GRADIENT.parameters, 1e-6, pair)
+    assert all(np.array_equal(g, f) for g, f in zip(got, fresh))
     assert len(checks._REFERENCE_GRADIENTS) == 0
 
 
 def original_points(probe_, eps):
     """checks._numerical_gradients' points as they were built before the cache."""
     points = []
-    for which, weights in ((0, probe_.w1), (1, probe_.w2)):
+    for which, weights in ((0, probe_.values["w1"]), (1, probe_.values["w2"])):
         for index in np.ndindex(weights.shape):
             for sign in (1.0, -1.0):
-                w1, w2 = probe_.w1.copy(), probe_.w2.copy()
+                w1, w2 = probe_.values["w1"].copy(), probe_.values["w2"].copy()
                 (w1, w2)[which][index] += sign * eps
                 points.append((w1, w2))
     return points
@@ -212,33 +294,42 @@ def original_points(probe_, eps):
 
 def test_perturbed_weights_equal_a_fresh_construction_and_are_read_only():
     for seed in (0, 9):
-        network, _ = fresh_probes(seed)
-        for p in network:
+        for p in network_of(seed):
             for eps in (1e-6, 1e-3):
                 for _ in range(2):
-                    got = checks._perturbed_weights(p.w1, p.w2, eps)
+                    got = checks._perturbed((p.values["w1"], p.values["w2"]), eps)
                     fresh = original_points(p, eps)
                     assert len(got) == len(fresh)
+                    assert all(len(g) == 2 for g in got)
                     assert all(a.tobytes() == c.tobytes() and b.tobytes() == d.tobytes() and a.shape == c.shape
+                               and b.shape == d.shape and a.dtype == c.dtype and b.dtype == d.dtype
                                for (a, b), (c, d) in zip(got, fresh))
     with pytest.raises(ValueError):
         got[0][0][0] = 1.0
 
 
 def test_family_values_recognise_exactly_as_np_allclose_did():
-    grid = probe.derivative_grid()
+    grid = probes_module.derivative_grid()
     rng = np.random.default_rng(0)
-    for family in ref.FIXED_FAMILIES + (ref.leaky_relu(0.05),):
-        base = np.asarray(family.act(grid), dtype=float)
+    families = HELPERS.families
+    for family in families + (ref.leaky_relu(0.05),):
+        base = np.asarray(family.f(grid), dtype=float)
         for scale in (0.0, 1e-7, 1e-6, 5e-5, 1e-4, 1e-3):
             values = base * (1 + scale * rng.choice([-1.0, 1.0], grid.shape)) + scale * rng.normal(size=grid.shape)
-            expected = next((f.name for f in ref.FIXED_FAMILIES
-                             if np.allclose(values, f.act(grid), rtol=1e-4, atol=1e-6)), None)
-            got = next((f.name for f, e, a, finite in checks._family_values(grid)
+            expected = next((f.name for f in families if np.allclose(values, f.f(grid), rtol=1e-4, atol=1e-6)), None)
+            got = next((f.name for f, e, a, finite in checks._family_values(HELPERS, grid)
                         if bool((np.abs(values - e) <= 1e-6 + 1e-4 * a).all())), None)
             assert got == expected
-    assert [row[0] for row in checks._family_values(grid)] == list(ref.FIXED_FAMILIES)
-    assert all(row[3] for row in checks._family_values(grid))
+    rows = checks._family_values(HELPERS, grid)
+    assert [row[0] for row in rows] == list(families) == list(ref.FIXED_FAMILIES)
+    assert all(row[3] for row in rows)
+    for family, expected, expected_abs, _ in rows:
+        fresh = np.array(family.f(grid), dtype=float)
+        assert expected.tobytes() == fresh.tobytes() and expected_abs.tobytes() == np.abs(fresh).tobytes()
+    with pytest.raises(ValueError):
+        rows[0][1][0] = 1.0  # read-only
+    other = grid[:-1]  # another grid is another entry
+    assert all(row[1].shape == other.shape for row in checks._family_values(HELPERS, other))
 
 
 def test_student_loss_and_unchanged_agree_with_the_general_path():
@@ -253,7 +344,7 @@ def test_student_loss_and_unchanged_agree_with_the_general_path():
               np.array([1.0, 2.0]), None, [1.0], True, 3]
     for value in values:
         for outcome in (CallOutcome("ok", value=value), CallOutcome("raised", error="x")):
-            a, b = checks._student_loss(outcome, 0.5), general_loss(outcome, 0.5)
+            a, b = checks._student_loss(outcome, 0.5, ref.loss), general_loss(outcome, 0.5)
             assert (a is None and b is None) or (a == b or (np.isnan(a) and np.isnan(b)))
             assert type(a) is type(b)
     befores = [np.array([1.0, -2.0]), np.array([[0.5, 0.0], [-0.0, 1.0]]), 0.3, 1.0, np.array([np.nan, 1.0])]
@@ -266,11 +357,12 @@ def test_student_loss_and_unchanged_agree_with_the_general_path():
 # --- mutant outcomes (diagnosis) ------------------------------------------------------------------------
 
 def evidence_for(function, seed, y_hat_shift=0.0):
-    network, activation = fresh_probes(seed)
+    drawn = fresh_probes(seed)
     if function == "activation":
-        args = [(p.z,) for p in activation]
+        args = [(p.values["z"],) for p in drawn.sets["activation"]]
     else:
-        args = [(p.x, p.y, ref.forward(p.x, p.w1, p.w2) + y_hat_shift, p.w1, p.w2, p.eta) for p in network]
+        args = [(v["x"], v["y"], ref.forward(v["x"], v["w1"], v["w2"]) + y_hat_shift, v["w1"], v["w2"], v["eta"])
+                for v in (p.values for p in drawn.sets["network"])]
     return Evidence(args, [], [None] * len(args), [True] * len(args))
 
 
@@ -294,21 +386,22 @@ def test_mutant_outcomes_equal_fresh_calls_for_different_seeds_pairs_and_y_hats(
     for _ in range(2):  # cold, then warm
         for function, seed, shift in cases:
             evidence = evidence_for(function, seed, shift)
-            impls = [v for m in mutants.mutants_for(function) for v in m.variants]
+            impls = [v for m in mutants_for(function) for v in m.variants]
             if function == "backward":
-                impls += [impl for _, impl in mutants.backward_pairs()[:5]]
+                impls += [impl for _, impl in ASSIGNMENT.combinations["backward"]()[:5]]
             for impl in impls:
-                for context in (contexts if function == "backward" else [None]):
+                for context in (contexts if function in HELPERS.dependents else [None]):
                     bound = diagnose._bind(impl, context)
                     fresh = [trusted_call(bound, args) for args in evidence.args]
                     got = model_outcomes(impl, context, evidence)
+                    assert len(got) == len(fresh)
                     assert all(same_outcome(g, f) for g, f in zip(got, fresh)), (impl, context, seed, shift)
 
 
 def test_mutant_outcomes_are_not_cached_for_a_students_pair_and_are_read_only():
     evidence = evidence_for("backward", 0)
-    yours = Context("your own activation and derivative", ref.ActivationPair("yours", ref.RELU.act, ref.RELU.dact))
-    impl = mutants.mutants_for("backward")[2].variants[0]
+    yours = Context("your own activation and derivative", Pair("yours", ref.RELU.f, ref.RELU.df))
+    impl = next(m for m in mutants_for("backward") if m.id == "outer_transposed").variants[0]
     model_outcomes(impl, yours, evidence)
     assert len(diagnose._MODEL_OUTCOMES) == 0
     got = model_outcomes(impl, Context("relu", ref.RELU), evidence)
@@ -319,11 +412,31 @@ def test_mutant_outcomes_are_not_cached_for_a_students_pair_and_are_read_only():
     assert model_outcomes(impl, Context("relu", ref.RELU), evidence)[0].value is not None
 
 
+def test_matching_caches_only_the_pure_pairs_contexts_and_names_the_same_bugs():
+    """Diagnosis as the grader runs it: every context of the run (``_contexts_for``), the student's own among them."""
+    evidence = evidence_for("backward", 0)
+    bug = next(m for m in mutants_for("backward") if m.id == "stale_w2").variants[0]
+    evidence.outcomes = [trusted_call(lambda *a: bug(*a, ref.RELU), args) for args in evidence.args]
+    yours = Context("your own activation and derivative", Pair("yours", ref.RELU.f, ref.RELU.df))
+    run = CheckRun([], {"backward": evidence}, [Context("relu", ref.RELU), yours], None, "relu", None, [])
+    assert diagnose._contexts_for(ASSIGNMENT, "backward", run) == run.contexts
+    assert diagnose._contexts_for(ASSIGNMENT, "activation", run) == [None]
+    with memo.disabled():
+        expected = diagnose._matching_ids(ASSIGNMENT, "backward", evidence, run)
+    assert "stale_w2" in expected
+    for _ in range(2):  # cold, then warm
+        assert diagnose._matching_ids(ASSIGNMENT, "backward", evidence, run) == expected
+    keys = list(diagnose._MODEL_OUTCOMES._data)
+    assert keys and all(key[1] is ref.RELU for key in keys)
+
+
 def test_backward_pairs_are_the_same_objects_every_time():
-    first, second = mutants.backward_pairs(), mutants.backward_pairs()
+    backward_pairs = ASSIGNMENT.combinations["backward"]
+    assert backward_pairs is mutants.backward_pairs
+    first, second = backward_pairs(), backward_pairs()
     assert first == second and all(a[1] is b[1] for a, b in zip(first, second))
     first.clear()
-    assert mutants.backward_pairs() == second
+    assert backward_pairs() == second
 
 
 # --- end to end: calibrate's reference and mutants, cold / warm / uncached ------------------------------
@@ -331,35 +444,47 @@ def test_backward_pairs_are_the_same_objects_every_time():
 def report_of(functions, seed):
     run, diagnoses, score, max_score = grade_functions(functions, RUBRIC, seed)
     checks_ = [(r.id, r.function, r.passed, r.message, r.fraction, r.score, repr(r.details)) for r in run.results]
-    training = None if run.training is None else dataclasses.astuple(run.training)
-    return checks_, [dataclasses.astuple(d) for d in diagnoses], score, training, run.warnings, run.graded_with
+    training_ = None if run.training is None else dataclasses.astuple(run.training)
+    return checks_, [dataclasses.astuple(d) for d in diagnoses], score, training_, run.warnings, run.graded_with
+
+
+def _clipped(z):
+    return np.clip(np.asarray(z, dtype=float), 0.0, 1.0)
+
+
+#: A helper of no family: graded in the student's own (tabulated, never cached) context.
+CLIPPED = Pair("clipped", _clipped, lambda z: ((np.asarray(z) > 0) & (np.asarray(z) < 1)).astype(float))
 
 
 def submissions():
-    subs = [reference_functions()]
-    for mutant in mutants.CATALOG:
+    subs = [reference_functions(ASSIGNMENT)]
+    for mutant in ASSIGNMENT.mutants:
         for variant in mutant.variants[:1]:
-            functions = reference_functions()
-            if mutant.function in ("forward", "backward"):
-                functions[mutant.function] = (lambda v: lambda *args: v(*args, ref.RELU))(variant)
+            functions = reference_functions(ASSIGNMENT)
+            if mutant.function in HELPERS.dependents:
+                functions[mutant.function] = (lambda v: lambda *args: v(*args, HELPERS.default))(variant)
             else:
                 functions[mutant.function] = variant
             subs.append(functions)
-    sigmoid = reference_functions()
-    sigmoid.update(activation=ref.SIGMOID.act, d_activation=ref.SIGMOID.dact,
-                   forward=lambda x, w1, w2: ref.forward(x, w1, w2, ref.SIGMOID),
-                   backward=lambda *a: ref.backward(*a, ref.SIGMOID))
-    return subs + [sigmoid]
+    # A consistent family, a fitted family and a helper of no family: each way contexts are chosen.
+    return subs + [ASSIGNMENT.as_student(ref.SIGMOID), ASSIGNMENT.as_student(ref.leaky_relu(0.1)),
+                   ASSIGNMENT.as_student(CLIPPED)]
 
 
+@pytest.mark.slow
 def test_grading_with_warm_caches_equals_grading_without_them():
     subs = submissions()
     with memo.disabled():
         expected = {(i, seed): report_of(s, seed) for seed in (0, 5) for i, s in enumerate(subs)}
+    assert expected[(len(subs) - 3, 0)][5] == "sigmoid" and expected[(len(subs) - 2, 0)][5] == "leaky_relu"
+    caches = (probe._BY_SEED, training._CURVES, checks._PERTURBED, checks._REFERENCE_GRADIENTS,
+              checks._FAMILY_VALUES, diagnose._MODEL_OUTCOMES)
+    assert not any(len(cache) for cache in caches)  # disabled: nothing was filled
     for _ in range(2):  # cold, then warm; the seeds interleaved so one seed's entries meet the other's inputs
         for i, s in enumerate(subs):
             for seed in (0, 5):
                 assert report_of(s, seed) == expected[(i, seed)], (i, seed)
+    assert all(cache.hits for cache in caches), [(cache.hits, len(cache)) for cache in caches]  # every cache was used
 
 
 # --- comparison --------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ code, every class file written and parseable.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import pty
@@ -30,7 +31,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from grader.model import CellRun, CheckResult, Diagnosis, FunctionInfo, Report, Training
+from grader.model import CellRun, CheckResult, Diagnosis, FunctionInfo, GradedWith, Report, Training
 from grader.render import RENDERERS, classroom, html, junit, markdown, render, text
 from grader.batch.summary import GradebookRow, render_summary_html, summarize, write_gradebook
 from grader.untrusted_text import BIDI_CONTROLS, safe_data, safe_lines, safe_report, safe_text
@@ -158,7 +159,7 @@ def hostile_report(message: str = ESC_MESSAGE + " " + HTML_MESSAGE, name: str = 
         warnings=[f"Cell 2 raised ValueError: {message}; the cells after it still ran."],
         cells=[CellRun(0, "ok"), CellRun(1, "error", f"ValueError: {message}")],
         training=Training(3, 0.9, 1.0, [0.5, 0.3, 0.2], [0.5, 0.2, 0.1]),
-        graded_with_activation="relu", output_excerpt=f"epoch 1\n{message}\n\x1b[31mred\x1b[0m\x07\n",
+        graded_with=GradedWith("relu", "activation", ("forward", "backward")), output_excerpt=f"epoch 1\n{message}\n\x1b[31mred\x1b[0m\x07\n",
     )
 
 
@@ -186,6 +187,26 @@ def test_safe_report_cleans_every_string_and_leaves_the_original_alone() -> None
     assert cleaned.output_excerpt.startswith("epoch 1\n\\x1b[2J")  # newlines of an excerpt are kept
     assert (cleaned.score, cleaned.checks[1].passed, cleaned.training) == (70.0, False, report.training)
     assert safe_report(cleaned) == cleaned
+
+
+def test_safe_report_keeps_and_cleans_function_parameters_helper_words_and_assignment() -> None:
+    """The parameters the sandbox reported are kept (the JSON lists them) but shown, not obeyed; the helper
+    pair's words and the assignment's name are cleaned like every other string."""
+    report = hostile_report()
+    report.functions["backward"] = FunctionInfo("backward", True, "function", parameters=("x", "w\x1b[2J"),
+                                                variadic=True)
+    report.graded_with = GradedWith("re\u202elu", "activation\x07", ("forward", "back\x1bward"))
+    report.assignment = "simple\x1b]8;;nn"
+    cleaned = safe_report(report)
+    assert cleaned.functions["backward"] == FunctionInfo("backward", True, "function",
+                                                         parameters=("x", "w\\x1b[2J"), variadic=True)
+    assert cleaned.graded_with == GradedWith("re\\u202elu", "activation\\x07", ("forward", "back\\x1bward"))
+    assert cleaned.assignment == "simple\\x1b]8;;nn"
+    for string in [*cleaned.graded_with.dependents, cleaned.graded_with.family, cleaned.assignment,
+                   *cleaned.functions["backward"].parameters]:
+        assert_safe(string, multiline=False)
+    assert safe_report(cleaned) == cleaned
+    assert safe_report(dataclasses.replace(report, graded_with=None)).graded_with is None
 
 
 def outside_markdown_code(document: str) -> str:
@@ -382,6 +403,7 @@ def grader(*args: str, cwd: Path, tty: bool = False) -> tuple[int, str, str]:
     return code, b"".join(chunks).decode("utf-8"), (cwd / "stderr.txt").read_text(errors="replace")
 
 
+@pytest.mark.slow
 def test_check_a_function_raising_a_lone_surrogate_is_graded_and_printed(tmp_path: Path) -> None:
     notebook = write_student_notebook(tmp_path / "surrogate.ipynb", raising_forward("\ud83d"),
                                       raising_cell("\ud83d"))
@@ -398,6 +420,7 @@ def test_check_a_function_raising_a_lone_surrogate_is_graded_and_printed(tmp_pat
     assert {"index": 7, "status": "error", "error": "ValueError: \\ud83d"} in report["cells"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tty", [False, True], ids=["pipe", "terminal"])
 def test_check_prints_no_escape_a_submission_raised(tmp_path: Path, tty: bool) -> None:
     notebook = write_student_notebook(tmp_path / "escapes.ipynb", raising_forward(ESC_MESSAGE),
@@ -416,6 +439,7 @@ def test_check_prints_no_escape_a_submission_raised(tmp_path: Path, tty: bool) -
         assert_safe(out)
 
 
+@pytest.mark.slow
 def test_check_markdown_and_html_show_markup_as_text(tmp_path: Path) -> None:
     notebook = write_student_notebook(tmp_path / "markup.ipynb", raising_forward(HTML_MESSAGE),
                                       f"print({HTML_MESSAGE!r})", first=(raising_cell(HTML_MESSAGE),))
@@ -450,6 +474,7 @@ def hostile_class(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
     return root, out, first
 
 
+@pytest.mark.slow
 def test_grade_writes_every_class_file_with_every_row(hostile_class: tuple[Path, Path, tuple[int, str, str]]) -> None:
     root, out, (code, _, err) = hostile_class
     assert code == 0, err
@@ -474,6 +499,7 @@ def test_grade_writes_every_class_file_with_every_row(hostile_class: tuple[Path,
     assert any("\\u202e" in (suite.get("name") or "") for suite in suites.findall("testsuite"))
 
 
+@pytest.mark.slow
 def test_grade_output_holds_no_control_bidi_or_raw_markup(
         hostile_class: tuple[Path, Path, tuple[int, str, str]]) -> None:
     _, out, _ = hostile_class

@@ -54,8 +54,9 @@ Canvas student id, Moodle submission or Gradescope submission in one PATH) and
 all those of one archive found inside a PATH (a student's own zip) are one
 submission, graded from one notebook, chosen by :func:`_choose`:
 
-1. the one that defines the most of ``activation``, ``d_activation``,
-   ``forward`` and ``backward`` (``def name(`` in its cells);
+1. the one that defines the most of the assignment's graded functions (the
+   ``names`` given to :func:`collect`, e.g. ``activation``, ``d_activation``,
+   ``forward`` and ``backward``: ``def name(`` in its cells);
 2. among those, the one named like the assignment's template (the rubric's
    ``template``, e.g. ``simple_nn_seed.ipynb``), when exactly one is;
 3. otherwise no notebook is guessed: the submission is one error row that
@@ -86,9 +87,9 @@ import tempfile
 import unicodedata
 import zipfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, BinaryIO, Iterator
+from typing import IO, BinaryIO, Literal
 
 from grader.errors import EXIT_CANNOT_GRADE, GraderError
 from grader.untrusted_text import safe_text
@@ -119,8 +120,6 @@ SPOOL_IN_MEMORY = 8 * 1024 * 1024
 MAX_NAMES_SHOWN = 5
 
 GRADESCOPE_METADATA = "submission_metadata.yml"
-#: The functions a notebook is chosen by, when one submission holds several.
-GRADED_FUNCTIONS = ("activation", "d_activation", "forward", "backward")
 
 # CollectError: the PATH itself is wrong (exit code 2).
 PATH_MISSING = "{path} does not exist; check the path given to grader grade."
@@ -158,13 +157,15 @@ AMBIGUOUS = (
     "{source} holds {count} notebooks ({names}) and none of them is clearly the one to grade ({why}); "
     "ask the student to submit only the notebook to grade."
 )
-WHY_TIED = "{tied} of them define the same {defined} of activation, d_activation, forward and backward"
-WHY_NONE = "none defines activation, d_activation, forward or backward"
+# {functions}: the graded functions, "activation, d_activation, forward and backward" (``_listed``).
+WHY_TIED = "{tied} of them define the same {defined} of {functions}"
+WHY_NONE = "none defines {functions}"  # joined with "or"
+WHY_NONE_UNNAMED = "no graded functions were named to choose by"
 CHOSEN = (
     "This submission holds {count} notebooks: {name} was graded because {why} "
     "(not graded: {names})."
 )
-CHOSEN_MOST = "it defines the most of activation, d_activation, forward and backward"
+CHOSEN_MOST = "it defines the most of {functions}"
 CHOSEN_NAMED = "it is named like the assignment ({template})"
 CHOSEN_ONLY = "it is the only one that could be read"
 UNREADABLE_ALL = (
@@ -189,11 +190,35 @@ _DRIVE = re.compile(r"^[A-Za-z]:$")
 _WINDOWS_RESERVED = frozenset(
     {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)} | {f"LPT{i}" for i in range(1, 10)}
 )
-#: ``def activation(`` and the others, as they appear in a notebook file's JSON. It starts with a
-#: literal, so ``re`` finds candidates at memory speed; what precedes one is checked by ``_line_start``.
-_GRADED_DEF = re.compile(rb"def[ \t]+(activation|d_activation|forward|backward)[ \t]*\(")
-#: Bytes of one chunk kept to find a definition that spans two chunks.
+#: Bytes of one chunk kept to find a definition that spans two chunks (more for a name over 32 bytes).
 _DEF_OVERLAP = 64
+
+
+@dataclass(frozen=True)
+class _Definitions:
+    """How the graded functions' definitions are found in a notebook file's bytes."""
+
+    #: ``def activation(`` and the others, as they appear in a notebook file's JSON. It starts with a
+    #: literal, so ``re`` finds candidates at memory speed; what precedes one is checked by ``_line_start``.
+    pattern: re.Pattern[bytes]
+    #: Bytes of one chunk kept for the next (``_DEF_OVERLAP``, or more for a long name).
+    overlap: int
+
+
+def _definition_pattern(names: Sequence[str]) -> _Definitions | None:
+    """What finds ``def name(`` for each of ``names``; None without names (nothing to find)."""
+    if not names:
+        return None
+    encoded = [name.encode() for name in names]
+    pattern = re.compile(rb"def[ \t]+(" + b"|".join(re.escape(name) for name in encoded) + rb")[ \t]*\(")
+    return _Definitions(pattern, max(_DEF_OVERLAP, 32 + max(len(name) for name in encoded)))
+
+
+def _listed(names: Sequence[str], conjunction: str) -> str:
+    """``a, b, c and d`` (or ``or``)."""
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} {conjunction} {names[-1]}"
 
 
 class CollectError(GraderError):
@@ -202,11 +227,11 @@ class CollectError(GraderError):
     exit_code = EXIT_CANNOT_GRADE
 
     @classmethod
-    def from_missing(cls, path: str) -> "CollectError":
+    def from_missing(cls, path: str) -> CollectError:
         return cls(PATH_MISSING.format(path=_one_line(path)))
 
     @classmethod
-    def from_unsupported(cls, path: str) -> "CollectError":
+    def from_unsupported(cls, path: str) -> CollectError:
         return cls(PATH_UNSUPPORTED.format(path=_one_line(path)))
 
 
@@ -306,13 +331,16 @@ class Collection:
     problems: list[Problem]
 
 
-def collect(paths: Sequence[str | os.PathLike[str]], template: str | None = None) -> Collection:
+def collect(paths: Sequence[str | os.PathLike[str]], template: str | None = None,
+            names: Sequence[str] = ()) -> Collection:
     """Find every notebook in ``paths``; raise CollectError only for a path that cannot hold any.
 
-    ``template``: the file name of the notebook handed to students (the rubric's ``template``),
-    used to choose between the notebooks of one submission (see the module docstring).
+    ``template``: the file name of the notebook handed to students (the rubric's ``template``), and
+    ``names``: the assignment's graded functions, in its order; both are used to choose between
+    the notebooks of one submission (see the module docstring). Without names, only the template's
+    name can choose.
     """
-    collector = _Collector(os.path.basename(template) if template else None)
+    collector = _Collector(os.path.basename(template) if template else None, tuple(names))
     for index, path in enumerate(paths):
         collector.add_path(index, os.fspath(path))
     return collector.result()
@@ -415,8 +443,10 @@ class _MemberError(Exception):
 
 
 class _Collector:
-    def __init__(self, template: str | None = None) -> None:
+    def __init__(self, template: str | None = None, names: tuple[str, ...] = ()) -> None:
         self.template = template
+        self.names = names
+        self._definitions = _definition_pattern(names)
         self.found: list[_Found] = []
         self.problems: list[Problem] = []
         #: (input index, folder parts) -> {submission id: student}
@@ -484,13 +514,13 @@ class _Collector:
                 rows.append((None if standalone else (lms, key, "", label), None, _one_line(sentence), members))
                 continue
             chosen, sentence = _choose([self.found[i] for i in readable], [named[i][3] for i in readable],
-                                       self.template, unreadable, label)
+                                       self.template, unreadable, label, self.names)
             if chosen is None:
                 rows.append(((lms, key, "", label), None, sentence, members))
             else:
-                index = readable[chosen]
-                lms, _, key, original = named[index]
-                rows.append(((lms, key, original, self.found[index].source), index, sentence, members))
+                graded = readable[chosen]
+                lms, _, key, original = named[graded]
+                rows.append(((lms, key, original, self.found[graded].source), graded, sentence, members))
         ids = iter(_assign_ids([item for item, _, _, _ in rows if item is not None]))
         submissions = []
         problems = [Problem(safe_text(p.source), safe_text(p.message)) for p in self.problems]
@@ -502,7 +532,7 @@ class _Collector:
                 problems.append(Problem(safe_text(source), safe_text(sentence), sid, student if sid else ""))
                 continue
             found = self.found[index]
-            assert found.ref is not None
+            assert found.ref is not None and item is not None  # a row with a notebook to grade has an id
             submissions.append(Submission(
                 id=sid, student=student, source=safe_text(found.source), sha256=found.ref.sha256,
                 lms=item[0], ref=found.ref, note=safe_text(sentence),
@@ -559,7 +589,7 @@ class _Collector:
         if not self._first_visit(path):
             return
         try:
-            scan = _scan_disk(path, MAX_NOTEBOOK_BYTES)
+            scan = _scan_disk(path, MAX_NOTEBOOK_BYTES, self._definitions)
         except _MemberError as exc:
             self._missing(source, parts, index, 0, exc.message)
             return
@@ -610,7 +640,7 @@ class _Collector:
 
     # -- archives
 
-    def _walk_archive(self, index: int, archive: zipfile.ZipFile, source: str, chain: "_Chain", depth: int,
+    def _walk_archive(self, index: int, archive: zipfile.ZipFile, source: str, chain: _Chain, depth: int,
                       budget: _Budget) -> None:
         """Collect one open archive; ``depth`` is 1 for a top-level archive.
 
@@ -637,7 +667,7 @@ class _Collector:
                 raise
 
     def _member(self, index: int, archive: zipfile.ZipFile, position: int, info: zipfile.ZipInfo, source: str,
-                chain: "_Chain", depth: int, budget: _Budget) -> None:
+                chain: _Chain, depth: int, budget: _Budget) -> None:
         name = _member_name(info)
         parts = _member_parts(name)
         if info.is_dir() or not parts or any(_skipped(p) for p in parts):
@@ -647,7 +677,7 @@ class _Collector:
         if _is_notebook_name(leaf):
             try:
                 with _opened_member(archive, info, member_source, MAX_NOTEBOOK_BYTES, budget) as fh:
-                    scan = _scan(fh, member_source, MAX_NOTEBOOK_BYTES, budget)
+                    scan = _scan(fh, member_source, MAX_NOTEBOOK_BYTES, budget, self._definitions)
             except _MemberError as exc:
                 self._missing(member_source, (*chain.parts, *parts), index, chain.upload, exc.message)
                 return
@@ -668,7 +698,7 @@ class _Collector:
 
     def _nested_archive(
         self, index: int, archive: zipfile.ZipFile, position: int, info: zipfile.ZipInfo, source: str,
-        chain: "_Chain", parts: tuple[str, ...], depth: int, budget: _Budget,
+        chain: _Chain, parts: tuple[str, ...], depth: int, budget: _Budget,
     ) -> None:
         inner_parts = (*chain.parts, *parts)
         upload = chain.upload or len(inner_parts)  # the outermost archive inside a PATH: a student's own
@@ -748,7 +778,7 @@ def _units(found: list[_Found], named: list[tuple[str, str, str, str]]) -> Itera
     One LMS submission (the same lms and key in one PATH) is one unit; so is one archive found
     inside a PATH (a student's own zip); any other notebook is a unit of its own."""
     groups: dict[tuple[object, ...], list[int]] = {}
-    for i, (f, (lms, _, key, _)) in enumerate(zip(found, named)):
+    for i, (f, (lms, _, key, _)) in enumerate(zip(found, named, strict=True)):  # named: one per found
         if lms != "plain":
             unit: tuple[object, ...] = ("lms", f.input_index, lms, key)
         elif f.upload:
@@ -760,13 +790,13 @@ def _units(found: list[_Found], named: list[tuple[str, str, str, str]]) -> Itera
 
 
 def _choose(candidates: list[_Found], originals: list[str], template: str | None, unreadable: list[str],
-            label: str) -> tuple[int | None, str]:
+            label: str, names: tuple[str, ...] = ()) -> tuple[int | None, str]:
     """Which of one submission's readable notebooks to grade, and the sentence saying why (see the
     module docstring): (position, note for its report), or (None, the error row's message).
 
     ``originals``: each notebook's own file name without the LMS's prefix (``_Collector._name``);
     ``unreadable``: the names of the submission's notebooks that could not be read; ``label``: where
-    the submission is (``_unit_label``)."""
+    the submission is (``_unit_label``); ``names``: the graded functions, for the sentences."""
     count = len(candidates) + len(unreadable)
     missing = [f"{name} (unreadable)" for name in unreadable]
     if len(candidates) == 1:
@@ -775,16 +805,20 @@ def _choose(candidates: list[_Found], originals: list[str], template: str | None
         return 0, CHOSEN.format(count=count, name=_leaf(candidates[0]), why=CHOSEN_ONLY, names=_names(missing))
     most = max(len(f.defines) for f in candidates)
     top = [i for i, f in enumerate(candidates) if len(f.defines) == most]
-    why = CHOSEN_MOST
+    why = CHOSEN_MOST.format(functions=_listed(names, "and"))
+    by_template = False
     if len(top) > 1 and template:
         named = [i for i in top if originals[i].lower() == _stem(template).lower()]
         if len(named) == 1:
-            top, why = named, CHOSEN_NAMED.format(template=template)
-    if len(top) == 1 and (most > 0 or why != CHOSEN_MOST):
+            top, why, by_template = named, CHOSEN_NAMED.format(template=template), True
+    if len(top) == 1 and (most > 0 or by_template):
         chosen = top[0]
         others = [_leaf(f) for i, f in enumerate(candidates) if i != chosen] + missing
         return chosen, CHOSEN.format(count=count, name=_leaf(candidates[chosen]), why=why, names=_names(others))
-    reason = WHY_TIED.format(tied=len(top), defined=most) if most else WHY_NONE
+    if most:
+        reason = WHY_TIED.format(tied=len(top), defined=most, functions=_listed(names, "and"))
+    else:
+        reason = WHY_NONE.format(functions=_listed(names, "or")) if names else WHY_NONE_UNNAMED
     message = AMBIGUOUS.format(source=label, count=count,
                                names=_names([_leaf(f) for f in candidates] + missing), why=reason)
     return None, _one_line(message)
@@ -808,7 +842,7 @@ def _unit_label(sources: list[str]) -> str:
     """Where a submission of several notebooks is: what their sources share, ``*`` where they differ."""
     if len(sources) == 1:
         return sources[0]
-    common = os.path.commonprefix(sources)
+    common = os.path.commonprefix(sources)  # noqa: RUF071 - by character on purpose: "*" marks where they differ
     return common if common.endswith(("/", "!", os.sep)) else common + "*"
 
 
@@ -824,11 +858,11 @@ def _read_disk(path: str, limit: int) -> bytes:
             raise _MemberError(UNREADABLE.format(source=_one_line(path), reason=_reason(exc))) from None
 
 
-def _scan_disk(path: str, limit: int) -> _Scan:
+def _scan_disk(path: str, limit: int, definitions: _Definitions | None = None) -> _Scan:
     """A file's size, hash and graded definitions, read in chunks and not kept."""
     with _opened_disk(path, limit) as fh:
         try:
-            return _scan(fh, path, limit, None)
+            return _scan(fh, path, limit, None, definitions)
         except OSError as exc:
             raise _MemberError(UNREADABLE.format(source=_one_line(path), reason=_reason(exc))) from None
 
@@ -844,7 +878,7 @@ class _opened_disk:
                 raise _MemberError(UNREADABLE.format(source=shown, reason="it is not a regular file"))
             if st.st_size > limit:
                 raise _MemberError(TOO_LARGE.format(source=shown, size=_size(st.st_size), limit=_size(limit)))
-            self.fh = open(path, "rb")
+            self.fh = open(path, "rb")  # noqa: SIM115 - this class is the context manager; __exit__ closes it
         except OSError as exc:
             raise _MemberError(UNREADABLE.format(source=shown, reason=_reason(exc))) from None
 
@@ -877,7 +911,7 @@ class _opened_member:
     def __enter__(self) -> IO[bytes]:
         return self.fh
 
-    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> Literal[False]:
         self.fh.close()
         if exc is not None and not isinstance(exc, (_MemberError, _BudgetExceeded)) and isinstance(exc, Exception):
             raise _damaged(exc, _one_line(self.source)) from None
@@ -925,8 +959,9 @@ def _read_capped(fh: IO[bytes], source: str, limit: int | None, budget: _Budget 
     return b"".join(_chunks(fh, source, limit, budget, member))
 
 
-def _scan(fh: IO[bytes], source: str, limit: int, budget: _Budget | None) -> _Scan:
-    """Hash ``fh`` and find its graded definitions, a chunk at a time: nothing is kept."""
+def _scan(fh: IO[bytes], source: str, limit: int, budget: _Budget | None,
+          definitions: _Definitions | None = None) -> _Scan:
+    """Hash ``fh`` and find its graded definitions (``_definition_pattern``), a chunk at a time: nothing is kept."""
     digest = hashlib.sha256()
     size = 0
     defines: set[str] = set()
@@ -934,9 +969,12 @@ def _scan(fh: IO[bytes], source: str, limit: int, budget: _Budget | None) -> _Sc
     for chunk in _chunks(fh, source, limit, budget, source):
         digest.update(chunk)
         size += len(chunk)
+        if definitions is None:
+            continue
         window = tail + chunk
-        defines.update(m.group(1).decode() for m in _GRADED_DEF.finditer(window) if _line_start(window, m.start()))
-        tail = window[-_DEF_OVERLAP:]
+        found = definitions.pattern.finditer(window)
+        defines.update(m.group(1).decode() for m in found if _line_start(window, m.start()))
+        tail = window[-definitions.overlap:]
     return _Scan(size=size, sha256=digest.hexdigest(), defines=frozenset(defines))
 
 
@@ -952,7 +990,7 @@ def _spool_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str,
     """A nested archive, decompressed into an anonymous temporary file (kept in memory only while
     small), counted against ``budget``: zipfile needs to seek, and a nested archive held whole in
     memory would cost as much as it decompresses to."""
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - returned open, or closed below
     try:
         with _opened_member(archive, info, source, None, budget) as fh:
             for chunk in _chunks(fh, source, None, budget, source):
@@ -1150,7 +1188,7 @@ def _assign_ids(items: list[tuple[str, str, str, str]]) -> list[str]:
     counts = Counter(b.lower() for b in bases)
     taken: set[str] = set()
     ids = []
-    for base, (_, key, original, source) in zip(bases, items):
+    for base, (_, key, original, source) in zip(bases, items, strict=True):  # bases: one per item
         candidate = base
         if counts[base.lower()] > 1:
             name = _safe(original)[:MAX_SUFFIX_LENGTH].rstrip("._-")

@@ -27,21 +27,23 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TextIO
 
-from grader.sandbox import environment
 from grader.batch.collect import Collection, NotebookChanged, NotebookRef, Submission, collect
+from grader.batch.summary import GradebookRow, render_summary_html, summarize, write_gradebook
 from grader.grade import Options, error_report, grade_notebook
 from grader.model import Report
 from grader.render import gradescope, html, json_report, junit, markdown
 from grader.rubric import Rubric, load_rubric
-from grader.batch.summary import GradebookRow, render_summary_html, summarize, write_gradebook
+from grader.sandbox import environment
 from grader.template import opening_cells
 
 if TYPE_CHECKING:
     from grader.sandbox.forkserver import ForkServer
+    from grader.sandbox.kernel import KernelSandbox
     from grader.sandbox.limits import Limits
 
 GRADER_FAILED = ("The grader itself failed on this submission ({reason}); the rest of the class was graded. "
@@ -74,6 +76,11 @@ class BatchOptions:
     #: Limit overrides from the command line, as ``Limits.merged`` takes them.
     limit_overrides: tuple[tuple[str, float], ...] = ()
     backend: str = "subprocess"
+    #: The assignment's graded functions, in its order (``assignment.names``): they choose the notebook
+    #: of a submission that holds several (``collect``) and end the template's opening (``template``).
+    names: tuple[str, ...] = ()
+    #: ``--assignment``: a bundled assignment's name or an assignment folder (None: the rubric's own).
+    assignment: str | None = None
 
 
 @dataclass
@@ -94,7 +101,7 @@ _worker_state: dict[str, Any] = {}
 
 
 def _init_worker(rubric_ref: str | None, seed: int, overrides: tuple[tuple[str, float], ...],
-                 backend: str = "subprocess") -> None:
+                 backend: str = "subprocess", names: tuple[str, ...] = (), assignment: str | None = None) -> None:
     """Load the rubric and start this process's fork server (or first kernel) once, not per submission.
 
     Never raises: an initializer that raises breaks the whole pool, and every
@@ -107,22 +114,30 @@ def _init_worker(rubric_ref: str | None, seed: int, overrides: tuple[tuple[str, 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     atexit.register(_close_worker_state)  # a pool process ends normally when the pool shuts down
     try:
-        rubric = load_rubric(rubric_ref)
+        rubric = load_rubric(rubric_ref, assignment)
         limits = rubric.limits.merged(dict(overrides), "the command line")
-    except Exception as exc:
+        names = names or rubric.assignment.names
+    except Exception as exc:  # noqa: BLE001 - an initializer that raises breaks the pool: kept, reported per row
         _worker_state["failure"] = _reason(exc)
         return
     _worker_state["rubric"] = rubric
+    _worker_state["names"] = names
     _worker_state["options"] = Options(seed=seed, limits=limits, backend=backend)
     if backend == "kernel":
         _worker_state["server"] = None
         _worker_state["next_kernel"] = _prestart_kernel(limits)
     else:
         try:
-            _worker_state["server"] = _fork_server(rubric, limits)
-        except Exception as exc:  # each submission then starts its own sandbox, which reports its own trouble
+            _worker_state["server"] = _fork_server(rubric, limits, names)
+        except Exception as exc:  # noqa: BLE001 - each submission then starts its own sandbox, which reports its own trouble
             _worker_state["server"] = None
             environment.note(NOTICE_NO_FORK_SERVER.format(reason=_reason(exc).rstrip(".")))
+
+
+def _limits(options: Options) -> Limits:
+    """The limits ``_init_worker`` gave this process's options (always set there)."""
+    assert options.limits is not None
+    return options.limits
 
 
 def _reason(exc: BaseException) -> str:
@@ -132,11 +147,12 @@ def _reason(exc: BaseException) -> str:
     return exc.message if isinstance(exc, GraderError) else f"{type(exc).__name__}: {exc}"
 
 
-def _fork_server(rubric: Rubric, limits: Limits) -> ForkServer:
-    """This process's fork server, primed with the template's opening cells when the rubric names a template."""
+def _fork_server(rubric: Rubric, limits: Limits, names: tuple[str, ...]) -> ForkServer:
+    """This process's fork server, primed with the template's opening cells (up to the first that defines
+    one of the graded functions ``names``) when the rubric names a template."""
     from grader.sandbox.forkserver import ForkServer
 
-    return ForkServer(opening_cells(rubric), limits.cell_timeout_s)
+    return ForkServer(opening_cells(rubric, names), limits.cell_timeout_s)
 
 
 def _close_worker_state() -> None:
@@ -146,11 +162,11 @@ def _close_worker_state() -> None:
         if resource is not None:
             try:
                 resource.close()
-            except Exception:  # already gone: nothing left to clean
+            except Exception:  # noqa: BLE001 - already gone: nothing left to clean
                 pass
 
 
-def _prestart_kernel(limits):
+def _prestart_kernel(limits: Limits | None) -> KernelSandbox | None:
     """A kernel sandbox booting in the background while the current submission is graded."""
     from grader.errors import GraderError
     from grader.sandbox.kernel import KernelSandbox
@@ -176,8 +192,8 @@ def _grade_in_worker(source: str, data: bytes | NotebookRef, note: str = "") -> 
     started = time.perf_counter()
     if server is not None and not server.alive:
         try:
-            server = _worker_state["server"] = _fork_server(rubric, options.limits)
-        except Exception as exc:
+            server = _worker_state["server"] = _fork_server(rubric, _limits(options), _worker_state["names"])
+        except Exception as exc:  # noqa: BLE001 - as in _init_worker: a fresh sandbox per submission instead
             server = _worker_state["server"] = None
             environment.note(NOTICE_NO_FORK_SERVER.format(reason=_reason(exc).rstrip(".")))
     prestarted = None
@@ -193,7 +209,7 @@ def _grade_in_worker(source: str, data: bytes | NotebookRef, note: str = "") -> 
             report.warnings.append(note)
     except NotebookChanged as exc:  # replaced or removed since it was collected: this row only
         report = error_report(source, rubric, exc.message, started)
-    except Exception as exc:  # a grader bug must cost one row, never the batch
+    except Exception as exc:  # noqa: BLE001 - a grader bug must cost one row, never the batch
         report = error_report(source, rubric, GRADER_FAILED.format(reason=f"{type(exc).__name__}: {exc}"), started)
     return {"report": json_report.to_dict(report), "files": feedback_files(report), "notices": _new_notices()}
 
@@ -324,10 +340,10 @@ class Output:
 class Progress:
     """A bar on a terminal (tqdm), otherwise a plain line every few seconds, both on stderr."""
 
-    def __init__(self, total: int, stream=None, interval_s: float = 5.0) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None, interval_s: float = 5.0) -> None:
         self.total, self.done, self.stream = total, 0, stream or sys.stderr
         self.interval_s, self._last = interval_s, time.monotonic()
-        self._bar = None
+        self._bar: Any = None
         if self.stream.isatty():
             from tqdm import tqdm
             self._bar = tqdm(total=total, unit="nb", file=self.stream, dynamic_ncols=True)
@@ -357,19 +373,21 @@ def _pool(options: BatchOptions) -> futures.ProcessPoolExecutor:
     context = multiprocessing.get_context("spawn")  # no copy of this process's threads or state
     return futures.ProcessPoolExecutor(max_workers=options.jobs, mp_context=context, initializer=_init_worker,
                                        initargs=(options.rubric, options.seed, options.limit_overrides,
-                                                 options.backend))
+                                                 options.backend, options.names, options.assignment))
 
 
 def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int], Progress] | None = None) -> BatchResult:
     """Grade every submission under ``paths`` into ``options.out``; see the module docstring."""
     started = time.perf_counter()
-    rubric = load_rubric(options.rubric)
+    rubric = load_rubric(options.rubric, options.assignment)
+    if not options.names:
+        options = dataclasses.replace(options, names=rubric.assignment.names)
     rubric.limits.merged(dict(options.limit_overrides), "the command line")  # fail before any work
-    opening_cells(rubric)  # a template that cannot be read is the course's mistake: say so before any work
+    opening_cells(rubric, options.names)  # a template that cannot be read is the course's mistake: say so before any work
     from grader.sandbox.confine import confinement
     confinement().require()  # a root grader that cannot drop root stops here, before any student code
     # Holds references, not notebooks: each is read when it is graded (by the pool process grading it).
-    collection: Collection = collect(paths, rubric.template)
+    collection: Collection = collect(paths, rubric.template, options.names)
     stamp = fingerprint(rubric, options.seed, options.limit_overrides, options.backend)
     out = Output(options.out)
     options.out.mkdir(parents=True, exist_ok=True)
@@ -432,9 +450,9 @@ def _class_stamp(stamp: str, collection: Collection) -> str:
 
 def _import_chart_libraries() -> None:
     try:
-        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.backends.backend_agg
         import matplotlib.figure  # noqa: F401
-    except Exception:  # the summary reports the problem itself when it draws
+    except Exception:  # noqa: BLE001 - the summary reports the problem itself when it draws
         pass
 
 
@@ -459,7 +477,7 @@ def _grade_all(todo: list[Submission], options: BatchOptions, out: Output, stamp
     queue = list(reversed(todo))
     attempts: dict[str, int] = {}
     pool = _pool(options)
-    pending: dict[futures.Future, Submission] = {}
+    pending: dict[futures.Future[dict[str, Any]], Submission] = {}
     fruitless, cause = 0, ""
     interrupted = False
 
@@ -499,7 +517,7 @@ def _grade_all(todo: list[Submission], options: BatchOptions, out: Output, stamp
                         continue
                     report = error_report(submission.source, rubric, GRADER_FAILED.format(
                         reason="its grading process died twice"), time.perf_counter())
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - whatever the pool raised costs this row only
                     report = error_report(submission.source, rubric, GRADER_FAILED.format(
                         reason=f"{type(exc).__name__}: {exc}"), time.perf_counter())
                 else:
@@ -512,7 +530,7 @@ def _grade_all(todo: list[Submission], options: BatchOptions, out: Output, stamp
                         try:
                             document, files = result["report"], result["files"]
                             report = json_report.from_dict(document)
-                        except Exception as exc:
+                        except Exception as exc:  # noqa: BLE001 - a malformed result costs this row only
                             files = document = None
                             report = error_report(submission.source, rubric, GRADER_FAILED.format(
                                 reason=f"{type(exc).__name__}: {exc}"), time.perf_counter())

@@ -24,9 +24,10 @@ import re
 import statistics
 import tempfile
 import urllib.parse
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from grader.model import Report
 from grader.render._common import error_sentence, one_line, points
@@ -231,7 +232,7 @@ def render_summary_html(summary: dict[str, Any], rows: list[GradebookRow],
              f"{summary['errors']} not graded")
     if summary.get("mean") is not None:
         stats += (f" · mean {points(summary['mean'])} · median {points(summary['median'])} · "
-                  f"range {points(summary['min'])}–{points(summary['max'])} "
+                  f"range {points(summary['min'])}–{points(summary['max'])} "  # noqa: RUF001 - a typographic range dash
                   f"of {points(summary['max_score'])}")
     parts.append(f'<p class="score">{stats}</p>')
     if summary.get("operator_notices"):  # first, where the person who runs the grader will see it

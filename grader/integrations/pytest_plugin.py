@@ -1,11 +1,19 @@
 """pytest plugin: grade notebooks as part of a pytest run, one test per rubric check.
 
     pytest --grader-notebook submission.ipynb [--grader-rubric NAME|PATH] [--grader-seed N]
+           [--grader-cell-timeout S ...]
 
 or, in the project's ini file (paths relative to the rootdir)::
 
     [pytest]
     grader_notebooks = submission.ipynb
+    grader_cell_timeout_s = 20
+
+Every resource limit of ``grader.sandbox.limits`` is an option (``--grader-`` and
+its ``grader`` flag: ``--grader-cell-timeout``) and an ini key (``grader_`` and its
+rubric name: ``grader_cell_timeout_s``); the option wins over the ini key, and
+both over the rubric's ``[limits]``. A bad value is a usage error naming the
+setting, the value, where it came from and what was expected.
 
 Each notebook becomes a collector node (``NotebookFile``) with one item
 ``<notebook>::grading`` and one item per check of the rubric
@@ -26,20 +34,24 @@ report is kept on the collector for the others.
 Without a notebook on the command line or in the ini file the plugin registers
 nothing beyond its options, so an ordinary pytest run is untouched. The module
 imports nothing of the grader (or numpy) until a notebook is actually given,
-because the entry point loads it into every pytest run of the environment.
+because the entry point loads it into every pytest run of the environment; the
+one exception is the limits' definitions its options are made from
+(``grader.sandbox.limits``, which needs only the standard library).
 """
 from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from grader.model import CheckResult, Report
     from grader.rubric import Rubric
+    from grader.sandbox.limits import Limits, Setting
 
 #: Name under which the active plugin object is registered (``-p no:grader`` disables the whole plugin).
 _ACTIVE = "grader-notebooks"
@@ -51,12 +63,64 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--grader-notebook", action="append", default=[], metavar="PATH", dest="grader_notebook",
                     help="grade this notebook: one test per rubric check (repeatable; "
                          "overrides the grader_notebooks ini option)")
+    group.addoption("--grader-assignment", default=None, metavar="NAME|PATH", dest="grader_assignment",
+                    help="bundled assignment name or path to an assignment's folder (default: the rubric's own, "
+                         "else simple_nn)")
     group.addoption("--grader-rubric", default=None, metavar="NAME|PATH", dest="grader_rubric",
-                    help="bundled rubric name or path to a rubric .toml (default: simple_nn)")
+                    help="bundled rubric name or path to a rubric .toml (default: the assignment's own)")
     group.addoption("--grader-seed", type=int, default=0, metavar="N", dest="grader_seed",
                     help="seed for the grader's random probes (default: 0)")
     parser.addini("grader_notebooks", type="linelist", default=[],
                   help="notebooks to grade when no --grader-notebook is given (relative to the rootdir)")
+    _add_limit_options(group, parser)
+
+
+#: How the pytest names of a limit are made from its own (``--cell-timeout``, ``cell_timeout_s``).
+_FLAG_PREFIX = "--grader-"
+_INI_PREFIX = "grader_"
+
+
+def _limit_flag(setting: Setting) -> str:
+    return _FLAG_PREFIX + setting.flag.removeprefix("--")
+
+
+def _add_limit_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
+    """An option and an ini key per limit, from its one definition in ``grader.sandbox.limits``."""
+    import argparse
+
+    from grader.errors import SettingError
+    from grader.sandbox.limits import settings
+
+    for setting in settings():
+        flag = _limit_flag(setting)
+
+        def parse(text: str, setting: Setting = setting, flag: str = flag) -> float:
+            try:
+                return setting.parse(text, f"the pytest command line ({flag})")
+            except SettingError as exc:
+                raise argparse.ArgumentTypeError(exc.message) from None
+
+        group.addoption(flag, type=parse, default=None, metavar=setting.metavar, dest=_INI_PREFIX + setting.name,
+                        help=setting.help_text())
+        parser.addini(_INI_PREFIX + setting.name, default="",
+                      help=f"{setting.help} ({setting.unit}); {flag} overrides it")
+
+
+def _limits(config: pytest.Config, rubric: Rubric) -> Limits:
+    """The rubric's limits with the ini keys, then the options, applied (SettingError for a bad ini value)."""
+    from grader.sandbox.limits import settings
+
+    ini_file = f"the ini file {config.inipath}" if config.inipath else "the ini file"
+    given: dict[str, float] = {}
+    for setting in settings():
+        key = _INI_PREFIX + setting.name
+        value = config.getoption(key)
+        text = str(config.getini(key) or "").strip()
+        if value is None and text:
+            value = setting.parse(text, f"{ini_file} ({key})")
+        if value is not None:
+            given[setting.name] = value
+    return rubric.limits.merged(given, "the pytest options")
 
 
 def _notebook_paths(config: pytest.Config) -> list[Path]:
@@ -79,24 +143,25 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from grader.errors import GraderError
     from grader.rubric import load_rubric
-
     from grader.sandbox.confine import confinement
 
     try:
-        rubric = load_rubric(config.getoption("grader_rubric"))
+        rubric = load_rubric(config.getoption("grader_rubric"), config.getoption("grader_assignment"))
+        limits = _limits(config, rubric)
         confinement().require()  # a machine that may not run student code is a usage error, not 8 failures
     except GraderError as exc:
         raise pytest.UsageError(f"grader: {exc.message}") from None
-    config.pluginmanager.register(_GraderSession(notebooks, rubric, config.getoption("grader_seed")), _ACTIVE)
+    config.pluginmanager.register(_GraderSession(notebooks, rubric, config.getoption("grader_seed"), limits), _ACTIVE)
 
 
 class _GraderSession:
     """The active part of the plugin, registered only when there are notebooks to grade."""
 
-    def __init__(self, notebooks: list[Path], rubric: "Rubric", seed: int) -> None:
+    def __init__(self, notebooks: list[Path], rubric: Rubric, seed: int, limits: Limits | None = None) -> None:
         self.notebooks = notebooks
         self.rubric = rubric
         self.seed = seed
+        self.limits = limits
 
     def pytest_report_header(self) -> str:
         count = len(self.notebooks)
@@ -114,7 +179,7 @@ class _GraderSession:
                 terminalreporter.write_line(notice)
 
     @pytest.hookimpl(hookwrapper=True)  # old-style wrapper: works with every pluggy pytest>=7.4 accepts
-    def pytest_make_collect_report(self, collector: pytest.Collector) -> Iterator[None]:
+    def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, None]:
         # The notebooks hang off the session next to whatever pytest collected from its
         # arguments, so they go through the normal item generation: counted, shown by
         # --collect-only, selectable with -k/--deselect/--lf, and reported to --junitxml.
@@ -155,14 +220,15 @@ class NotebookFile(pytest.File):
         for check_id in self.grading.rubric.checks:
             yield CheckItem.from_parent(self, name=check_id)
 
-    def report(self) -> "Report | None":
+    def report(self) -> Report | None:
         """The notebook's report, graded on the first call; None when the grader itself failed."""
         if self._report is None and self._crash is None:
             from grader.grade import Options, grade_notebook
 
             try:
-                self._report = grade_notebook(self.path, self.grading.rubric, Options(seed=self.grading.seed))
-            except Exception:  # a grader bug, not a bad submission: say so on every item, fail closed
+                options = Options(seed=self.grading.seed, limits=self.grading.limits)
+                self._report = grade_notebook(self.path, self.grading.rubric, options)
+            except Exception:  # noqa: BLE001 - a grader bug, not a bad submission: said on every item, fail closed
                 self._crash = traceback.format_exc()
         return self._report
 
@@ -256,13 +322,13 @@ class CheckItem(_NotebookItem):
             raise NotebookCheckFailed(_failure_text(failed[0], first, report))
 
 
-def _passed(check: "CheckResult") -> bool:
+def _passed(check: CheckResult) -> bool:
     """Only a real boolean True passes (as in scoring): a truthy string from a broken check does not."""
     import numpy as np
     return isinstance(check.passed, (bool, np.bool_)) and bool(check.passed)
 
 
-def _failure_text(check: "CheckResult", scored: "CheckResult", report: "Report") -> str:
+def _failure_text(check: CheckResult, scored: CheckResult, report: Report) -> str:
     from grader.render._common import points
     lines = [check.message or "this check did not pass.",
              f"points: {points(scored.score)} / {points(scored.max_score)}"]

@@ -25,11 +25,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent / "sandbox"
-GRADED = ("activation", "d_activation", "forward", "backward")
 NOT_IN_JUPYTER = ("grader.check() runs inside a Jupyter notebook, where it grades the functions you have defined; "
                   "in a terminal, run `grader check NOTEBOOK` instead.")
 
@@ -46,11 +46,14 @@ def _worker_source(channel: tuple[int, int]) -> str:
             + wire_source + "\n" + (_PACKAGE_DIR / "worker.py").read_text())
 
 
-def check(function: str | None = None, *, rubric: str | None = None, seed: int = 0, display: bool = True) -> Any:
+def check(function: str | None = None, *, assignment: str | None = None, rubric: str | None = None, seed: int = 0,
+          display: bool = True) -> Any:
     """Grade the functions defined in this notebook's kernel and show the report.
 
-    ``function`` limits the report to one of activation, d_activation, forward,
-    backward (all checks still run: forward is graded with your activation).
+    ``function`` limits the report to one of the assignment's functions (all checks
+    still run: a function that uses a helper is graded with your helper).
+    ``assignment`` is a bundled assignment's name or an assignment folder (default:
+    the rubric's own, else simple_nn).
     Returns the report as a dict (the ``grader.report/1`` JSON) when ``display`` is
     False, else shows it as HTML and returns None.
     """
@@ -61,13 +64,14 @@ def check(function: str | None = None, *, rubric: str | None = None, seed: int =
     shell = get_ipython()
     if shell is None:
         raise SelfCheckError(NOT_IN_JUPYTER)
-    if function is not None and function not in GRADED:
-        raise SelfCheckError(f"grader.check({function!r}): expected one of {', '.join(GRADED)} or nothing.")
+    if function is not None and not isinstance(function, str):
+        raise SelfCheckError(f"grader.check({function!r}): expected the name of one of the assignment's functions "
+                             "or nothing.")
 
     to_kernel_r, to_kernel_w = os.pipe()
     from_kernel_r, from_kernel_w = os.pipe()
     command = [sys.executable, "-m", "grader.integrations.selfcheck", str(from_kernel_r), str(to_kernel_w),
-               json.dumps({"rubric": rubric, "seed": seed, "function": function})]
+               json.dumps({"rubric": rubric, "assignment": assignment, "seed": seed, "function": function})]
     trusted = subprocess.Popen(command, pass_fds=(from_kernel_r, to_kernel_w), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     os.close(from_kernel_r)
@@ -87,6 +91,8 @@ def check(function: str | None = None, *, rubric: str | None = None, seed: int =
         last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
         raise SelfCheckError(f"the grading process failed ({last[0]}); run `grader check` on the saved notebook.")
     result = json.loads(out)
+    if "error" in result:
+        raise SelfCheckError(result["error"])
     if not display:
         return result["report"]
     from IPython.display import HTML
@@ -100,18 +106,22 @@ def check(function: str | None = None, *, rubric: str | None = None, seed: int =
 
 
 def _serve(channel_in: int, channel_out: int, settings: dict[str, Any]) -> dict[str, Any]:
-    from grader.sandbox.process import AttachedSandbox
     from grader.grade import Options, grade_attached
     from grader.render import html, json_report
     from grader.rubric import load_rubric
+    from grader.sandbox.process import AttachedSandbox
 
-    rubric = load_rubric(settings.get("rubric"))
+    rubric = load_rubric(settings.get("rubric"), settings.get("assignment"))
     sandbox = AttachedSandbox(channel_in, channel_out, rubric.limits)
+    function = settings.get("function")
+    names = rubric.assignment.names
+    if function is not None and function not in names:
+        sandbox.close()  # the kernel stops serving: nothing was graded
+        return {"error": f"grader.check({function!r}): expected one of {', '.join(names)} or nothing."}
     try:
         report = grade_attached(sandbox, "this notebook", rubric, Options(seed=int(settings.get("seed") or 0)))
     finally:
         sandbox.close()
-    function = settings.get("function")
     shown = report
     if function:
         from dataclasses import replace

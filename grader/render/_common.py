@@ -1,20 +1,26 @@
-"""Presentation helpers shared by the human-readable renderers (text, Markdown).
+"""Presentation helpers shared by the renderers.
 
-Kept here so that the terminal and the Markdown report group, order and format
-numbers identically: a student comparing the two must never see different
-totals or a check listed under a different function. The Markdown escaping
-(``md_text``, ``md_code``) is shared with the Gradescope output, which is
-Markdown too.
+Kept here so that every format groups, orders and words things identically: a
+student comparing the terminal and the Markdown report must never see
+different totals or a check listed under a different function. No renderer
+knows an assignment: sections follow ``report.functions`` (the assignment's
+order), and the words about a helper pair come from ``report.graded_with``.
+The Markdown escaping (``md_text``, ``md_code``) is shared with the Gradescope
+output, which is Markdown too.
 """
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from grader.model import GRADED_FUNCTIONS, CheckResult, Diagnosis, Report
+from grader.model import CheckResult, Diagnosis, GradedWith, Report
 
-#: Pseudo-function of the end-to-end checks; shown after the four graded functions.
+#: The pseudo-function of the end-to-end training check (the default ``function`` of the core's
+#: ``Converges`` check kind, not a name of any assignment): its section carries the training summary
+#: and comes first after the assignment's functions.
 TRAINING = "training"
 
 #: Stands in for a missing error message, so an error report never lacks its sentence.
@@ -30,15 +36,21 @@ class Section:
     diagnoses: list[Diagnosis] = field(default_factory=list)
 
 
-def sections(report: Report) -> list[Section]:
-    """Group checks and diagnoses by function, in the order the notebook asks for them.
+def graded(report: Report, function: str) -> bool:
+    """Whether ``function`` is one of the functions the assignment asks for (not "training", "notebook", ...)."""
+    return function in report.functions
 
-    The four graded functions always get a section (a student wants to see that
-    ``forward`` was looked at even when nothing about it failed); "training" and
-    any other function name only when something refers to it, after the four,
-    in order of first appearance, so nothing in the report is ever dropped.
+
+def sections(report: Report) -> list[Section]:
+    """Group checks and diagnoses by function, in the order of ``report.functions`` (the assignment's).
+
+    Every function of the report gets a section (a student wants to see that a
+    function was looked at even when nothing about it failed); "training" and
+    any other name a check or diagnosis refers to (``notebook``, ``integrity``)
+    get one after them, "training" first, then in order of first appearance, so
+    nothing in the report is ever dropped.
     """
-    order: list[str] = list(GRADED_FUNCTIONS)
+    order: list[str] = list(report.functions)
     extra: list[str] = []
     items: list[CheckResult | Diagnosis] = [*report.checks, *report.diagnoses]
     for item in items:
@@ -96,6 +108,65 @@ def truncate(text: str, width: int) -> str:
     if space >= width * 2 // 3:
         cut = cut[:space]
     return cut.rstrip() + "…"
+
+
+def and_list(words: Sequence[str]) -> str:
+    """"a", "a and b", "a, b and c": a list of names as a sentence says it."""
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def graded_with_sentence(graded_with: GradedWith) -> str:
+    """"activation pair used to check forward and backward: relu" (the terminal's words)."""
+    if not graded_with.dependents:
+        return f"{graded_with.helper} pair used: {graded_with.family}"
+    return f"{graded_with.helper} pair used to check {and_list(graded_with.dependents)}: {graded_with.family}"
+
+
+def graded_with_keys(graded_with: GradedWith | None) -> dict[str, object]:
+    """``{"graded_with_<helper>": family}``: for simple_nn ``graded_with_activation``, the key readers
+    of earlier reports know. Empty without a helper pair (there is no helper to name a key after)."""
+    if graded_with is None:
+        return {}
+    return {f"graded_with_{graded_with.helper}": graded_with.family}
+
+
+def graded_with_dict(graded_with: GradedWith | None) -> dict[str, object] | None:
+    """``{"family", "helper", "dependents"}``, or None without a helper pair."""
+    if graded_with is None:
+        return None
+    return {"family": graded_with.family, "helper": graded_with.helper,
+            "dependents": list(graded_with.dependents)}
+
+
+def number_text(value: float | Sequence[float] | None, missing: str = "?") -> str:
+    """A prediction or target as the reports show it: ``0.9669``, or ``[0.9669, 0.5]`` for several
+    outputs; ``missing`` for None, and ``?`` for each value that is not a finite number."""
+    if value is None:
+        return missing
+    if isinstance(value, (int, float)):
+        return _one_number(value)
+    return "[" + ", ".join(_one_number(item) for item in value) + "]"
+
+
+def _one_number(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return "?"
+    return f"{number:.4g}" if math.isfinite(number) else "?"
+
+
+def all_finite(value: float | Sequence[float] | None) -> bool:
+    """Whether there is a prediction and every one of its numbers is finite."""
+    if value is None:
+        return False
+    values = [value] if isinstance(value, (int, float)) else list(value)
+    try:
+        return bool(values) and all(math.isfinite(float(item)) for item in values)
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def error_sentence(report: Report) -> str:

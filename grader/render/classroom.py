@@ -16,9 +16,13 @@ from typing import Any
 
 from grader.model import Report
 from grader.render._common import error_sentence, one_line
+
 # Control characters and escapes shown as text, which the Actions log would otherwise obey.
 from grader.render.junit import xml_text as _printable
 from grader.untrusted_text import safe_report
+
+#: File extension of the result document (the JSON ``render`` gives; the runner emits ``encoded``).
+EXTENSION = ".json"
 
 
 def _number(value: float) -> float:

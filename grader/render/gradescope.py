@@ -17,11 +17,22 @@ import math
 from typing import Any
 
 from grader.model import SCHEMA, CheckResult, Report
-from grader.render._common import error_sentence, md_code, md_text, percent, points, sections
+from grader.render._common import (
+    error_sentence,
+    graded_with_dict,
+    graded_with_keys,
+    md_code,
+    md_text,
+    percent,
+    points,
+    sections,
+)
 from grader.render.json_report import json_safe
 from grader.untrusted_text import safe_report
 
 VISIBILITY = "visible"
+#: File extension of the document; Gradescope reads it from ``results/results.json``.
+EXTENSION = ".json"
 
 
 def _md(text: str) -> str:
@@ -101,11 +112,14 @@ def to_dict(report: Report) -> dict[str, Any]:
             "status": report.status,
             "max_score": report.max_score,
             "diagnoses": [d.id for d in report.diagnoses],
-            "graded_with_activation": report.graded_with_activation,
+            **graded_with_keys(report.graded_with),
             "seed": report.seed,
+            "graded_with": graded_with_dict(report.graded_with),
+            "assignment": report.assignment,
         }),
     }
 
 
 def render(report: Report) -> str:
+    """The ``results.json`` text."""
     return json.dumps(to_dict(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -16,19 +16,26 @@ import html
 import json
 import math
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from grader.model import GRADED_FUNCTIONS, CellRun, CheckResult, Report, Training
+from grader.model import CellRun, CheckResult, Report, Training
 from grader.render._common import (
     TRAINING,
     Section,
+    all_finite,
     error_sentence,
+    graded,
+    number_text,
     percent,
     points,
     sections,
 )
 from grader.render.json_report import json_safe
 from grader.untrusted_text import safe_lines, safe_report
+
+#: File extension of a saved feedback page.
+EXTENSION = ".html"
 
 #: Longest rendering of one value of a failing probe before it is cut.
 MAX_VALUE_CHARS = 1200
@@ -113,8 +120,9 @@ def _graded(report: Report) -> list[str]:
     pct = percent(report.score, report.max_score)
     line = (f'<p class="score">Score: <strong>{points(report.score)} / {points(report.max_score)}'
             f'</strong>{f" ({pct})" if pct else ""} · rubric <code>{_e(report.rubric)}</code>')
-    if report.graded_with_activation:
-        line += f" · graded with your <code>{_e(report.graded_with_activation)}</code> activation"
+    if report.graded_with is not None:
+        line += (f" · graded with your <code>{_e(report.graded_with.family)}</code> "
+                 f"{_e(report.graded_with.helper)}")
     parts = [line + "</p>"]
     if report.checks and all(check.passed for check in report.checks) and not report.diagnoses:
         parts.append("<p>Everything the grader checked passed. Well done!</p>")
@@ -142,7 +150,7 @@ def _section(report: Report, section: Section) -> str:
                     f'<p class="muted">Known mistake: <code>{_e(diagnosis.id)}</code></p></div>')
     if section.checks:
         body.append(_checks_table(section.checks))
-    elif section.function in GRADED_FUNCTIONS and not body:
+    elif graded(report, section.function) and not body:
         body.append('<p class="muted">No checks for this function in this rubric.</p>')
     if section.function == TRAINING and report.training is not None:
         body.append(_training(report.training))
@@ -151,7 +159,7 @@ def _section(report: Report, section: Section) -> str:
 
 
 def _not_found(report: Report, function: str) -> bool:
-    if function not in GRADED_FUNCTIONS:
+    if not graded(report, function):
         return False
     info = report.functions.get(function)
     return info is None or not info.found
@@ -190,12 +198,11 @@ def _probe(details: dict[str, Any]) -> str:
 
 def _training(training: Training) -> str:
     final = training.final_prediction
-    outcome = (f"ended at a prediction of {final:.4g}" if final is not None and math.isfinite(final)
+    outcome = (f"ended at a prediction of {number_text(final)}" if all_finite(final)
                else "produced no final prediction")
-    target = f"{training.target:.4g}" if math.isfinite(training.target) else "?"
     parts = [f"<p>Training from the notebook's starting weights ran {escape(training.what_ran())} "
-             f"and {outcome} (target {target}).</p>"]
-    from grader.render.plot import loss_curve_png  # lazy: matplotlib only when a page is drawn
+             f"and {outcome} (target {number_text(training.target)}).</p>"]
+    from grader.render.loss_chart import loss_curve_png  # lazy: matplotlib only when a page is drawn
 
     png = loss_curve_png(training)
     if png is not None:

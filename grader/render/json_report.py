@@ -3,7 +3,7 @@
 This is the format other tools (gradebooks, LMS uploads, re-rendering of stored
 results) build on, so it follows the contract to the letter: the required keys
 are always there with their types, ``error`` appears only for error reports,
-all four graded functions are always listed, and the output is strict JSON
+every function of the report is listed in the assignment's order, and the output is strict JSON
 (NaN and infinities become ``null``, which Python's ``json`` would otherwise
 write as the invalid tokens ``NaN``/``Infinity``). ``from_dict`` reads it back
 so that stored reports can be re-rendered in any other format later. Its
@@ -15,26 +15,34 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from grader.model import (
-    GRADED_FUNCTIONS,
     SCHEMA,
     CellRun,
     CheckResult,
     Diagnosis,
     FunctionInfo,
+    GradedWith,
     Report,
     Training,
 )
-from grader.render._common import FALLBACK_ERROR
+from grader.render._common import FALLBACK_ERROR, graded_with_dict, graded_with_keys
 from grader.untrusted_text import safe_report
+
+#: File extension of a saved report.
+EXTENSION = ".json"
 
 #: Keys every ``grader.report/1`` document has, whatever its status.
 REQUIRED_KEYS: frozenset[str] = frozenset(
     {"schema", "submission", "rubric", "status", "score", "max_score",
      "functions", "checks", "diagnoses", "warnings"}
 )
+
+#: The key a document written before ``graded_with`` existed used for the pair: ``graded_with_<helper>``.
+LEGACY_GRADED_WITH_PREFIX = "graded_with_"
+
 
 def json_safe(value: Any) -> Any:
     """Turn ``value`` into something ``json.dumps(allow_nan=False)`` accepts.
@@ -60,10 +68,9 @@ def json_safe(value: Any) -> Any:
     return repr(value)
 
 
-def _function_dict(info: FunctionInfo | None) -> dict[str, Any]:
-    """One ``functions`` entry: ``found`` plus every other known field that is not None."""
-    if info is None:
-        return {"found": False}
+def _function_dict(info: FunctionInfo) -> dict[str, Any]:
+    """One ``functions`` entry: ``found`` plus every other known field that is not None (``variadic``
+    only when true)."""
     entry: dict[str, Any] = {"found": bool(info.found)}
     for key in ("kind", "recognised_as"):
         value = getattr(info, key)
@@ -71,13 +78,14 @@ def _function_dict(info: FunctionInfo | None) -> dict[str, Any]:
             entry[key] = value
     if info.parameters is not None:
         entry["parameters"] = list(info.parameters)
+    if info.variadic:
+        entry["variadic"] = True
     return entry
 
 
 def _functions(report: Report) -> dict[str, dict[str, Any]]:
-    """All four graded functions (missing ones as not found), then any extra names."""
-    names = list(GRADED_FUNCTIONS) + [n for n in report.functions if n not in GRADED_FUNCTIONS]
-    return {name: _function_dict(report.functions.get(name)) for name in names}
+    """The report's functions, in its order (the assignment's)."""
+    return {name: _function_dict(info) for name, info in report.functions.items()}
 
 
 def _check_dict(check: CheckResult) -> dict[str, Any]:
@@ -139,10 +147,12 @@ def to_dict(report: Report) -> dict[str, Any]:
         "seed": report.seed,
         "backend": report.backend,
         "duration_s": float(report.duration_s),
-        "graded_with_activation": report.graded_with_activation,
+        **graded_with_keys(report.graded_with),
         "cells": [_cell_dict(cell) for cell in report.cells],
         "training": _training_dict(report.training),
         "output_excerpt": report.output_excerpt,
+        "graded_with": graded_with_dict(report.graded_with),
+        "assignment": report.assignment,
     })
     safe: dict[str, Any] = json_safe(document)
     return safe
@@ -160,17 +170,22 @@ def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _optional_float(value: Any) -> float | None:
+def _numbers(value: Any) -> Any:
+    """A prediction or target as stored: a number, or a list of numbers (one per output), ``null``
+    entries read back as NaN; None stays None."""
+    if isinstance(value, list):
+        return [_float(item) for item in value]
     return None if value is None else float(value)
 
 
 def _training(data: Mapping[str, Any] | None) -> Training | None:
     if data is None:
         return None
+    target = data.get("target")
     return Training(
         iterations=int(data["iterations"]),
-        final_prediction=_optional_float(data.get("final_prediction")),
-        target=_float(data.get("target")),
+        final_prediction=_numbers(data.get("final_prediction")),
+        target=math.nan if target is None else _numbers(target),
         loss=[_float(x) for x in data.get("loss", [])],
         reference_loss=[_float(x) for x in data.get("reference_loss", [])],
     )
@@ -189,14 +204,35 @@ def _check(data: Mapping[str, Any]) -> CheckResult:
     )
 
 
+def _graded_with(document: Mapping[str, Any]) -> GradedWith | None:
+    """The helper pair from ``graded_with``, or from a legacy ``graded_with_activation`` (simple_nn's)."""
+    data = document.get("graded_with")
+    if isinstance(data, Mapping):
+        return GradedWith(family=str(data["family"]), helper=str(data["helper"]),
+                          dependents=tuple(str(name) for name in data.get("dependents", ())))
+    for key, family in document.items():  # a legacy document: the helper's name is in the key, its users unknown
+        if key.startswith(LEGACY_GRADED_WITH_PREFIX) and isinstance(family, str):
+            return GradedWith(family=family, helper=key[len(LEGACY_GRADED_WITH_PREFIX):], dependents=())
+    return None
+
+
+def _function(name: str, info: Mapping[str, Any]) -> FunctionInfo:
+    parameters = info.get("parameters")
+    return FunctionInfo(name=name, found=bool(info.get("found", False)), kind=info.get("kind"),
+                        recognised_as=info.get("recognised_as"),
+                        parameters=tuple(str(p) for p in parameters) if isinstance(parameters, list) else None,
+                        variadic=bool(info.get("variadic", False)))
+
+
 def from_dict(document: Mapping[str, Any]) -> Report:
     """Rebuild a Report from a ``grader.report/1`` document (e.g. a stored ``report.json``).
 
     ``from_dict(to_dict(r)) == r`` for every report whose floats are finite and
-    which lists all four graded functions (as grading always does); a function
-    absent from the report comes back as an explicit ``found=False`` entry,
-    which means the same thing. Raises ValueError for another schema or a
-    document missing required keys, instead of half-reading it.
+    whose strings are safe (``safe_report``), as every graded report's are. A
+    document written before ``graded_with`` existed still reads: its
+    ``graded_with_<helper>`` still gives the pair (whose users it did not record).
+    Raises ValueError for another schema or a document missing required keys,
+    instead of half-reading it.
     """
     if document.get("schema") != SCHEMA:
         raise ValueError(f"not a {SCHEMA} document (schema is {document.get('schema')!r})")
@@ -213,13 +249,7 @@ def from_dict(document: Mapping[str, Any]) -> Report:
         score=_float(document["score"]),
         max_score=_float(document["max_score"]),
         error=document.get("error") if status == "error" else None,
-        functions={
-            name: FunctionInfo(name=name, found=bool(info.get("found", False)),
-                               kind=info.get("kind"), recognised_as=info.get("recognised_as"),
-                               parameters=(tuple(str(p) for p in info["parameters"])
-                                           if isinstance(info.get("parameters"), list) else None))
-            for name, info in document["functions"].items()
-        },
+        functions={name: _function(name, info) for name, info in document["functions"].items()},
         checks=[_check(check) for check in document["checks"]],
         diagnoses=[Diagnosis(id=d["id"], function=d["function"], message=d.get("message", ""))
                    for d in document["diagnoses"]],
@@ -227,9 +257,10 @@ def from_dict(document: Mapping[str, Any]) -> Report:
         cells=[CellRun(index=int(c["index"]), status=c["status"], error=c.get("error"))
                for c in document.get("cells", [])],
         training=_training(document.get("training")),
-        graded_with_activation=document.get("graded_with_activation"),
+        graded_with=_graded_with(document),
         seed=int(document.get("seed", 0)),
         backend=document.get("backend", "subprocess"),
         duration_s=_float(document.get("duration_s", 0.0)),
         output_excerpt=document.get("output_excerpt", ""),
+        assignment=str(document.get("assignment", "")),
     )

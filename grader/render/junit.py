@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
-from typing import Iterable
+from collections.abc import Iterable
 
 from grader.model import CheckResult, Report
 from grader.render._common import error_sentence, one_line, points, truncate
@@ -27,6 +27,8 @@ from grader.untrusted_text import safe_lines, safe_report
 _ILLEGAL_XML = re.compile(
     "[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 )
+#: File extension of a JUnit report.
+EXTENSION = ".xml"
 #: Longest ``message`` attribute; the full text is in the element body.
 MAX_MESSAGE_CHARS = 300
 

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from grader.model import GRADED_FUNCTIONS, CheckResult, Report, Training
+from grader.model import CheckResult, Report, Training
 from grader.render._common import (
     TRAINING,
     Section,
+    all_finite,
     error_sentence,
+    graded,
+    number_text,
     one_line,
     percent,
     points,
@@ -33,6 +37,9 @@ from grader.render._common import (
 from grader.render._common import md_code as _code
 from grader.render._common import md_text as _prose
 from grader.untrusted_text import safe_report
+
+#: File extension of a saved Markdown report.
+EXTENSION = ".md"
 
 #: Keys of ``CheckResult.details`` that describe one failing probe, in display order.
 PROBE_KEYS: tuple[str, ...] = ("inputs", "expected", "got")
@@ -98,14 +105,14 @@ def _checks_table(checks: list[CheckResult]) -> str:
 
 def _training_line(training: Training) -> str:
     final = training.final_prediction
-    outcome = (f"ended at a prediction of {final:.4g}" if final is not None and math.isfinite(final)
+    outcome = (f"ended at a prediction of {number_text(final)}" if all_finite(final)
                else "produced no final prediction")
     return (f"Training from the notebook's starting weights ran {training.what_ran()} "
-            f"and {outcome} (target {training.target:.4g}).")
+            f"and {outcome} (target {number_text(training.target)}).")
 
 
 def _not_found(report: Report, function: str) -> bool:
-    if function not in GRADED_FUNCTIONS:
+    if not graded(report, function):
         return False
     info = report.functions.get(function)
     return info is None or not info.found

@@ -15,11 +15,15 @@ from __future__ import annotations
 import math
 import textwrap
 
-from grader.model import GRADED_FUNCTIONS, CheckResult, Diagnosis, Report, Training
+from grader.model import CheckResult, Diagnosis, Report, Training
 from grader.render._common import (
     TRAINING,
     Section,
+    all_finite,
     error_sentence,
+    graded,
+    graded_with_sentence,
+    number_text,
     one_line,
     percent,
     points,
@@ -27,6 +31,9 @@ from grader.render._common import (
     truncate,
 )
 from grader.untrusted_text import safe_report
+
+#: File extension of a saved terminal report.
+EXTENSION = ".txt"
 
 WIDTH = 100
 MAX_WARNINGS = 10
@@ -91,9 +98,8 @@ def _header(report: Report, paint: _Paint) -> str:
 
 def _graded_lines(report: Report, paint: _Paint) -> list[str]:
     lines = [_header(report, paint)]
-    if report.graded_with_activation:
-        lines.append(_wrap(f"activation pair used to check forward and backward: "
-                           f"{report.graded_with_activation}", "", ""))
+    if report.graded_with is not None:
+        lines.append(_wrap(graded_with_sentence(report.graded_with), "", ""))
     all_checks = report.checks
     id_width = min(MAX_ID_COLUMN, max((len(c.id) for c in all_checks), default=0))
     points_width = max((len(_check_points(c)) for c in all_checks), default=0)
@@ -112,7 +118,7 @@ def _section_heading(report: Report, section: Section, paint: _Paint) -> str:
     name = section.function
     if name == TRAINING and report.training is not None:
         return f"{paint(name, _BOLD)}  {_training_summary(report.training)}"
-    if name not in GRADED_FUNCTIONS:
+    if not graded(report, name):
         return paint(name, _BOLD)
     info = report.functions.get(name)
     if info is None or not info.found:
@@ -122,11 +128,11 @@ def _section_heading(report: Report, section: Section, paint: _Paint) -> str:
 
 
 def _training_summary(training: Training) -> str:
-    if training.final_prediction is None or not math.isfinite(training.final_prediction):
+    if not all_finite(training.final_prediction):
         outcome = "no final prediction"
     else:
-        outcome = f"final prediction {training.final_prediction:.4g}"
-    return f"{training.what_ran()}, {outcome} (target {training.target:.4g})"
+        outcome = f"final prediction {number_text(training.final_prediction)}"
+    return f"{training.what_ran()}, {outcome} (target {number_text(training.target)})"
 
 
 def _check_points(check: CheckResult) -> str:

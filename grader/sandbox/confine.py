@@ -247,7 +247,7 @@ def _seccomp_program() -> tuple[str, str]:
     """(the filter as hex BPF, "") or ("", why not): compiled by libseccomp, loaded by the jail with one prctl."""
     try:
         import pyseccomp as seccomp
-    except Exception as exc:  # ImportError, or RuntimeError("Unable to find libseccomp")
+    except Exception as exc:  # noqa: BLE001 - ImportError, or RuntimeError("Unable to find libseccomp")
         return "", f"{type(exc).__name__}: {exc}"
     try:
         refuse = seccomp.ERRNO(errno.EPERM)
@@ -270,7 +270,7 @@ def _seccomp_program() -> tuple[str, str]:
             program.export_bpf(handle)
             handle.seek(0)
             return handle.read().hex(), ""
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - no filter is a notice for the operator, never a crash
         return "", f"{type(exc).__name__}: {exc}"
 
 
@@ -280,7 +280,7 @@ def _syscall_number(name: str) -> int | None:
 
         number = seccomp.resolve_syscall(seccomp.system_arch(), name)
         return int(number) if int(number) >= 0 else None
-    except Exception:
+    except Exception:  # noqa: BLE001 - libseccomp missing or unsure: the table below knows the two calls
         return _FALLBACK_NUMBERS.get((os.uname().machine, name))
 
 
@@ -382,7 +382,7 @@ def _trial(plan: dict[str, Any] | None, lockdown: dict[str, Any], drop_to: tuple
             jail.lock_down(libc, lockdown)
             os.write(write_end, b"ok")
             code = 0
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - the forked child reports any failure to its parent, then exits
             try:
                 os.write(write_end, f"{exc}".encode()[:500])
             except OSError:

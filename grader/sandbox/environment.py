@@ -189,9 +189,9 @@ def _host_uids(pids: list[int]) -> set[int]:
 def _probe_sandbox(survey: Survey) -> None:
     """Start one sandbox (no student code), read its ``/proc/self/status`` from inside and its uid from outside."""
     from grader.errors import GraderError
-    from grader.sandbox.process import SubprocessSandbox
-    from grader.sandbox.limits import Limits
     from grader.load import Cell
+    from grader.sandbox.limits import Limits
+    from grader.sandbox.process import SubprocessSandbox
 
     others = set(_descendants(os.getpid()))  # children that are not this sandbox's (none, from the command line)
     try:
@@ -199,7 +199,7 @@ def _probe_sandbox(survey: Survey) -> None:
     except GraderError as exc:
         survey.fatal = exc.message
         return
-    except Exception as exc:  # the doctor reports, it never shows a traceback
+    except Exception as exc:  # noqa: BLE001 - the doctor reports, it never shows a traceback
         survey.fatal = f"The sandbox could not be started ({type(exc).__name__}: {exc})."
         return
     try:
@@ -211,7 +211,7 @@ def _probe_sandbox(survey: Survey) -> None:
     except GraderError as exc:
         survey.fatal = exc.message
         return
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the doctor reports, it never shows a traceback
         survey.fatal = f"The sandbox did not answer ({type(exc).__name__}: {exc})."
         return
     finally:
@@ -256,8 +256,8 @@ def _seccomp_binding() -> str:
 def survey(*, sandbox: bool = True) -> Survey:
     """What this machine enforces for student code, for ``grader doctor``; never raises."""
     from grader import cache
-    from grader.sandbox import confine
     from grader.errors import GraderError
+    from grader.sandbox import confine
 
     result = Survey()
     uid, euid, gid = os.getuid(), os.geteuid(), os.getgid()
@@ -293,7 +293,7 @@ def survey(*, sandbox: bool = True) -> Survey:
             confined = confine.confinement()
         except GraderError as exc:
             result.fatal = exc.message
-        except Exception as exc:  # the doctor reports, it never shows a traceback
+        except Exception as exc:  # noqa: BLE001 - the doctor reports, it never shows a traceback
             result.fatal = f"The sandbox's confinement could not be decided ({type(exc).__name__}: {exc})."
         else:
             note(*confined.notices)

@@ -22,16 +22,20 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
-import tempfile
 import time
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from grader.sandbox.confine import confinement, interpreter, prepare_child
 from grader.errors import SandboxError
-from grader.sandbox.process import (confinement_failure, confinement_reason, sandbox_environment, sandbox_workdir,
-                            worker_program)
+from grader.sandbox.confine import confinement, interpreter, prepare_child
 from grader.sandbox.limits import Limits
+from grader.sandbox.process import (
+    confinement_failure,
+    confinement_reason,
+    sandbox_environment,
+    sandbox_workdir,
+    worker_program,
+)
 
 #: The server's own limits: generous, since each child lowers them to the submission's.
 SERVER_LIMITS = Limits(memory_mb=1 << 20, cpu_time_s=10.0 ** 7, file_size_mb=64, max_processes=1 << 14)
@@ -49,7 +53,7 @@ MAX_OPENING_BYTES = 48 << 10
 class _Control:
     """One control socket: to the fork server, or to the primed server it forked."""
 
-    def __init__(self, sock: socket.socket, failure) -> None:
+    def __init__(self, sock: socket.socket, failure: Callable[[str], SandboxError]) -> None:
         self.socket = sock
         self._failure = failure
 
@@ -61,7 +65,8 @@ class _Control:
         if not data:
             self.close()
             raise self._failure("the fork server stopped")
-        return json.loads(data)
+        reply: dict[str, Any] = json.loads(data)
+        return reply
 
     def request(self, request: dict[str, Any], fds: tuple[int, ...] = ()) -> dict[str, Any]:
         try:
@@ -75,7 +80,7 @@ class _Control:
     def alive(self) -> bool:
         return self.socket.fileno() >= 0
 
-    def spawn(self, request: dict[str, Any], fds: tuple[int, ...]) -> "ForkedProcess":
+    def spawn(self, request: dict[str, Any], fds: tuple[int, ...]) -> ForkedProcess:
         """Ask this server for a worker; its own failure (a bad reply included) is raised as this server's."""
         pid = self.request(request, fds).get("pid")
         if not isinstance(pid, int) or pid <= 0:
@@ -198,7 +203,7 @@ class ForkServer:
         return bool(self.opening) and sources is not None and tuple(sources[: len(self.opening)]) == self.opening
 
     def spawn(self, limits: Limits, workdir: str, channel: tuple[int, int], output: int,
-              sources: Sequence[str] | None = None) -> "ForkedProcess":
+              sources: Sequence[str] | None = None) -> ForkedProcess:
         """A worker for a notebook whose code cells are ``sources`` (None: not known, start from the beginning)."""
         request = {"op": "spawn", "workdir": workdir, "limits": dataclasses.asdict(limits),
                    "namespaces": self.confinement.namespaces}
@@ -229,7 +234,7 @@ class ForkServer:
         self._stderr.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "ForkServer":
+    def __enter__(self) -> ForkServer:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -31,6 +31,7 @@ import os
 import resource
 import signal
 import sys
+from typing import Any, Protocol
 
 # Linux constants (include/uapi/linux/sched.h, mount.h, prctl.h, capability.h, securebits.h).
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x02000000, 0x04000000, 0x08000000
@@ -55,10 +56,23 @@ SANDBOX_SITE = "/site"
 SANDBOX_WORKDIR = "/work"
 SANDBOX_HOSTNAME = b"sandbox"
 
-_LIBC = []
+_LIBC: list[ctypes.CDLL | None] = []
 
 
-def libc():
+class RLimits(Protocol):
+    """What ``set_rlimits`` reads: a ``grader.sandbox.limits.Limits``, or the fork server's copy of one."""
+
+    @property
+    def memory_mb(self) -> int: ...
+    @property
+    def cpu_time_s(self) -> float: ...
+    @property
+    def file_size_mb(self) -> int: ...
+    @property
+    def max_processes(self) -> int: ...
+
+
+def libc() -> ctypes.CDLL | None:
     """The C library with the calls below typed, or None off Linux (cached: resolved before any fork)."""
     if _LIBC:
         return _LIBC[0]
@@ -66,7 +80,7 @@ def libc():
     return _LIBC[0]
 
 
-def _load_libc():
+def _load_libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
     name = ctypes.util.find_library("c") or "libc.so.6"
@@ -90,7 +104,7 @@ def _load_libc():
 # the worker run less confined than promised.
 
 
-def set_process_name(libc, name: str) -> None:
+def set_process_name(libc: ctypes.CDLL | None, name: str) -> None:
     """What ``ps``, ``top`` and ``perf`` show for this process (15 bytes at most): an instructor
     watching a batch sees which processes are sandboxes and which are the grader."""
     if libc is not None:
@@ -104,7 +118,7 @@ def _check(result: int, what: str) -> None:
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
-def set_rlimits(limits, processes: bool) -> None:
+def set_rlimits(limits: RLimits, processes: bool) -> None:
     mib = 1 << 20
     values = [(resource.RLIMIT_AS, limits.memory_mb * mib), (resource.RLIMIT_CPU, int(limits.cpu_time_s) + 1),
               (resource.RLIMIT_FSIZE, limits.file_size_mb * mib), (resource.RLIMIT_CORE, 0)]
@@ -112,7 +126,7 @@ def set_rlimits(limits, processes: bool) -> None:
         values.append((resource.RLIMIT_NPROC, limits.max_processes))
     for which, value in values:
         try:
-            soft, hard = resource.getrlimit(which)
+            _soft, hard = resource.getrlimit(which)
             if hard != resource.RLIM_INFINITY:
                 value = min(value, hard)
             resource.setrlimit(which, (value, value))
@@ -120,7 +134,7 @@ def set_rlimits(limits, processes: bool) -> None:
             pass
 
 
-def _mount_points() -> list:
+def _mount_points() -> list[tuple[str, int, str]]:
     """(mount point, flags that must be kept) for every mount, from /proc/self/mountinfo."""
     points = []
     with open("/proc/self/mountinfo", "rb") as handle:
@@ -149,14 +163,14 @@ def _map_ids(uid: int, gid: int) -> None:
     _write("/proc/self/gid_map", f"0 {gid} 1")
 
 
-def _unshare_optional(libc, flags: int, optional: int) -> None:
+def _unshare_optional(libc: ctypes.CDLL, flags: int, optional: int) -> None:
     """unshare ``flags``; the ``optional`` kinds (cgroup) are dropped where the kernel lacks them."""
     if libc.unshare(flags | optional) == 0:
         return
     _check(libc.unshare(flags), "unshare namespaces")
 
 
-def drop_bounding_set(libc) -> None:
+def drop_bounding_set(libc: ctypes.CDLL) -> None:
     """Empty the capability bounding set (needs CAP_SETPCAP, so before root leaves root)."""
     for capability in range(_last_capability() + 1):
         libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
@@ -175,7 +189,7 @@ def drop_to(uid: int, gid: int) -> None:
         lib.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
 
 
-def enter_sandbox(libc, plan: dict) -> None:
+def enter_sandbox(libc: ctypes.CDLL, plan: dict[str, Any]) -> None:
     """Steps 1-4 for a fresh sandbox process (a worker, a kernel or a fork server).
 
     ``plan["root"]``: the grader is root. The root is then built while still root on the
@@ -201,7 +215,7 @@ def enter_sandbox(libc, plan: dict) -> None:
     private_workdir(libc, plan["workdir_mb"])
 
 
-def name_host(libc) -> None:
+def name_host(libc: ctypes.CDLL) -> None:
     """In the sandbox's own UTS namespace: a neutral host name instead of the grading machine's."""
     libc.sethostname(SANDBOX_HOSTNAME, len(SANDBOX_HOSTNAME))
 
@@ -215,7 +229,7 @@ def _make(path: str, kind: str) -> None:
         os.makedirs(path, exist_ok=True)
 
 
-def build_root(libc, plan: dict) -> None:
+def build_root(libc: ctypes.CDLL, plan: dict[str, Any]) -> None:
     """Build the minimal root on a tmpfs mounted over ``plan["base"]`` and pivot into it.
 
     What is there is exactly what the plan lists; everything is read-only but the
@@ -264,11 +278,11 @@ def build_root(libc, plan: dict) -> None:
     os.chdir("/")
 
 
-def _mount_proc(libc) -> None:
+def _mount_proc(libc: ctypes.CDLL) -> None:
     _check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount /proc")
 
 
-def private_workdir(libc, size_mb: int) -> None:
+def private_workdir(libc: ctypes.CDLL, size_mb: int) -> None:
     """A fresh tmpfs at the working directory: nothing of another submission, bounded in size."""
     size = f"size={size_mb}m,mode=700".encode()
     _check(libc.mount(b"tmpfs", SANDBOX_WORKDIR.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, size),
@@ -276,7 +290,7 @@ def private_workdir(libc, size_mb: int) -> None:
     os.chdir(SANDBOX_WORKDIR)
 
 
-def become_pid_one(libc) -> None:
+def become_pid_one(libc: ctypes.CDLL) -> None:
     """Fork into the new PID namespace; this process stays behind only to relay the exit status."""
     child = os.fork()
     if child == 0:
@@ -298,14 +312,14 @@ def become_pid_one(libc) -> None:
         except InterruptedError:  # pragma: no cover
             continue
     if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        signal.signal(number, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [number])
-        os.kill(os.getpid(), number)
+        signum = os.WTERMSIG(status)
+        signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+        os.kill(os.getpid(), signum)
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
-def fork_into_own_pid_namespace(libc, home_namespace: int) -> int:
+def fork_into_own_pid_namespace(libc: ctypes.CDLL, home_namespace: int) -> int:
     """``os.fork()`` whose child is the init (PID 1) of a PID namespace of its own.
 
     The fork server's children need that so a submission's processes all die with
@@ -325,7 +339,7 @@ def fork_into_own_pid_namespace(libc, home_namespace: int) -> int:
     return pid
 
 
-def enter_submission(libc, workdir_mb: int) -> None:
+def enter_submission(libc: ctypes.CDLL, workdir_mb: int) -> None:
     """In a child of the fork server (already PID 1 of its own PID namespace, inside the server's
     user namespace and minimal root): mount, network, IPC and UTS namespaces of its own, so no
     submission sees what another left (a socket, shared memory, a host name); a fresh /proc; a
@@ -358,7 +372,7 @@ def _last_capability() -> int:
         return 63
 
 
-def lock_down(libc, spec: dict) -> None:
+def lock_down(libc: ctypes.CDLL, spec: dict[str, Any]) -> None:
     """Step 5, the last before student code: nothing the process could still do with privilege.
 
     ``spec``: ``bpf`` (the seccomp program as hex, compiled by libseccomp on the trusted side),

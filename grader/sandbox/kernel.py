@@ -112,7 +112,7 @@ class KernelSandbox(SubprocessSandbox):
 
     name = "kernel"
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, graded: tuple[str, ...] = ()) -> None:
         # Each kernel start gets a fresh socket directory of the sandbox user's inside a directory only
         # the grader can enter, bound at the same path into that kernel's root alone. Its connection file
         # (the key) stays in the grader's directory, bound read-only: the grader never writes or chowns
@@ -125,7 +125,7 @@ class KernelSandbox(SubprocessSandbox):
         self._cell_output: list[str] = []
         self._dropped = 0
         try:
-            super().__init__(limits, None)
+            super().__init__(limits, None, graded)
         except BaseException:
             shutil.rmtree(self._private, ignore_errors=True)  # no sandbox to close: its directory goes now
             raise
@@ -331,7 +331,8 @@ class KernelSandbox(SubprocessSandbox):
             header, _ = self._process.receive(min(time.monotonic() + 30, self._total_deadline()))
             if header.get("op") != "ready":
                 raise protocol.WireError("the kernel's worker did not start")
-            token = self._request({"op": "exec", "cell_timeout": self.limits.cell_timeout_s, "cells": []})
+            token = self._request({"op": "exec", "cell_timeout": self.limits.cell_timeout_s, "cells": [],
+                                   "functions": list(self.graded)})
             self._await_exec_done(token)
             return None
         except CHANNEL_FAILURES as error:

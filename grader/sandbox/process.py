@@ -23,14 +23,16 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, NamedTuple, Protocol, Sequence, TypeVar
+
+import numpy as np
 
 from grader.sandbox import environment
 from grader.sandbox import protocol
 from grader.sandbox.confine import MPLCONFIG_SUBDIR, Confinement, confinement, interpreter, prepare_child
 from grader.errors import SandboxError
 from grader.sandbox.limits import Limits
-from grader.model import GRADED_FUNCTIONS, CellRun, FunctionInfo
+from grader.model import CellRun, FunctionInfo
 from grader.untrusted_text import safe_lines, safe_text
 
 if TYPE_CHECKING:
@@ -81,44 +83,97 @@ class CallOutcome:
         return self.status == "ok"
 
 
+class LoopStep(NamedTuple):
+    """One call of a training loop's iteration, as the sandbox runs it: ``function`` takes ``parameters``
+    from the loop's state by name; what it returns binds ``result`` (one name: the whole value; several:
+    the elements of a returned tuple or list), and its ``in_place`` arguments are taken back after it ran."""
+
+    function: str
+    parameters: tuple[str, ...]
+    result: tuple[str, ...] = ()
+    in_place: tuple[str, ...] = ()
+
+    @property
+    def bound(self) -> tuple[str, ...]:
+        """Every name the call binds: its results, then its in-place arguments."""
+        return (*self.result, *self.in_place)
+
+
+_T = TypeVar("_T")
+
+#: The shape a bound name's value must have (``protocol.shaped_value``): () a number, a tuple an array, None any.
+Shape = tuple[int, ...] | None
+
+
+def _step_json(step: LoopStep) -> dict[str, Any]:
+    return {"function": step.function, "parameters": list(step.parameters), "result": list(step.result),
+            "in_place": list(step.in_place)}
+
+
+def _shapes_json(shapes: Mapping[str, Shape]) -> dict[str, list[int] | None]:
+    return {name: None if shape is None else [int(n) for n in shape] for name, shape in shapes.items()}
+
+
 @dataclass
 class Chain:
-    """What the sandbox says its training chain did (untrusted: the grader audits sampled steps).
+    """What the sandbox says its run of a training loop did (untrusted: the grader audits it).
 
-    ``w1s[i]``/``w2s[i]`` are the weights fed into step i; ``y_hats[i]`` is that step's
-    forward output. ``stop`` names the step and function that ended the chain early,
-    with that call's outcome, or is None when every iteration ran.
+    ``outputs[k][name][i]`` is what step k bound to ``name`` at iteration i (numbers as a 1-d
+    float64 array, arrays stacked), for the ``counts[k]`` iterations step k completed. ``stop_*``
+    name the iteration and the step whose call ended the chain early, with that call's outcome;
+    all None when every iteration ran.
     """
 
-    y_hats: Any
-    w1s: Any
-    w2s: Any
+    outputs: list[dict[str, np.ndarray]]
+    counts: list[int]
+    stop_iteration: int | None = None
     stop_step: int | None = None
     stop_function: str | None = None
     stop_outcome: CallOutcome | None = None
 
-    @classmethod
-    def from_reply(cls, header: dict[str, Any], blobs: list[bytes]) -> "Chain | None":
-        y_hats, w1s, w2s = (protocol.decode_value(header.get(k), blobs) for k in ("y_hats", "w1s", "w2s"))
-        import numpy as np
+    @property
+    def done(self) -> int:
+        """Iterations completed: every step ran."""
+        return min(self.counts) if self.counts else 0
 
-        if not all(isinstance(v, np.ndarray) for v in (y_hats, w1s, w2s)):
+    @classmethod
+    def from_reply(cls, header: dict[str, Any], blobs: list[bytes], steps: Sequence[LoopStep] = ()) -> Chain | None:
+        """The chain a ``trained`` reply describes for ``steps``; None when the sandbox says it has none to give
+        (past its budget, too large): WireError when the reply is malformed or contradicts itself."""
+        status = header.get("status")
+        if status == "unavailable":
+            return None
+        descs, counts = header.get("outputs"), header.get("counts")
+        if (status != "ok" or not steps or not isinstance(descs, list) or len(descs) != len(steps)
+                or not isinstance(counts, list) or len(counts) != len(steps)
+                or not all(type(count) is int and count >= 0 for count in counts)):
             raise protocol.WireError("malformed training chain")
-        if w1s.ndim < 1 or w2s.ndim < 1:  # len() of a 0-d array raises TypeError, which no caller expects
-            raise protocol.WireError("malformed training chain")
-        if y_hats.ndim != 1 or len(w1s) != len(w2s) or len(w1s) not in (len(y_hats), len(y_hats) + 1):
-            raise protocol.WireError("inconsistent training chain")
+        outputs: list[dict[str, np.ndarray]] = []
+        for step, desc, count in zip(steps, descs, counts, strict=True):
+            if not isinstance(desc, dict) or set(desc) != set(step.bound):
+                raise protocol.WireError("malformed training chain")
+            values: dict[str, np.ndarray] = {}
+            for name in step.bound:
+                value = protocol.decode_value(desc[name], blobs)
+                if not isinstance(value, np.ndarray) or value.ndim < 1 or value.dtype != np.float64:
+                    raise protocol.WireError("malformed training chain")
+                if len(value) != count:
+                    raise protocol.WireError("inconsistent training chain")
+                values[name] = value
+            outputs.append(values)
         stop = header.get("stop")
         if stop is None:
-            return cls(y_hats, w1s, w2s)
-        if not isinstance(stop, dict) or not isinstance(stop.get("step"), int):
+            if len(set(counts)) != 1:
+                raise protocol.WireError("inconsistent training chain")
+            return cls(outputs, counts)
+        if (not isinstance(stop, dict) or type(stop.get("iteration")) is not int or type(stop.get("step")) is not int
+                or not 0 <= stop["step"] < len(steps) or not isinstance(stop.get("reply"), dict)):
             raise protocol.WireError("malformed training stop")
-        if stop.get("function") == "budget":
-            return None
-        if stop.get("function") not in ("forward", "backward") or not isinstance(stop.get("reply"), dict):
-            raise protocol.WireError("malformed training stop")
+        iteration, index = stop["iteration"], stop["step"]
+        if any(count != iteration + (k < index) for k, count in enumerate(counts)):
+            raise protocol.WireError("inconsistent training chain")
         outcome = SubprocessSandbox._parse_outcome({"op": "result", **stop["reply"]}, blobs)
-        return cls(y_hats, w1s, w2s, stop["step"], stop["function"], outcome)
+        return cls(outputs, counts, iteration, index, steps[index].function, outcome)
 
 
 @dataclass
@@ -422,9 +477,12 @@ class SubprocessSandbox:
     #: Whether this backend starts sandbox processes (a self-check's worker is the student's own kernel).
     starts_processes = True
 
-    def __init__(self, limits: Limits | None = None, server: "ForkServer | None" = None) -> None:
+    def __init__(self, limits: Limits | None = None, server: "ForkServer | None" = None,
+                 graded: tuple[str, ...] = ()) -> None:
         self.limits = limits or Limits()
         self.server = server
+        #: The names of the functions the assignment grades: the worker reports on these after the cells.
+        self.graded: tuple[str, ...] = tuple(graded)
         self.confinement = confinement()
         # What this machine cannot enforce is the operator's to know (stderr, summary), never a student's report.
         environment.note(*self.confinement.notices)
@@ -602,6 +660,7 @@ class SubprocessSandbox:
             # "surrogatepass": a lone surrogate in a source reaches the cell as it was in the notebook.
             sources = [c.source.encode("utf-8", "surrogatepass") for c in cells]
             token = self._request({"op": "exec", "cell_timeout": limit, "output_limit": self.limits.output_kb * 1024,
+                                   "functions": list(self.graded),
                                    "cells": [{"index": c.index, "blob": i} for i, c in enumerate(cells)]}, sources)
             for position, cell in enumerate(cells):
                 deadline = min(time.monotonic() + limit + WATCHDOG_GRACE_S, self._total_deadline())
@@ -653,12 +712,11 @@ class SubprocessSandbox:
             self.seen.extend(note for note in (safe_text(item, limit=200) for item in seen[:20])
                              if note not in self.seen and len(self.seen) < 40)
 
-    @staticmethod
-    def _parse_functions(data: Any) -> dict[str, FunctionInfo]:
+    def _parse_functions(self, data: Any) -> dict[str, FunctionInfo]:
         data = data if isinstance(data, dict) else {}
         kinds = ("function", "lambda", "builtin", "other callable")
         result = {}
-        for name in GRADED_FUNCTIONS:
+        for name in self.graded:
             kind = data.get(name)
             kind = kind if kind in kinds else None
             result[name] = FunctionInfo(name=name, found=kind is not None, kind=kind)
@@ -751,21 +809,27 @@ class SubprocessSandbox:
             raise protocol.WireError("unexpected message")
         return replies, overdue
 
-    def train(self, x: Any, y: float, eta: float, w1: Any, w2: Any, iterations: int) -> "Chain | None":
-        """Run the training chain inside the sandbox in one request; None when the caller should go call by call.
+    def train(self, steps: Sequence[LoopStep], start: Mapping[str, Any], shapes: Mapping[str, Shape],
+              iterations: int) -> Chain | None:
+        """Run a training loop inside the sandbox in one request; None when the caller should go call by call.
 
-        None covers every irregular case (a time budget used up, a crash, a malformed
-        answer): the call-by-call path then reproduces it with its usual per-call handling.
+        From the ``start`` state, ``iterations`` times the ``steps``; ``shapes`` gives the shape every
+        name a step binds must have. None covers every irregular case (a time budget used up, a chain
+        too large to send, a crash, a malformed answer): the call-by-call path then reproduces it with
+        its usual per-call handling.
         """
-        if self._process is None or {"forward", "backward"} & set(self._broken):
+        steps = tuple(steps)
+        if self._process is None or not steps or any(step.function in self._broken for step in steps):
             return None
         blobs: list[bytes] = []
-        args = [protocol.encode_value(v, blobs) for v in (x, y, eta, w1, w2)]
-        return self._chain_request({"op": "train", "args": args, "iterations": iterations}, blobs, "trained",
-                                   Chain.from_reply)
+        header = {"op": "train", "steps": [_step_json(step) for step in steps],
+                  "start": {name: protocol.encode_value(value, blobs) for name, value in start.items()},
+                  "shapes": _shapes_json(shapes), "iterations": iterations}
+        return self._chain_request(header, blobs, "trained",
+                                   lambda reply, reply_blobs: Chain.from_reply(reply, reply_blobs, steps))
 
     def _chain_request(self, header: dict[str, Any], blobs: list[bytes], answer: str,
-                       read: "Callable[[dict[str, Any], list[bytes]], Any]") -> Any:
+                       read: Callable[[dict[str, Any], list[bytes]], _T]) -> _T | None:
         """One request that runs many calls inside the sandbox within one call-time budget (the training
         chain, its replay), answered by one ``answer`` message that ``read`` turns into a result.
 
@@ -787,32 +851,39 @@ class SubprocessSandbox:
         self._restart_and_replay()
         return None
 
-    def replay(self, function: str, x: Any, y: float, eta: float, w1s: Any, w2s: Any, y_hats: Any) -> Any:
-        """``function`` ("forward" or "backward") called at every step of a training chain, in one request:
-        the stacked outputs (forward: the predictions; backward: the new (w1s, w2s)), or None whenever
-        anything is irregular (a failed call, a malformed or inconsistent answer, a dead sandbox); the
-        caller then replays call by call, which reports the failure precisely. Untrusted like any answer."""
-        import numpy as np
+    def replay(self, step: LoopStep, fixed: Mapping[str, Any], stacked: Mapping[str, np.ndarray], count: int,
+               shapes: Mapping[str, Shape]) -> dict[str, np.ndarray] | None:
+        """``step`` called at each of ``count`` iterations of a training chain, independently, in one request.
 
-        if self._process is None or function in self._broken:
+        Call i takes ``fixed`` arguments (the same for every call) and row i of the ``stacked`` ones.
+        The answer is what the calls bound, stacked (name -> array of ``count`` rows of the name's
+        shape), or None whenever anything is irregular (a failed call, a malformed or inconsistent
+        answer, a dead sandbox); the caller then replays call by call, which reports the failure
+        precisely. Untrusted like any answer.
+        """
+        if self._process is None or step.function in self._broken or count <= 0:
             return None
         blobs: list[bytes] = []
-        args = [protocol.encode_value(v, blobs) for v in (x, y, eta, w1s, w2s, y_hats)]
+        header = {"op": "replay", "step": _step_json(step),
+                  "fixed": {name: protocol.encode_value(value, blobs) for name, value in fixed.items()},
+                  "stacked": {name: protocol.encode_value(value, blobs) for name, value in stacked.items()},
+                  "count": count, "shapes": _shapes_json(shapes)}
 
-        def read(header: dict[str, Any], reply_blobs: Any) -> Any:
-            if header.get("status") != "ok":
+        def read(reply: dict[str, Any], reply_blobs: list[bytes]) -> dict[str, np.ndarray] | None:
+            descs = reply.get("outputs")
+            if reply.get("status") != "ok" or not isinstance(descs, dict) or set(descs) != set(step.bound):
                 return None
-            if function == "forward":
-                values = protocol.decode_value(header.get("values"), reply_blobs)
-                ok = isinstance(values, np.ndarray) and values.shape == (len(w1s),) and values.dtype.kind == "f"
-                return values if ok else None
-            news1, news2 = (protocol.decode_value(header.get(k), reply_blobs) for k in ("w1s", "w2s"))
-            if not (isinstance(news1, np.ndarray) and isinstance(news2, np.ndarray)
-                    and news1.shape == np.shape(w1s) and news2.shape == np.shape(w2s)):
-                return None
-            return news1, news2
+            outputs: dict[str, np.ndarray] = {}
+            for name in step.bound:
+                value = protocol.decode_value(descs[name], reply_blobs)
+                shape = shapes.get(name)
+                if not (isinstance(value, np.ndarray) and value.dtype == np.float64 and value.ndim >= 1
+                        and len(value) == count and (shape is None or value.shape[1:] == tuple(shape))):
+                    return None
+                outputs[name] = value
+            return outputs
 
-        return self._chain_request({"op": "replay", "function": function, "args": args}, blobs, "replayed", read)
+        return self._chain_request(header, blobs, "replayed", read)
 
     def _restart_and_replay(self) -> None:
         self._process = None

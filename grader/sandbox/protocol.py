@@ -26,8 +26,8 @@ _BLOB = struct.Struct("<Q")
 MAX_DEPTH = 4
 MAX_ITEMS = 64
 #: Most numbers in one value (an array, or all the arrays of one tuple or list), encoded or decoded.
-#: The largest value the grader asks for is the training chain's 201 weight pairs (about 1,200
-#: numbers); a probe's answer has at most a few dozen. A value is kept as evidence and, for a
+#: The largest value the grader asks for is one stacked output of a training chain (simple_nn's
+#: 200 w1s: 800 numbers); a probe's answer has at most a few dozen. A value is kept as evidence and, for a
 #: failing probe, written into the report as a list (about 60 bytes a number on the way), so its
 #: size, not only its bytes, has to be bounded: a 16 MB array of booleans is 16 million numbers.
 MAX_VALUE_ELEMENTS = 1 << 16
@@ -409,18 +409,55 @@ def float_array(value: Any) -> np.ndarray | None:
         return None
 
 
-def weight_pair(value: Any, shape1: tuple, shape2: tuple) -> tuple[np.ndarray, np.ndarray] | None:
-    """The (w1, w2) a backward call returned, if it is a pair of finite arrays of the right shapes
-    (w2 may come in any shape of the right size, as ``w2.flatten()`` does)."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
+_FLOAT64 = np.dtype(np.float64)
+
+
+def shaped_value(value: Any, shape: tuple[int, ...] | None) -> np.ndarray | float | None:
+    """``value`` as a training loop goes on with it, or None when it cannot.
+
+    ``shape`` is the shape of the start value it must be like: ``()`` (a single number) takes any
+    single finite number, given back as a float; a 1-d shape takes a finite array of that many
+    numbers in any shape (``w2.flatten()``, a column), reshaped to it; any other shape takes a finite
+    array of exactly that shape; None takes a finite array of any shape. Arrays come back as float64.
+    """
+    kind = type(value)
+    if shape == () and (kind is float or kind is np.float64):  # the usual number, read as below but directly
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if kind is np.ndarray and value.dtype is _FLOAT64 and value.shape == shape:  # the usual array: itself, as below
+        return value if np.isfinite(value).all() else None
+    array = float_array(value)
+    if array is None:
         return None
-    w1, w2 = float_array(value[0]), float_array(value[1])
-    if w1 is None or w2 is None or w1.shape != shape1:
+    if shape is not None:
+        if len(shape) == 0:
+            if array.size != 1:
+                return None
+            number = float(array.reshape(()))
+            return number if math.isfinite(number) else None
+        if array.shape != shape:
+            if len(shape) > 1 or array.size != shape[0]:
+                return None
+            array = array.reshape(shape)
+    if not np.isfinite(array).all():
         return None
-    if w2.shape != shape2:
-        if w2.size != int(np.prod(shape2)):
+    return array
+
+
+def shaped_values(value: Any, shapes: tuple[tuple[int, ...] | None, ...] | list[tuple[int, ...] | None]
+                  ) -> tuple[np.ndarray | float, ...] | None:
+    """What a call returned, read as the results a loop step binds (``shaped_value`` of each), or None
+    when any is unusable: for one result the whole value, for several a tuple or list of that many."""
+    if len(shapes) == 1:
+        items: Any = (value,)
+    elif isinstance(value, (tuple, list)) and len(value) == len(shapes):
+        items = value
+    else:
+        return None
+    results = []
+    for item, shape in zip(items, shapes, strict=True):
+        result = shaped_value(item, shape)
+        if result is None:
             return None
-        w2 = w2.reshape(shape2)
-    if not (np.isfinite(w1).all() and np.isfinite(w2).all()):
-        return None
-    return w1, w2
+        results.append(result)
+    return tuple(results)

@@ -31,7 +31,8 @@ if FORK_SERVER:
     CHANNEL_IN, CHANNEL_OUT = -1, -1
 else:
     CHANNEL_IN, CHANNEL_OUT = int(_CHANNEL_ARGS[-2]), int(_CHANNEL_ARGS[-1])  # noqa: F821
-GRADED = ("activation", "d_activation", "forward", "backward")
+#: The names of the functions the assignment grades, as the grader's exec request lists them.
+GRADED: list = []
 #: Cell magics that would start another program; they are reported, not run.
 BLOCKED_CELL_MAGICS = frozenset({
     "bash", "sh", "script", "system", "sx", "perl", "ruby", "python", "python2",
@@ -476,108 +477,216 @@ def serve_calls(header: dict, blobs: list, token: str) -> None:
         batch.send()
 
 
-def _plain_array(value) -> bool:
-    return type(value) is numpy.ndarray and value.dtype.kind in NUMERIC_KINDS  # noqa: F821 (wire.py)
-
-
 def _as_received(value):
     """What the grader would decode from this value, without the encode/decode round trip in the
-    common cases (a float array, a pair of them, a float); anything else takes the real codec."""
-    if _plain_array(value):
-        return value.copy()
-    if type(value) in (tuple, list) and len(value) == 2 and all(_plain_array(v) and v.ndim > 0 for v in value):
-        return type(value)(v.copy() for v in value)
-    if type(value) in (float, numpy.float64):
+    common cases (a numeric array, a tuple or list of them, a float); anything else takes the real codec."""
+    kind = type(value)
+    if kind is numpy.ndarray:
+        if value.dtype.kind in NUMERIC_KINDS and value.size <= MAX_VALUE_ELEMENTS:
+            return value.copy()
+    elif kind is tuple or kind is list:
+        if 0 < len(value) <= MAX_ITEMS:
+            total = 0
+            for item in value:  # arrays of at least one dimension each: encoded as a sequence of arrays
+                if type(item) is not numpy.ndarray or item.dtype.kind not in NUMERIC_KINDS or item.ndim == 0:
+                    break
+                total += item.size
+            else:
+                if total <= MAX_VALUE_ELEMENTS:
+                    return kind([item.copy() for item in value])
+    elif kind is float or kind is numpy.float64:
         return numpy.float64(value)
     out: list = []
     return decode_value(encode_value(value, out), out)
 
 
-def train(header: dict, blobs: list) -> tuple[dict, list]:
-    """Run forward/backward ``iterations`` times in here, as the grader would one call at a time.
+# --- the training loop, run in here in one request -------------------------------------
+# The grader declares the assignment's loop as data: steps in order, each a function that takes
+# its arguments from the loop's state by parameter name, binds what it returns to result names
+# (one name: the whole value; several: the elements of a returned tuple or list), or takes
+# arguments back after the call (in-place updates). Both ops read values exactly as the grader
+# reads a call's reply (``shaped_values``), so the grader can audit them against ordinary calls.
 
-    Saves 2 x iterations round trips. The grader re-checks sampled steps with
-    ordinary calls, so this loop is a shortcut, never a source of trust.
+#: Most bytes of arrays one chain or replay reply may carry; past it the reply says "unavailable" and
+#: the grader goes call by call (each call's reply bounded on its own). simple_nn's chain is ~12 kB.
+MAX_CHAIN_BYTES = 4 << 20
+
+
+def _fresh(value):
+    """An argument as the grader's call gives it: decoding gives every call its own copy of an array."""
+    return value.copy() if type(value) is numpy.ndarray else value
+
+
+def _loop_shapes(header: dict) -> dict:
+    """name -> the shape its value must have (``shaped_value``): () a number, a tuple an array, None any."""
+    return {name: tuple(shape) if isinstance(shape, list) else None for name, shape in header["shapes"].items()}
+
+
+def _reader(step: dict, shapes: dict):
+    """For one step: ``read(value, args)`` -> the values it binds, in ``step``'s order (results, then
+    in-place arguments), read as the grader reads the call's reply (the value, then the arguments after
+    the call), or None when the loop cannot go on with them."""
+    results = step["result"]
+    result_shapes = [shapes.get(name) for name in results]
+    single = result_shapes[0] if len(results) == 1 else None
+    in_place = [(step["parameters"].index(name), shapes.get(name)) for name in step["in_place"]]
+
+    def read(value, args: tuple):
+        received = _as_received(value)
+        if len(results) == 1:
+            bound = shaped_value(received, single)
+            if bound is None:
+                return None
+            values = [bound]
+        elif results:
+            several = shaped_values(received, result_shapes)
+            if several is None:
+                return None
+            values = list(several)
+        else:
+            values = []
+        for index, shape in in_place:
+            after = shaped_value(_as_received(args[index]), shape)
+            if after is None:
+                return None
+            values.append(after)
+        return values
+    return read
+
+
+def _stacked(values: list, shape):
+    """One bound name's values over the iterations as one array: numbers as a 1-d array, arrays stacked."""
+    if shape is not None and len(shape) == 0:
+        return numpy.asarray(values, dtype=float)
+    if not values:
+        return numpy.zeros((0, *(shape or ())))
+    return numpy.stack(values)
+
+
+def _encoded_outputs(outputs: dict, shapes: dict, blobs: list):
+    """name -> encoded stacked values, or None when they cannot be sent as arrays (too many numbers for
+    one value, or results of no declared shape that changed shape between iterations)."""
+    encoded = {}
+    for name, values in outputs.items():
+        try:
+            desc = encode_value(_stacked(values, shapes.get(name)), blobs)
+        except ValueError:
+            return None
+        if desc.get("t") != "array":
+            return None
+        encoded[name] = desc
+    return encoded
+
+
+def train(header: dict, blobs: list) -> tuple[dict, list]:
+    """Run the declared training loop in here, as the grader would one call at a time.
+
+    Request: ``steps`` ([{function, parameters, result, in_place}], in order), ``start`` (name ->
+    value), ``shapes`` (name -> the shape each bound name must have), ``iterations``, ``call_timeout``
+    and ``budget``. Every call gets fresh copies of its arguments, as decoding gives the grader's
+    calls; in-place updates are read from those copies after the call; a value the loop cannot go
+    on with stops it at that call, whose reply (as ``call`` would send it) comes back.
+
+    Reply: ``counts`` (iterations each step completed), ``outputs`` (per step, name -> what it bound
+    at each of those iterations, stacked) and ``stop`` ({iteration, step, function, reply} or None);
+    or ``status`` "unavailable" (past the budget, too large), and the grader goes call by call.
+
+    Saves a round trip per call. The grader re-checks sampled iterations with ordinary calls (every
+    iteration when the chain would earn the points off the reference's curve), so this loop is a
+    shortcut, never a source of trust.
     """
-    x, y, eta, w1, w2 = (decode_value(v, blobs) for v in header["args"])
+    steps = header["steps"]
+    shapes = _loop_shapes(header)
+    state = {name: decode_value(desc, blobs) for name, desc in header["start"].items()}
     timeout, budget = header["call_timeout"], header["budget"]
+    ndarray = numpy.ndarray
+    # Per step: its function's name, parameters, reader, and the names it binds with their records.
+    plan = [(step["function"], step["parameters"], _reader(step, shapes), (*step["result"], *step["in_place"]))
+            for step in steps]
+    records: list = [{name: [] for name in names} for _, _, _, names in plan]
+    counts = [0] * len(steps)
+    stop, out = None, []
     started = time.monotonic()
-    y_hats, w1s, w2s, stop, out = [], [w1], [w2], None, []
-    forward, backward = shell.user_ns.get("forward"), shell.user_ns.get("backward")
-    for step in range(header["iterations"]):
+    for iteration in range(header["iterations"]):
         if time.monotonic() - started > budget:
-            stop = {"step": step, "function": "budget"}
+            return {"status": "unavailable", "why": "budget"}, []
+        for index, (function, parameters, read, names) in enumerate(plan):
+            # Fresh copies for every call, as decoding gives the grader's calls: in-place updates stay local.
+            args = tuple([value.copy() if type(value) is ndarray else value for value in [state[p] for p in parameters]])
+            status, value = invoke(shell.user_ns.get(function), args, timeout)
+            try:
+                bound = read(value, args) if status == "ok" else None
+            except BaseException:  # noqa: BLE001 - reading the value ran the notebook's code, which failed: the reply says how
+                bound = None
+            if bound is None:
+                reply, out = _reply(status, value, args, bool(steps[index]["in_place"]))
+                stop = {"iteration": iteration, "step": index, "function": function, "reply": reply}
+                break
+            record = records[index]
+            for name, result in zip(names, bound, strict=True):
+                record[name].append(result)
+                state[name] = numpy.float64(result) if type(result) is float else result  # as a float decodes
+            counts[index] += 1
+        if stop is not None:
             break
-        # Fresh copies for every call, as decoding gives the grader's calls: in-place updates stay local.
-        args = (x.copy(), w1.copy(), w2.copy())
-        status, value = invoke(forward, args, timeout)
-        y_hat = float_array(_as_received(value)) if status == "ok" else None  # noqa: F821 (wire.py)
-        if y_hat is None or y_hat.size != 1 or not numpy.isfinite(y_hat).all():
-            reply, out = _reply(status, value, args, False)
-            stop = {"step": step, "function": "forward", "reply": reply}
-            break
-        y_hat = numpy.float64(y_hat.reshape(()))  # what the grader's float decodes to
-        y_hats.append(y_hat)
-        args = (x.copy(), y, y_hat, w1.copy(), w2.copy(), eta)
-        status, value = invoke(backward, args, timeout)
-        new = weight_pair(_as_received(value), w1.shape, w2.shape) if status == "ok" else None  # noqa: F821
-        if new is None:
-            reply, out = _reply(status, value, args, False)
-            stop = {"step": step, "function": "backward", "reply": reply}
-            break
-        w1, w2 = new
-        w1s.append(w1)
-        w2s.append(w2)
     blobs_out = list(out)
-    result = {"status": "ok", "y_hats": encode_value(numpy.asarray(y_hats, dtype=float), blobs_out),
-              "w1s": encode_value(numpy.stack(w1s), blobs_out), "w2s": encode_value(numpy.stack(w2s), blobs_out),
-              "stop": stop}
-    return result, blobs_out
+    encoded = [_encoded_outputs(names, shapes, blobs_out) for names in records]
+    if any(e is None for e in encoded) or sum(len(blob) for blob in blobs_out) > MAX_CHAIN_BYTES:
+        return {"status": "unavailable", "why": "size"}, []
+    return {"status": "ok", "counts": counts, "outputs": encoded, "stop": stop}, blobs_out
+
+
+def _row(stacked, iteration: int):
+    """Iteration ``iteration``'s value of a stacked argument, as decoding that one value would give it."""
+    value = stacked[iteration]
+    return value.copy() if type(value) is numpy.ndarray else value
 
 
 def replay(header: dict, blobs: list) -> tuple[dict, list]:
-    """Call forward (or backward) at every step of a training chain the grader is auditing, in one request.
+    """Call one step of a training chain the grader is auditing at each of its iterations, in one request.
 
-    The same calls as ``call`` would make one by one (fresh copies, the alarm per call), but one reply
-    of stacked results instead of a reply per call: auditing a chain costs a few milliseconds instead
-    of a few hundred round trips. The first call that fails ends the replay; the grader then falls
-    back to its call-by-call path, which reproduces that failure.
+    Request: ``step`` ({function, parameters, result, in_place}), ``fixed`` (name -> the same argument
+    for every call), ``stacked`` (name -> one row per iteration), ``count``, ``shapes``, ``budget``.
+    The calls are independent (not chained) and made as ``call`` would make them one by one (fresh
+    copies), and what each binds is read as the grader reads a reply; one reply of stacked results
+    (``outputs``: name -> stacked values) instead of a reply per call: auditing a chain costs a few
+    milliseconds instead of a few hundred round trips. The first call that fails ends the replay
+    (``status`` "stopped"); the grader then falls back to its call-by-call path, which reproduces it.
     """
-    x, y, eta, w1s, w2s, y_hats = (decode_value(v, blobs) for v in header["args"])
-    budget, which = header["budget"], header["function"]
-    function = shell.user_ns.get(which)
-    if function is None or not callable(function):
-        return {"status": "stopped", "step": 0}, []
-    values, news1, news2 = [], [], []
+    step = header["step"]
+    shapes = _loop_shapes(header)
+    fixed = {name: decode_value(desc, blobs) for name, desc in header["fixed"].items()}
+    stacked = {name: decode_value(desc, blobs) for name, desc in header["stacked"].items()}
+    names = (*step["result"], *step["in_place"])
+    read = _reader(step, shapes)
+    outputs: dict = {name: [] for name in names}
     # One alarm for the whole replay, not one per call: a call that hangs ends the replay, and the
     # grader's call-by-call path then pins the time limit on it.
-    signal.setitimer(signal.ITIMER_REAL, budget)
-    step = 0
+    signal.setitimer(signal.ITIMER_REAL, header["budget"])
+    iteration = 0
     try:
         watching[0] = True
-        for step in range(len(w1s)):
-            if which == "forward":
-                value = float_array(_as_received(function(x.copy(), w1s[step].copy(), w2s[step].copy())))  # noqa: F821
-                if value is None or value.size != 1 or not numpy.isfinite(value).all():
-                    return {"status": "stopped", "step": step}, []
-                values.append(numpy.float64(value.reshape(())))
-            else:
-                args = (x.copy(), y, numpy.float64(y_hats[step]), w1s[step].copy(), w2s[step].copy(), eta)
-                new = weight_pair(_as_received(function(*args)), w1s[step].shape, w2s[step].shape)  # noqa: F821
-                if new is None:
-                    return {"status": "stopped", "step": step}, []
-                news1.append(new[0])
-                news2.append(new[1])
-    except BaseException:  # the alarm (Deadline), or anything the function raised: irregular
-        return {"status": "stopped", "step": step}, []
+        for iteration in range(header["count"]):
+            function = shell.user_ns.get(step["function"])
+            if function is None or not callable(function):
+                return {"status": "stopped", "iteration": iteration}, []
+            args = tuple(_fresh(fixed[name]) if name in fixed else _row(stacked[name], iteration)
+                         for name in step["parameters"])
+            bound = read(function(*args), args)
+            if bound is None:
+                return {"status": "stopped", "iteration": iteration}, []
+            for name, value in zip(names, bound, strict=True):
+                outputs[name].append(value)
+    except BaseException:  # noqa: BLE001 - the alarm (Deadline), or anything the function raised: irregular
+        return {"status": "stopped", "iteration": iteration}, []
     finally:
         watching[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
     out: list = []
-    if which == "forward":
-        return {"status": "ok", "values": encode_value(numpy.asarray(values, dtype=float), out)}, out
-    return {"status": "ok", "w1s": encode_value(numpy.stack(news1), out),
-            "w2s": encode_value(numpy.stack(news2), out)}, out
+    encoded = _encoded_outputs(outputs, shapes, out)
+    if encoded is None or sum(len(blob) for blob in out) > MAX_CHAIN_BYTES:
+        return {"status": "stopped", "iteration": header["count"]}, []
+    return {"status": "ok", "outputs": encoded}, out
 
 
 #: In a fork of a server primed with the template's opening cells: their sources, what running them
@@ -640,6 +749,9 @@ def main() -> None:
                 _OUTPUT["limit"] = header["output_limit"]
             # Each cell's source is a blob (UTF-8, lone surrogates passed through); "source" in the
             # header is what the kernel backend's empty request and older graders send.
+            names = header.get("functions")
+            if isinstance(names, list) and all(isinstance(n, str) and n.isidentifier() for n in names[:64]):
+                GRADED[:] = names[:64]
             cells = [{"index": cell["index"], "source": cell["source"] if "source" in cell
                       else bytes(blobs[cell["blob"]]).decode("utf-8", "surrogatepass")} for cell in header["cells"]]
             for cell in cells[_report_opening(cells, token):]:

@@ -10,26 +10,17 @@ be generated and named, rather than hand-writing every pair.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
 from typing import Any, Callable
 
 import numpy as np
 
-from .simple_nn import ActivationPair
+from grader.assignment import Impl, Mutant
 
-#: A mutant implementation. Activation mutants take (z); forward mutants take
-#: (x, w1, w2, pair); backward mutants take (x, y, y_hat, w1, w2, eta, pair).
-Impl = Callable[..., Any]
+from .reference import ActivationPair
 
 
-@dataclass(frozen=True)
-class Mutant:
-    id: str
-    function: str
-    hint: str
-    variants: tuple[Impl, ...]
 
 
 def _not_implemented(*_args: Any) -> None:
@@ -79,11 +70,11 @@ def _fwd_missing_activation(x, w1, w2, pair):
 
 
 def _fwd_activation_on_output(x, w1, w2, pair):
-    return pair.act(pair.act(x @ w1) @ w2)
+    return pair.f(pair.f(x @ w1) @ w2)
 
 
 def _fwd_transposed(x, w1, w2, pair):
-    return pair.act(w1 @ x) @ w2
+    return pair.f(w1 @ x) @ w2
 
 
 # --- backward, by flags -----------------------------------------------------
@@ -107,17 +98,17 @@ def backward_with(flags: frozenset[str]) -> Impl:
         d_loss = y_hat - y
         rate = 1.0 if "missing_learning_rate" in flags else eta
         sign = -1.0 if "gradient_sign_flipped" in flags else 1.0
-        w2_partials = d_loss * (h if "w2_grad_uses_preactivation" in flags else pair.act(h))
+        w2_partials = d_loss * (h if "w2_grad_uses_preactivation" in flags else pair.f(h))
         w2_new = w2 - sign * rate * w2_partials
         if "dact_on_w2_partials" in flags:
-            delta = pair.dact(w2_partials)
+            delta = pair.df(w2_partials)
         else:
             if "activation_instead_of_d_activation" in flags:
-                slope = pair.act(h)
+                slope = pair.f(h)
             elif "missing_d_activation" in flags:
                 slope = 1.0
             else:
-                slope = pair.dact(h)
+                slope = pair.df(h)
             w2_used = w2_new if "stale_w2" in flags else w2
             delta = (1.0 if "missing_loss_derivative" in flags else d_loss) \
                 * (1.0 if "w1_grad_missing_w2" in flags else w2_used) * slope

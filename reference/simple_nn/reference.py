@@ -7,28 +7,19 @@ The sandbox never sees this module.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
 import numpy as np
 
+from grader.assignment import Pair
 from grader.memo import Memo, frozen, joint_key, value_key
 
 ArrayFn = Callable[[np.ndarray], np.ndarray]
 
 
-@dataclass(frozen=True)
-class ActivationPair:
-    """An activation and its derivative, as the trusted side evaluates them."""
-
-    name: str
-    act: ArrayFn
-    dact: ArrayFn
-    #: True for the reference's own pairs: pure functions of their input, so a value
-    #: computed with the pair may be cached under the pair's identity. A pair built
-    #: from a student's answers (a tabulated activation) is never pure.
-    pure: bool = field(default=False, compare=False)
+#: An activation and its derivative (``f``, ``df``): the core's helper pair.
+ActivationPair = Pair
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -60,6 +51,7 @@ RELU = ActivationPair(
     lambda z: np.maximum(np.asarray(z, dtype=float), 0.0),
     lambda z: (np.asarray(z) > 0).astype(float),
     pure=True,
+    display="ReLU",
 )
 SIGMOID = ActivationPair("sigmoid", _sigmoid, lambda z: _sigmoid(z) * (1.0 - _sigmoid(z)), pure=True)
 TANH = ActivationPair("tanh", np.tanh, lambda z: 1.0 - np.tanh(z) ** 2, pure=True)
@@ -87,7 +79,7 @@ def loss(y_hat: float, y: float) -> float:
 
 
 def forward(x: np.ndarray, w1: np.ndarray, w2: np.ndarray, pair: ActivationPair = RELU) -> float:
-    return float(pair.act(x @ w1) @ w2)
+    return float(pair.f(x @ w1) @ w2)
 
 
 def backward(
@@ -97,8 +89,8 @@ def backward(
     """One gradient step; returns new arrays and leaves the inputs untouched."""
     h = x @ w1
     d_loss = y_hat - y
-    w2_partials = d_loss * pair.act(h)
-    w1_partials = np.outer(x, d_loss * w2 * pair.dact(h))
+    w2_partials = d_loss * pair.f(h)
+    w1_partials = np.outer(x, d_loss * w2 * pair.df(h))
     return w1 - eta * w1_partials, w2 - eta * w2_partials
 
 
@@ -106,7 +98,7 @@ def gradients(x: np.ndarray, y: float, w1: np.ndarray, w2: np.ndarray, pair: Act
     """Analytic dL/dw1, dL/dw2 at (w1, w2) with y_hat = forward(x, w1, w2)."""
     h = x @ w1
     d_loss = forward(x, w1, w2, pair) - y
-    return np.outer(x, d_loss * w2 * pair.dact(h)), d_loss * pair.act(h)
+    return np.outer(x, d_loss * w2 * pair.df(h)), d_loss * pair.f(h)
 
 
 def pair_key(pair: ActivationPair) -> ActivationPair | None:
