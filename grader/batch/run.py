@@ -5,7 +5,7 @@ server (``forkserver.py``) → write each submission's files atomically as it
 finishes → gradebook, summaries, JUnit from every report, old and new.
 
 Nothing lost:
-* a report is written (temp file + ``os.replace``) the moment its grading ends,
+* a report is written (``grader.files.write_atomic``: temp file, ``os.replace``) the moment its grading ends,
   so killing the batch keeps everything finished so far;
 * a re-run with the same ``--out`` reuses a stored report whose notebook hash
   and grading fingerprint (rubric file, seed, limits, grader version) are
@@ -24,7 +24,6 @@ import json
 import multiprocessing
 import os
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -36,7 +35,8 @@ from grader.batch.collect import Collection, NotebookChanged, NotebookRef, Submi
 from grader.batch.summary import GradebookRow, render_summary_html, summarize, write_gradebook
 from grader.grade import Options, error_report, grade_notebook
 from grader.model import Report
-from grader.render import gradescope, html, json_report, junit, markdown
+from grader.files import write_atomic
+from grader.render import RENDERERS, file_name, json_report, junit
 from grader.rubric import Rubric, load_rubric
 from grader.sandbox import environment
 from grader.template import opening_cells
@@ -60,7 +60,7 @@ NOTICE_POOL_LOST = ("{pools} pools of grading processes in a row died before gra
 #: Three, not two: a submission that kills its grading process breaks two pools (it is retried once).
 MAX_FRUITLESS_POOLS = 3
 #: The class-wide files of ``--out``, and the file naming what they were made from.
-CLASS_FILES = ("gradebook.csv", "summary.json", "summary.html", "junit.xml")
+CLASS_FILES = ("gradebook.csv", "summary.json", "summary.html", file_name("junit", "junit"))
 CLASS_STAMP_FILE = ".class-files-stamp"
 #: Submissions in flight per pool process: enough to keep it busy, few enough to bound memory.
 IN_FLIGHT_PER_JOB = 4
@@ -224,14 +224,25 @@ def _new_notices() -> list[str]:
 
 def feedback_files(report: Report) -> dict[str, str]:
     """The per-student files besides the JSON report, by kind."""
-    return {"md": markdown.render(report), "html": html.render(report), "gradescope": gradescope.render(report)}
+    return {fmt: RENDERERS[fmt].render(report) for fmt in ("md", "html", "gradescope")}
 
 
 # --- in the main process ------------------------------------------------------------------
 
 
+def _assignment_digest(rubric: Rubric) -> str:
+    """The assignment's code (its reference, probes and mutants decide every verdict): an edit regrades."""
+    folder = Path(rubric.assignment.path)
+    digest = hashlib.sha256(rubric.assignment.name.encode())
+    if folder.is_dir():
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def fingerprint(rubric: Rubric, seed: int, overrides: Iterable[tuple[str, float]], backend: str = "subprocess") -> str:
-    """What a stored report depends on besides the notebook: rubric file, seed, limits, backend, grader version."""
+    """What a stored report depends on besides the notebook: rubric file, seed, limits, backend, grader version
+    and the assignment's code."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -239,29 +250,9 @@ def fingerprint(rubric: Rubric, seed: int, overrides: Iterable[tuple[str, float]
     except PackageNotFoundError:
         grader_version = "source"
     text = Path(rubric.path).read_bytes() if rubric.path and Path(rubric.path).is_file() else rubric.name.encode()
-    parts = [hashlib.sha256(text).hexdigest(), str(seed), repr(sorted(overrides)), grader_version, backend]
+    parts = [hashlib.sha256(text).hexdigest(), str(seed), repr(sorted(overrides)), grader_version, backend,
+             _assignment_digest(rubric)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp's 0600 would make the pages unreadable to a web server
-        # Reports are safe text already; should one not be, an encoding error must still never stop the batch.
-        with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
 
 
 class Output:
@@ -271,7 +262,7 @@ class Output:
         self.root = root
 
     def report(self, sid: str) -> Path:
-        return self.root / "reports" / f"{sid}.json"
+        return self.root / "reports" / file_name(sid, "json")
 
     def stored(self, submission: Submission, stamp: str) -> Report | None:
         """The stored report, if it was made from the same notebook bytes and the same grading setup."""
@@ -294,13 +285,15 @@ class Output:
         ``document`` is the report as a dict when a pool process already made it."""
         document = dict(document) if document is not None else json_report.to_dict(report)
         files = files or feedback_files(report)
-        _write_atomic(self.root / "feedback" / f"{sid}.md", files["md"])
-        _write_atomic(self.root / "feedback" / f"{sid}.html", files["html"])
-        _write_atomic(self.root / "results" / sid / "results.json", files["gradescope"])
+        write_atomic(self.root / "feedback" / file_name(sid, "md"), files["md"], durable=False)
+        write_atomic(self.root / "feedback" / file_name(sid, "html"), files["html"], durable=False)
+        write_atomic(self.root / "results" / sid / file_name("results", "gradescope"), files["gradescope"],
+                     durable=False)
         document["batch"] = {"id": sid, "student": student, "source": source, "sha256": sha256, "fingerprint": stamp}
         # Compact: with an indent, json encodes in pure Python, 2 ms a report (the loss curves are
         # 400 numbers); people read the feedback pages, and any JSON viewer indents these.
-        _write_atomic(self.report(sid), json.dumps(document, allow_nan=False, separators=(",", ":")) + "\n")
+        write_atomic(self.report(sid), json.dumps(document, allow_nan=False, separators=(",", ":")) + "\n",
+                     durable=False)
 
     def class_files_current(self, class_stamp: str) -> bool:
         """Whether the class-wide files exist and were made from exactly this class and setup."""
@@ -329,12 +322,12 @@ class Output:
             pass
         write_gradebook(rows, self.root / "gradebook.csv")
         summary = summarize(rows, notices)
-        _write_atomic(self.root / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
-        _write_atomic(self.root / "summary.html",
-                      render_summary_html(summary, rows, link=lambda row: f"feedback/{row.id}.html"))
-        _write_atomic(self.root / "junit.xml", junit.render_many([row.report for row in rows]))
+        write_atomic(self.root / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
+        write_atomic(self.root / "summary.html",
+                      render_summary_html(summary, rows, link=lambda row: f"feedback/{file_name(row.id, 'html')}"))
+        write_atomic(self.root / file_name("junit", "junit"), junit.render_many([row.report for row in rows]))
         if class_stamp:
-            _write_atomic(self.root / CLASS_STAMP_FILE, class_stamp + "\n")
+            write_atomic(self.root / CLASS_STAMP_FILE, class_stamp + "\n")
 
 
 class Progress:

@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 import os
 import re
 import statistics
-import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grader.files import write_atomic
 from grader.model import Report
+from grader.render import file_name
 from grader.render._common import error_sentence, one_line, points
 from grader.untrusted_text import safe_report, safe_text
 
@@ -88,33 +90,23 @@ def write_gradebook(rows: list[GradebookRow], path: str | os.PathLike[str]) -> N
     rows = _safe_rows(rows)
     checks = check_columns(row.report for row in rows)
     headers = {cid: (f"check:{cid}" if cid in GRADEBOOK_COLUMNS_FIXED else cid) for cid in checks}
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        # The rows are safe text already; an encoding error must still never cost the gradebook.
-        with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
-            writer = csv.writer(handle)
-            writer.writerow([*GRADEBOOK_COLUMNS_FIXED, *headers.values()])
-            for row in rows:
-                report = row.report
-                scores = {check.id: _number_cell(check.score) for check in report.checks}
-                writer.writerow([
-                    _safe_cell(row.submission),
-                    _safe_cell(row.student),
-                    _number_cell(report.score),
-                    _number_cell(report.max_score),
-                    report.status,
-                    *(scores.get(cid, "") for cid in checks),
-                ])
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a gradebook is meant to be shared
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow([*GRADEBOOK_COLUMNS_FIXED, *headers.values()])
+    for row in rows:
+        report = row.report
+        scores = {check.id: _number_cell(check.score) for check in report.checks}
+        writer.writerow([
+            _safe_cell(row.submission),
+            _safe_cell(row.student),
+            _number_cell(report.score),
+            _number_cell(report.max_score),
+            report.status,
+            *(scores.get(cid, "") for cid in checks),
+        ])
+    # The rows are safe text already; an encoding error must still never cost the gradebook (write_atomic
+    # escapes what UTF-8 cannot hold). A gradebook is meant to be shared: 0644 whatever the umask.
+    write_atomic(target, buffer.getvalue(), mode=0o644)
 
 
 # ----------------------------------------------------------------------------- summary numbers
@@ -205,7 +197,7 @@ def feedback_name(student: str) -> str:
     """
     # No leading "." (hidden) or "-" (read as an option by shell tools).
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", student).lstrip("._-").rstrip("._") or "submission"
-    return f"{stem[:120]}.html"
+    return file_name(stem[:120], "html")
 
 
 def _pct(rate: float) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 
 from grader.sandbox import protocol
 from grader.cache import cache_root
+from grader.files import write_atomic
 from grader.sandbox.confine import interpreter, prepare_child
 from grader.errors import SandboxError
 from grader.sandbox.process import (CHANNEL_FAILURES, UNDUMPABLE, WATCHDOG_GRACE_S, ProcessHandle, StopKind,
@@ -57,10 +58,7 @@ def _kernel_spec_dir(site_view: str) -> str:
     root = cache_root() / "kernels" / hashlib.sha256(text.encode()).hexdigest()[:16]
     target = root / KERNEL_NAME / "kernel.json"
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(text)
-        os.replace(temporary, target)
+        write_atomic(target, text)
     return str(root)
 
 
