@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -101,8 +102,8 @@ class _Tabulated:
 
     @staticmethod
     def _key(z: Any) -> bytes:
-        z = np.asarray(z, dtype=float)
-        return z.shape.__repr__().encode() + z.tobytes()
+        array = np.asarray(z, dtype=float)
+        return repr(array.shape).encode() + array.tobytes()
 
     def add(self, z: np.ndarray, value: np.ndarray) -> None:
         self.table[self._key(z)] = value
@@ -452,9 +453,8 @@ class Grading:
         self._contexts_ready()
         implementation = self.assignment.references[function].function
         if not self._uses_helpers(function):
-            return {"reference": [_safe(lambda a=a: implementation(*_copies(a))) for a in args]}
-        return {c.name: [_safe(lambda a=a, c=c: implementation(*_copies(a), c.pair)) for a in args]
-                for c in self.contexts}
+            return {"reference": [_safe(partial(_call_with, implementation, a)) for a in args]}
+        return {c.name: [_safe(partial(_call_with, implementation, a, c.pair)) for a in args] for c in self.contexts}
 
     def _derived(self, check: Values, probe_index: int, probe: Probe) -> dict[str, Any]:
         """Arguments that are another function's value on this probe: the student's when that function
@@ -758,6 +758,11 @@ def shaped_arrays(value: Any, shapes: Sequence[tuple[int, ...]]) -> tuple[np.nda
     return tuple(arrays)
 
 
+def _call_with(implementation: Callable[..., Any], args: tuple[Any, ...], *pair: Pair | None) -> Any:
+    """``implementation`` on fresh copies of ``args`` (and the pair, for a function that uses the helpers)."""
+    return implementation(*_copies(args), *pair)
+
+
 def _copies(args: tuple[Any, ...]) -> tuple[Any, ...]:
     """Fresh copies of array arguments: a reference that updates in place must not touch the probes."""
     return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
@@ -874,7 +879,7 @@ def _family_values(helpers: Helpers, grid: np.ndarray) -> tuple[tuple[Pair, np.n
             finite = bool(np.isfinite(expected).all())
             rows.append((family, freeze_value(expected), freeze_value(np.abs(expected)), finite))
         return tuple(rows)
-    return _FAMILY_VALUES.get(joint_key(("families", helpers.families), value_key(grid)), compute)  # type: ignore[no-any-return]
+    return _FAMILY_VALUES.get(joint_key(("families", helpers.families), value_key(grid)), compute)
 
 
 def run_checks(sandbox: Sandbox, found: Mapping[str, bool], assignment: Assignment, accepted: Sequence[str],

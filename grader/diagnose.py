@@ -16,7 +16,7 @@ from grader.checks import CheckRun, Context, Evidence
 from grader.compare import outcomes_agree, trusted_call
 from grader.memo import Memo, freeze_value, values_key
 from grader.model import Diagnosis
-from grader.sandbox.process import CallOutcome
+from grader.sandbox.process import CallOutcome, CallStatus
 
 NOT_FOUND = "No function named {name} is defined in the notebook: define it (check the spelling) and run its cell."
 NOT_THIS_ASSIGNMENT = ("This notebook defines none of {names}, so it does not look like this assignment: check "
@@ -28,7 +28,7 @@ NOTEBOOK = "notebook"
 #: What each mutant does on each probe, by (implementation, pure pair, the probes' values): the
 #: probes are the same for every notebook of a batch, so each mutant runs once per process, not per notebook.
 _MODEL_OUTCOMES = Memo(maxsize=1024)
-Fields = tuple[str, Any, "str | None", "tuple[Any, ...] | None"]
+Fields = tuple[CallStatus, Any, "str | None", "tuple[Any, ...] | None"]
 
 
 def _fields(outcome: CallOutcome) -> Fields:
@@ -37,7 +37,7 @@ def _fields(outcome: CallOutcome) -> Fields:
 
 
 def _model_outcomes(impl: Callable[..., Any], context: Context | None, evidence: Evidence,
-                    args_key: tuple | None) -> list[CallOutcome]:
+                    args_key: tuple[Any, ...] | None) -> list[CallOutcome]:
     """``trusted_call`` of the mutant on every probe; cached unless the context is a student's own pair."""
     model = _bind(impl, context)
     pair = None if context is None or context.pair is None or not context.pair.pure else context.pair
@@ -48,7 +48,7 @@ def _model_outcomes(impl: Callable[..., Any], context: Context | None, evidence:
 
 
 def _behaves_like(evidence: Evidence, impl: Callable[..., Any], context: Context | None,
-                  args_key: tuple | None) -> bool:
+                  args_key: tuple[Any, ...] | None) -> bool:
     """Agreement on every graded probe; tie-breaker probes count only for a model that fails on all graded ones.
 
     Scalar probes tell a scalar-only implementation (fails on arrays, fine on
@@ -79,7 +79,7 @@ def _contexts_for(assignment: Assignment, function: str, run: CheckRun) -> list[
     return list(run.contexts)
 
 
-def _args_key(evidence: Evidence) -> tuple | None:
+def _args_key(evidence: Evidence) -> tuple[Any, ...] | None:
     """The probes' values as a cache key (None if some argument is not a plain number or array)."""
     keys = []
     for args in evidence.args:

@@ -18,6 +18,7 @@ from grader.sandbox.limits import Limits
 from grader.sandbox.process import Execution, SubprocessSandbox
 
 if TYPE_CHECKING:
+    from grader.load import Notebook
     from grader.sandbox.forkserver import ForkServer
 
 
@@ -69,7 +70,7 @@ def error_report(submission: str, rubric: Rubric, message: str, started: float, 
                   duration_s=round(time.perf_counter() - started, 3), assignment=rubric.assignment.name)
 
 
-def grade_notebook(path: str | os.PathLike, rubric: Rubric, options: Options = Options(),
+def grade_notebook(path: str | os.PathLike[str], rubric: Rubric, options: Options = Options(),
                    data: bytes | None = None) -> Report:
     """Grade one notebook file (or its ``data``, e.g. a zip member, named ``path``).
 
@@ -106,7 +107,7 @@ def grade_attached(sandbox: SubprocessSandbox, name: str, rubric: Rubric, option
         return error_report(name, rubric, exc.message, started)
 
 
-def _grade_loaded(notebook, sandbox: SubprocessSandbox, rubric: Rubric, options: Options, started: float,
+def _grade_loaded(notebook: Notebook, sandbox: SubprocessSandbox, rubric: Rubric, options: Options, started: float,
                   executed: bool = False) -> Report:
     from grader.checks import run_checks
     from grader.diagnose import diagnose, unexplained, wrong_signatures

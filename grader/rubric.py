@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from grader.assignment import DEFAULT_ASSIGNMENT, Assignment, bundled, load_assignment
 from grader.errors import UNREADABLE, AssignmentError, RubricError, SettingError
@@ -430,7 +430,7 @@ class _Validator:
         return Limits().merged(values, origin)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

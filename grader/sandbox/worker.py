@@ -18,6 +18,8 @@ import sys
 import time
 import traceback
 import types
+from collections.abc import Callable
+from typing import Any
 
 import numpy
 
@@ -477,7 +479,7 @@ def serve_calls(header: dict, blobs: list, token: str) -> None:
         batch.send()
 
 
-def _as_received(value):
+def _as_received(value: Any) -> Any:
     """What the grader would decode from this value, without the encode/decode round trip in the
     common cases (a numeric array, a tuple or list of them, a float); anything else takes the real codec."""
     kind = type(value)
@@ -496,7 +498,7 @@ def _as_received(value):
                     return kind([item.copy() for item in value])
     elif kind is float or kind is numpy.float64:
         return numpy.float64(value)
-    out: list = []
+    out: list[bytes] = []
     return decode_value(encode_value(value, out), out)
 
 
@@ -512,17 +514,18 @@ def _as_received(value):
 MAX_CHAIN_BYTES = 4 << 20
 
 
-def _fresh(value):
+def _fresh(value: Any) -> Any:
     """An argument as the grader's call gives it: decoding gives every call its own copy of an array."""
     return value.copy() if type(value) is numpy.ndarray else value
 
 
-def _loop_shapes(header: dict) -> dict:
+def _loop_shapes(header: dict[str, Any]) -> dict[str, tuple[int, ...] | None]:
     """name -> the shape its value must have (``shaped_value``): () a number, a tuple an array, None any."""
     return {name: tuple(shape) if isinstance(shape, list) else None for name, shape in header["shapes"].items()}
 
 
-def _reader(step: dict, shapes: dict):
+def _reader(step: dict[str, Any], shapes: dict[str, tuple[int, ...] | None]
+            ) -> Callable[[Any, tuple[Any, ...]], list[Any] | None]:
     """For one step: ``read(value, args)`` -> the values it binds, in ``step``'s order (results, then
     in-place arguments), read as the grader reads the call's reply (the value, then the arguments after
     the call), or None when the loop cannot go on with them."""
@@ -531,7 +534,7 @@ def _reader(step: dict, shapes: dict):
     single = result_shapes[0] if len(results) == 1 else None
     in_place = [(step["parameters"].index(name), shapes.get(name)) for name in step["in_place"]]
 
-    def read(value, args: tuple):
+    def read(value: Any, args: tuple[Any, ...]) -> list[Any] | None:
         received = _as_received(value)
         if len(results) == 1:
             bound = shaped_value(received, single)
@@ -554,7 +557,7 @@ def _reader(step: dict, shapes: dict):
     return read
 
 
-def _stacked(values: list, shape):
+def _stacked(values: list[Any], shape: tuple[int, ...] | None) -> Any:
     """One bound name's values over the iterations as one array: numbers as a 1-d array, arrays stacked."""
     if shape is not None and len(shape) == 0:
         return numpy.asarray(values, dtype=float)
@@ -563,10 +566,11 @@ def _stacked(values: list, shape):
     return numpy.stack(values)
 
 
-def _encoded_outputs(outputs: dict, shapes: dict, blobs: list):
+def _encoded_outputs(outputs: dict[str, list[Any]], shapes: dict[str, tuple[int, ...] | None],
+                     blobs: list[bytes]) -> dict[str, Any] | None:
     """name -> encoded stacked values, or None when they cannot be sent as arrays (too many numbers for
     one value, or results of no declared shape that changed shape between iterations)."""
-    encoded = {}
+    encoded: dict[str, Any] = {}
     for name, values in outputs.items():
         try:
             desc = encode_value(_stacked(values, shapes.get(name)), blobs)
@@ -578,7 +582,7 @@ def _encoded_outputs(outputs: dict, shapes: dict, blobs: list):
     return encoded
 
 
-def train(header: dict, blobs: list) -> tuple[dict, list]:
+def train(header: dict[str, Any], blobs: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
     """Run the declared training loop in here, as the grader would one call at a time.
 
     Request: ``steps`` ([{function, parameters, result, in_place}], in order), ``start`` (name ->
@@ -603,9 +607,10 @@ def train(header: dict, blobs: list) -> tuple[dict, list]:
     # Per step: its function's name, parameters, reader, and the names it binds with their records.
     plan = [(step["function"], step["parameters"], _reader(step, shapes), (*step["result"], *step["in_place"]))
             for step in steps]
-    records: list = [{name: [] for name in names} for _, _, _, names in plan]
+    records: list[dict[str, list[Any]]] = [{name: [] for name in names} for _, _, _, names in plan]
     counts = [0] * len(steps)
-    stop, out = None, []
+    stop: dict[str, Any] | None = None
+    out: list[bytes] = []
     started = time.monotonic()
     for iteration in range(header["iterations"]):
         if time.monotonic() - started > budget:
@@ -636,13 +641,13 @@ def train(header: dict, blobs: list) -> tuple[dict, list]:
     return {"status": "ok", "counts": counts, "outputs": encoded, "stop": stop}, blobs_out
 
 
-def _row(stacked, iteration: int):
+def _row(stacked: Any, iteration: int) -> Any:
     """Iteration ``iteration``'s value of a stacked argument, as decoding that one value would give it."""
     value = stacked[iteration]
     return value.copy() if type(value) is numpy.ndarray else value
 
 
-def replay(header: dict, blobs: list) -> tuple[dict, list]:
+def replay(header: dict[str, Any], blobs: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
     """Call one step of a training chain the grader is auditing at each of its iterations, in one request.
 
     Request: ``step`` ({function, parameters, result, in_place}), ``fixed`` (name -> the same argument
@@ -659,7 +664,7 @@ def replay(header: dict, blobs: list) -> tuple[dict, list]:
     stacked = {name: decode_value(desc, blobs) for name, desc in header["stacked"].items()}
     names = (*step["result"], *step["in_place"])
     read = _reader(step, shapes)
-    outputs: dict = {name: [] for name in names}
+    outputs: dict[str, list[Any]] = {name: [] for name in names}
     # One alarm for the whole replay, not one per call: a call that hangs ends the replay, and the
     # grader's call-by-call path then pins the time limit on it.
     signal.setitimer(signal.ITIMER_REAL, header["budget"])
@@ -682,7 +687,7 @@ def replay(header: dict, blobs: list) -> tuple[dict, list]:
     finally:
         watching[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
-    out: list = []
+    out: list[bytes] = []
     encoded = _encoded_outputs(outputs, shapes, out)
     if encoded is None or sum(len(blob) for blob in out) > MAX_CHAIN_BYTES:
         return {"status": "stopped", "iteration": header["count"]}, []

@@ -21,8 +21,6 @@ from grader.assignment import Impl, Mutant
 from .reference import ActivationPair
 
 
-
-
 def _not_implemented(*_args: Any) -> None:
     return None
 
@@ -33,47 +31,47 @@ def _raises_not_implemented(*_args: Any) -> None:
 
 # --- activation -----------------------------------------------------------
 
-def _relu_wrong_side(z):
+def _relu_wrong_side(z: Any) -> Any:
     return z * (np.asarray(z) < 0)
 
 
-def _identity(z):
+def _identity(z: Any) -> Any:
     return z
 
 
-def _scalar_max(z):
+def _scalar_max(z: Any) -> Any:
     return max(0, z)
 
 
 # --- d_activation ---------------------------------------------------------
 
-def _d_wrong_side(z):
+def _d_wrong_side(z: Any) -> Any:
     return (np.asarray(z) < 0).astype(float)
 
 
-def _d_returns_activation(z):
+def _d_returns_activation(z: Any) -> Any:
     return np.maximum(z, 0)
 
 
-def _d_scalar_only(z):
+def _d_scalar_only(z: Any) -> Any:
     return 1 if z > 0 else 0
 
 
-def _d_constant(z):
+def _d_constant(z: Any) -> Any:
     return np.ones_like(np.asarray(z, dtype=float))
 
 
 # --- forward --------------------------------------------------------------
 
-def _fwd_missing_activation(x, w1, w2, pair):
+def _fwd_missing_activation(x: Any, w1: Any, w2: Any, pair: Any) -> Any:
     return x @ w1 @ w2
 
 
-def _fwd_activation_on_output(x, w1, w2, pair):
+def _fwd_activation_on_output(x: Any, w1: Any, w2: Any, pair: Any) -> Any:
     return pair.f(pair.f(x @ w1) @ w2)
 
 
-def _fwd_transposed(x, w1, w2, pair):
+def _fwd_transposed(x: Any, w1: Any, w2: Any, pair: Any) -> Any:
     return pair.f(w1 @ x) @ w2
 
 
@@ -93,7 +91,7 @@ def backward_with(flags: frozenset[str]) -> Impl:
     if unknown:
         raise ValueError(f"unknown backward flags {sorted(unknown)}")
 
-    def backward(x, y, y_hat, w1, w2, eta, pair: ActivationPair):
+    def backward(x: Any, y: Any, y_hat: Any, w1: Any, w2: Any, eta: Any, pair: ActivationPair) -> Any:
         h = x @ w1
         d_loss = y_hat - y
         rate = 1.0 if "missing_learning_rate" in flags else eta
