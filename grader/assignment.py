@@ -23,7 +23,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +87,7 @@ class Helpers:
     #: ``x @ w1``): the points at which the student's own pair is tabulated.
     evaluated_at: Callable[[Mapping[str, Any]], np.ndarray]
     #: Families with a free parameter: (name, fit) where fit(grid, values) gives the pair or None.
-    fitted: tuple[tuple[str, Callable[[np.ndarray, np.ndarray], "Pair | None"]], ...] = ()
+    fitted: tuple[tuple[str, Callable[[np.ndarray, np.ndarray], Pair | None]], ...] = ()
     #: Families whose derivative at an exact zero is a matter of convention (not graded there).
     kinked: tuple[str, ...] = ()
     #: The helper's single parameter, for messages ("z").
@@ -249,7 +249,7 @@ class Signature:
     function: str
 
 
-CheckKind = Union[HelperValues, HelperDerivative, Values, Gradient, Update, Converges, NotMutated, Signature]
+CheckKind = HelperValues | HelperDerivative | Values | Gradient | Update | Converges | NotMutated | Signature
 
 
 @dataclass(frozen=True)

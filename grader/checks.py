@@ -24,14 +24,27 @@ from typing import Any
 import numpy as np
 
 from grader.assignment import (
-    Assignment, CheckKind, Converges, Gradient, HelperDerivative, Helpers, HelperValues, NotMutated, Pair, Probe,
-    Signature, Update, Values,
+    Assignment,
+    CheckKind,
+    Converges,
+    Gradient,
+    HelperDerivative,
+    Helpers,
+    HelperValues,
+    NotMutated,
+    Pair,
+    Probe,
+    Signature,
+    Update,
+    Values,
 )
 from grader.compare import arrays_close, as_array, values_close
 from grader.memo import Memo, freeze_value, joint_key, value_key
 from grader.model import CheckResult, Training
+from grader.outcomes import failed_call, gave
 from grader.probe import arguments, probes_for_seed
-from grader.sandbox.process import CallOutcome, CallRequest, Sandbox
+from grader.sandbox.process import CallOutcome, CallRequest
+from grader.training import CallingSandbox, check_training
 
 # Gradient-check tolerances, after torch.autograd.gradcheck (eps 1e-6, atol
 # 1e-5, rtol 1e-3): central differences in float64 with a 1e-6 step are
@@ -115,35 +128,6 @@ class _Tabulated:
             raise LookupError("value not tabulated") from None
 
 
-def _describe(value: Any, limit: int = 160) -> str:
-    if isinstance(value, tuple):
-        return "(" + ", ".join(_describe(v, limit // 2) for v in value) + ")"
-    if isinstance(value, CallOutcome):
-        return _describe(value.value) if value.ok else _failed_call(value)
-    array = as_array(value)
-    text = repr(value) if array is None else np.array2string(np.round(array, 6), separator=", ", threshold=20)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-#: How a failed call reads after "forward gave" and the like: "backward raised TypeError: …", never "gave raised".
-_FAILED_CALL_WORDS = {"raised": "raised {error}", "timeout": "ran past its time limit",
-                      "crashed": "crashed the sandbox ({error})", "missing": "is not defined",
-                      "protocol": "broke the grader's protocol ({error})"}
-
-
-def _failed_call(outcome: CallOutcome) -> str:
-    text = _FAILED_CALL_WORDS.get(outcome.status, outcome.status + " ({error})").format(
-        error=outcome.error or "no reason given")
-    return text.replace(" (no reason given)", "")
-
-
-def _gave(outcome: Any) -> str:
-    """"gave [[inf, …]]" for a value training cannot go on with, "raised TypeError: …" for a failed call."""
-    if isinstance(outcome, CallOutcome) and not outcome.ok:
-        return _failed_call(outcome)
-    return f"gave {_describe(outcome)}"
-
-
 def _json(value: Any) -> Any:
     if isinstance(value, CallOutcome):
         return _json(value.value) if value.ok else {"status": value.status, "error": value.error}
@@ -172,7 +156,7 @@ class _Called:
 class Grading:
     """Runs every check of an assignment for one submission against one live sandbox."""
 
-    def __init__(self, sandbox: Sandbox, found: Mapping[str, bool], assignment: Assignment,
+    def __init__(self, sandbox: CallingSandbox, found: Mapping[str, bool], assignment: Assignment,
                  accepted: Sequence[str], seed: int, signatures: Mapping[str, Any] | None = None) -> None:
         self.sandbox = sandbox
         self.found = found
@@ -254,9 +238,9 @@ class Grading:
         """Every probe a dependent is evaluated on, once each, in check order."""
         names = []
         for check in self.assignment.checks:
-            if isinstance(check, (Values, Gradient, NotMutated, Update)) and check.function in helpers.dependents:
-                if check.probes not in names:
-                    names.append(check.probes)
+            if (isinstance(check, (Values, Gradient, NotMutated, Update)) and check.function in helpers.dependents
+                    and check.probes not in names):
+                names.append(check.probes)
         return [p for name in names for p in self.probes.sets.get(name, ())]
 
     def _helper_phase(self, helpers: Helpers) -> None:
@@ -287,7 +271,7 @@ class Grading:
         student_pair = None
         if all(o.ok and as_array(o.value) is not None for o in act_net + dact_net):
             act_table, dact_table = _Tabulated(), _Tabulated()
-            for (h,), a, d in zip(net_args, act_net, dact_net):
+            for (h,), a, d in zip(net_args, act_net, dact_net, strict=False):
                 a_val, d_val = as_array(a.value), as_array(d.value)
                 if a_val is not None and d_val is not None and a_val.shape == h.shape and d_val.shape == h.shape:
                     act_table.add(h, a_val)
@@ -418,7 +402,7 @@ class Grading:
             parameter = helpers.parameter
             reason = (f"your {helpers.function} does not return an array for an array input, so it cannot be "
                       "differentiated numerically" if not usable else
-                      f"{function}({parameter}) for an array {parameter} {_gave(self._helper_calls['dact_grid'])}")
+                      f"{function}({parameter}) for an array {parameter} {gave(self._helper_calls['dact_grid'])}")
             self._add(CheckResult(check_id, function, values_passed,
                                   (f"matches {default}'s slope; " if values_passed else "") + reason,
                                   float(values_passed)))
@@ -531,7 +515,7 @@ class Grading:
             self._report_mutation(function, args, outcomes)
 
     def _json_inputs(self, function: str, args: tuple[Any, ...]) -> dict[str, Any]:
-        return {n: _json(a) for n, a in zip(self._parameters(function), args)}
+        return {n: _json(a) for n, a in zip(self._parameters(function), args, strict=False)}
 
     def _matched_pair(self, function: str, probe_set: str) -> Pair | None:
         called = self._called.get(f"{function}@{probe_set}")
@@ -542,9 +526,9 @@ class Grading:
     def _changed_arguments(self, function: str, args: list[tuple[Any, ...]], outcomes: list[CallOutcome]) -> list[str]:
         names = self._parameters(function)
         changed: set[str] = set()
-        for call_args, outcome in zip(args, outcomes):
+        for call_args, outcome in zip(args, outcomes, strict=False):
             if outcome.ok and outcome.args_after and len(outcome.args_after) == len(call_args):
-                for name, before, after in zip(names, call_args, outcome.args_after):
+                for name, before, after in zip(names, call_args, outcome.args_after, strict=False):
                     if not _unchanged(after, before):
                         changed.add(name)
         return [n for n in names if n in changed]
@@ -565,7 +549,7 @@ class Grading:
         def evaluate(points: list[tuple[tuple[Any, ...], Any]]) -> list[float | None]:
             if use_student:
                 outcomes = self.call(function, [args for args, _ in points], args_after=False)
-                return [_student_loss(o, target, loss) for o, (_, target) in zip(outcomes, points)]
+                return [_student_loss(o, target, loss) for o, (_, target) in zip(outcomes, points, strict=False)]
             implementation = self.assignment.references[function].function
             with_pair = self._uses_helpers(function)
             return [loss(implementation(*args, pair) if with_pair else implementation(*args), target)
@@ -594,7 +578,7 @@ class Grading:
         parameters = self._parameters(objective.function)
         given_own = len(self.contexts) > 1 and called.matched == self.contexts[1].name
         passed, worst_error, first_failure = 0, 0.0, None
-        for index, (probe, call_args, outcome) in enumerate(zip(called.probes, called.args, called.outcomes)):
+        for index, (probe, call_args, outcome) in enumerate(zip(called.probes, called.args, called.outcomes, strict=False)):
             claimed = self._claimed_gradients(check, probe, call_args, outcome)
             ok = False
             if claimed is not None:
@@ -641,7 +625,7 @@ class Grading:
         if check.rate is None:
             return returned
         rate = probe.values[check.rate]
-        return tuple((np.asarray(probe.values[p]) - new) / rate for p, new in zip(check.parameters, returned))
+        return tuple((np.asarray(probe.values[p]) - new) / rate for p, new in zip(check.parameters, returned, strict=False))
 
     # --- a gradient step ----------------------------------------------------------------------
 
@@ -656,21 +640,21 @@ class Grading:
             return
         names = self._parameters(function)
         expected = [tuple(np.asarray(p.values[w], dtype=float) - p.values[check.rate] * np.asarray(p.values[g])
-                          for w, g in zip(check.parameters, check.gradients)) for p in probes]
+                          for w, g in zip(check.parameters, check.gradients, strict=False)) for p in probes]
         hits, first = [], None
-        for probe, call_args, outcome, want in zip(probes, args, outcomes, expected):
+        for probe, call_args, outcome, want in zip(probes, args, outcomes, expected, strict=False):
             if not outcome.ok:
-                got, why = None, _failed_call(outcome)
+                got, why = None, failed_call(outcome)
             elif check.in_place:
                 after = outcome.args_after or ()
                 got = tuple(after[names.index(p)] for p in check.parameters) if len(after) == len(names) else None
                 why = "its arguments came back unchanged" if got is not None and all(
-                    _unchanged(g, np.asarray(probe.values[p])) for g, p in zip(got, check.parameters)) else \
+                    _unchanged(g, np.asarray(probe.values[p])) for g, p in zip(got, check.parameters, strict=False)) else \
                     f"{', '.join(check.parameters)} were not updated as a gradient step"
             else:
                 got = shaped_arrays(outcome.value, [np.shape(w) for w in want])
                 why = f"it did not return ({', '.join(check.parameters)}) after a gradient step"
-            ok = got is not None and all(values_close(g, w) for g, w in zip(got, want))
+            ok = got is not None and all(values_close(g, w) for g, w in zip(got, want, strict=False))
             hits.append(ok)
             if not ok and first is None:
                 first = (probe, call_args, outcome, want, why)
@@ -728,8 +712,6 @@ class Grading:
     # --- end to end -------------------------------------------------------------------
 
     def _training_check(self, check: Converges) -> None:
-        from grader.training import check_training
-
         self._contexts_ready()
         result, training = check_training(check, self.assignment, self, self.primary.pair)
         self._add(result)
@@ -744,7 +726,7 @@ def shaped_arrays(value: Any, shapes: Sequence[tuple[int, ...]]) -> tuple[np.nda
     if not isinstance(value, (tuple, list)) or len(value) != len(shapes):
         return None
     arrays = []
-    for item, shape in zip(value, shapes):
+    for item, shape in zip(value, shapes, strict=False):
         array = as_array(item)
         if array is None:
             return None
@@ -806,7 +788,7 @@ def _numerical_gradients(probe: Probe, parameters: tuple[str, ...], wrt: tuple[s
     points = []
     for moved in _perturbed(tuple(base), eps):
         values = dict(probe.values)
-        values.update(zip(wrt, moved))
+        values.update(zip(wrt, moved, strict=False))
         points.append((tuple(values[p] for p in parameters), probe.values[target]))
     losses = loss_of(points)
     if any(v is None for v in losses):
@@ -882,6 +864,6 @@ def _family_values(helpers: Helpers, grid: np.ndarray) -> tuple[tuple[Pair, np.n
     return _FAMILY_VALUES.get(joint_key(("families", helpers.families), value_key(grid)), compute)
 
 
-def run_checks(sandbox: Sandbox, found: Mapping[str, bool], assignment: Assignment, accepted: Sequence[str],
+def run_checks(sandbox: CallingSandbox, found: Mapping[str, bool], assignment: Assignment, accepted: Sequence[str],
                seed: int, signatures: Mapping[str, Any] | None = None) -> CheckRun:
     return Grading(sandbox, found, assignment, accepted, seed, signatures).run()

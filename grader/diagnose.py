@@ -9,7 +9,8 @@ a function.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from grader.assignment import Assignment
 from grader.checks import CheckRun, Context, Evidence
@@ -59,7 +60,7 @@ def _behaves_like(evidence: Evidence, impl: Callable[..., Any], context: Context
     models = _model_outcomes(impl, context, evidence, args_key)
     graded = [i for i, s in enumerate(scored) if s]
     strict = all(models[i].status == "raised" for i in graded)
-    for i, (student, dont_care) in enumerate(zip(evidence.outcomes, evidence.dont_care)):
+    for i, (student, dont_care) in enumerate(zip(evidence.outcomes, evidence.dont_care, strict=False)):
         if (scored[i] or strict) and not outcomes_agree(student, models[i], dont_care):
             return False
     return bool(evidence.args)

@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from grader.assignment import Assignment
 from grader.errors import GraderError, SandboxRefused
 from grader.model import FunctionInfo, GradedWith, Report
 from grader.rubric import Rubric
@@ -27,11 +26,11 @@ class Options:
     seed: int = 0
     limits: Limits | None = None
     #: A running fork server (batch grading): the sandbox is forked from it instead of started afresh.
-    server: "ForkServer | None" = None
+    server: ForkServer | None = None
     #: "subprocess" (default: a confined Python with an IPython shell) or "kernel" (nbclient + ipykernel).
     backend: str = "subprocess"
     #: Kernel backend only: a sandbox started ahead of time (batch grading), used instead of a new one.
-    prestarted: "SubprocessSandbox | None" = None
+    prestarted: SubprocessSandbox | None = None
 
 
 BACKENDS = ("subprocess", "kernel")

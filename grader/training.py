@@ -28,7 +28,7 @@ from grader.errors import AssignmentError
 from grader.memo import Memo, joint_key
 from grader.model import CheckResult, Training
 from grader.outcomes import describe, gave
-from grader.sandbox.process import CallOutcome, Chain, LoopStep, Sandbox, Shape
+from grader.sandbox.process import CallOutcome, CallRequest, Chain, LoopStep, Shape
 from grader.sandbox.protocol import shaped_value, shaped_values
 
 #: How the losses of a chain must follow the reference's curve for its sampled audit to be enough.
@@ -36,11 +36,18 @@ CURVE_RTOL = 1e-6
 CURVE_ATOL = 1e-12
 
 
+class CallingSandbox(Protocol):
+    """What grading needs of a sandbox: answers to calls (a live sandbox, or calibrate's trusted one).
+    A sandbox may also offer ``train`` and ``replay``, found with ``getattr``."""
+
+    def call_many(self, requests: Sequence[CallRequest]) -> list[CallOutcome]: ...
+
+
 class Caller(Protocol):
     """What the training check needs of the grading it is part of."""
 
     @property
-    def sandbox(self) -> Sandbox:
+    def sandbox(self) -> CallingSandbox:
         """The live sandbox; its optional ``train`` and ``replay`` run many calls in one request."""
         ...
 

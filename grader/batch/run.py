@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import multiprocessing
-import os
 import sys
 import threading
 import time
@@ -33,9 +32,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from grader.batch.collect import Collection, NotebookChanged, NotebookRef, Submission, collect
 from grader.batch.summary import GradebookRow, render_summary_html, summarize, write_gradebook
+from grader.files import write_atomic
 from grader.grade import Options, error_report, grade_notebook
 from grader.model import Report
-from grader.files import write_atomic
 from grader.render import RENDERERS, file_name, json_report, junit
 from grader.rubric import Rubric, load_rubric
 from grader.sandbox import environment

@@ -10,8 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 from grader.assignment import (
-    Assignment, Converges, Function, Gradient, HelperDerivative, Helpers, HelperValues, Loop, Objective, Pair,
-    Reference, Step, Values,
+    Assignment,
+    Converges,
+    Function,
+    Gradient,
+    HelperDerivative,
+    Helpers,
+    HelperValues,
+    Loop,
+    Objective,
+    Pair,
+    Reference,
+    Step,
+    Values,
 )
 
 from .mutants import CATALOG, backward_pairs

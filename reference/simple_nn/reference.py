@@ -7,8 +7,8 @@ The sandbox never sees this module.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 def leaky_relu(alpha: float) -> ActivationPair:
     """One pair object per alpha (a plain number), so values computed with it can be cached by pair."""
     return ActivationPair(
-        f"leaky_relu",
+        "leaky_relu",
         lambda z: np.where(np.asarray(z) > 0, z, alpha * np.asarray(z, dtype=float)),
         lambda z: np.where(np.asarray(z) > 0, 1.0, alpha),
         pure=True,
