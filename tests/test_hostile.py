@@ -487,34 +487,50 @@ def test_kernel_children_do_not_outlive_grading(tmp_path, kernel_grade):
 
 # --- what a red-team review found (each once fixed, kept as a regression test) ----------------
 
-#: Replaces the worker's training chain with one that claims the notebook converged: from a fixed
-#: point of its own, or honestly for one step and then jumping to that fixed point.
+#: Reaches the worker's globals, and leaves its ``replay`` honest but reporting each step the grader's
+#: audit asks it to replay (``AUDITED <function> <count>``): the line shows that a forged chain got past
+#: the message parser to the audit, which alone can refuse a well-formed lie.
+_REACH_THE_WORKER = (
+    "import numpy as np, signal\n"
+    "_g = getattr(signal, '_sandbox_serve', print).__globals__\n"
+    "_honest_replay = _g['replay']\n"
+    "def _reporting_replay(header, blobs):\n"
+    "    print('AUDITED', header['step']['function'], header['count'])\n"
+    "    return _honest_replay(header, blobs)\n"
+    "_g['replay'] = _reporting_replay\n"
+    "W = np.array([[0.1, 0.0], [0.1, 0.0]]); V = np.array([2.0, 0.0])  # forward(x, W, V) is y exactly\n")
+#: Replaces the worker's training chain with a well-formed one (the worker's own reply: ``counts``, one
+#: ``outputs`` row per iteration of each step, ``stop``) that claims the notebook converged: from a fixed
+#: point of its own, or honestly for one step and then jumping to that fixed point. Each prints
+#: ``FORGED`` as it sends its chain. Per forgery, the steps the audit then replays to refute it.
 FORGED_CHAINS = {
-    "fixed point": (
-        "import numpy as np, signal\n"
-        "_g = getattr(signal, '_sandbox_serve', print).__globals__\n"
+    "fixed point": (_REACH_THE_WORKER + (
         "def _fake_train(header, blobs):\n"
-        "    W = np.array([[0.1, 0.0], [0.1, 0.0]]); V = np.array([2.0, 0.0])\n"
-        "    out = []; enc = _g['encode_value']\n"
-        "    return {'status': 'ok', 'y_hats': enc(np.array([1.0]), out), 'w1s': enc(np.stack([W, W]), out),\n"
-        "            'w2s': enc(np.stack([V, V]), out), 'stop': None}, out\n"
+        "    n = header['iterations']; out = []; enc = _g['encode_value']\n"
+        "    print('FORGED')\n"
+        "    return {'status': 'ok', 'counts': [n, n], 'stop': None,\n"
+        "            'outputs': [{'y_hat': enc(np.ones(n), out)},\n"
+        "                        {'w1': enc(np.stack([W] * n), out), 'w2': enc(np.stack([V] * n), out)}]}, out\n"
         "_g['train'] = _fake_train\n"),
-    "one honest step": (
-        "import numpy as np, signal\n"
-        "_g = getattr(signal, '_sandbox_serve', print).__globals__\n"
+        # Its very first prediction is not what forward gives from the grader's start state.
+        ["AUDITED forward 200"]),
+    "one honest step": (_REACH_THE_WORKER + (
         "def _fake_train(header, blobs):\n"
         "    dec, enc = _g['decode_value'], _g['encode_value']\n"
-        "    x, y, eta, w1, w2 = (dec(v, blobs) for v in header['args'])\n"
-        "    n = header['iterations']\n"
-        "    ys = [forward(x, w1.copy(), w2.copy())]\n"
-        "    a, b = backward(x, y, ys[0], w1.copy(), w2.copy(), eta)\n"
-        "    W = np.array([[0.1, 0.0], [0.1, 0.0]]); V = np.array([2.0, 0.0])\n"
-        "    w1s = [w1, a] + [W] * (n - 1); w2s = [w2, b] + [V] * (n - 1)\n"
-        "    ys += [forward(x, a.copy(), b.copy())] + [1.0] * (n - 2)\n"
-        "    out = []\n"
-        "    return {'status': 'ok', 'y_hats': enc(np.array(ys, float), out), 'w1s': enc(np.stack(w1s), out),\n"
-        "            'w2s': enc(np.stack(w2s), out), 'stop': None}, out\n"
+        "    s = {k: dec(v, blobs) for k, v in header['start'].items()}\n"
+        "    n = header['iterations']; out = []\n"
+        "    y0 = forward(s['x'], s['w1'].copy(), s['w2'].copy())\n"
+        "    a, b = backward(s['x'], s['y'], y0, s['w1'].copy(), s['w2'].copy(), s['eta'])\n"
+        "    ys = [y0, forward(s['x'], a.copy(), b.copy())] + [1.0] * (n - 2)\n"
+        "    print('FORGED')\n"
+        "    return {'status': 'ok', 'counts': [n, n], 'stop': None,\n"
+        "            'outputs': [{'y_hat': enc(np.array(ys, float), out)},\n"
+        "                        {'w1': enc(np.stack([a] + [W] * (n - 1)), out),\n"
+        "                         'w2': enc(np.stack([b] + [V] * (n - 1)), out)}]}, out\n"
         "_g['train'] = _fake_train\n"),
+        # Every prediction is what forward gives from the chain's weights, and iterations 0, 100 and 199
+        # (all an audit of samples replays) are true; backward at iteration 1 is not.
+        ["AUDITED forward 200", "AUDITED backward 200"]),
 }
 #: A backward that never moves the weights: the notebook cannot converge.
 FROZEN_BACKWARD = "def backward(x, y, y_hat, w1, w2, eta):\n    return w1, w2"
@@ -522,11 +538,27 @@ FROZEN_BACKWARD = "def backward(x, y, y_hat, w1, w2, eta):\n    return w1, w2"
 
 @pytest.mark.parametrize("forgery", sorted(FORGED_CHAINS))
 def test_a_forged_training_chain_earns_no_training_points(tmp_path, grade, forgery):
-    report, _ = grade(tmp_path, CORRECT_CELLS + [FROZEN_BACKWARD, FORGED_CHAINS[forgery]])
+    """The notebook swaps the sandbox's training shortcut for a well-formed chain that converges. The
+    grader's audit must refuse it, and the notebook be graded as the same notebook without the forgery."""
+    source, audited = FORGED_CHAINS[forgery]
+    report, _ = grade(tmp_path, CORRECT_CELLS + [FROZEN_BACKWARD, source])
     training = by_id(report)["training.converges"]
     assert not training.passed and training.score == 0
     assert "does not reach" in training.message
     assert "integrity_introspection" in diagnosis_ids(report)  # reaching the worker's globals is flagged
+    # Refused by the audit, not as a malformed message: the chain was sent once and parsed (a reply the
+    # parser refuses is a broken protocol, which restarts the sandbox and is flagged as tampering), and
+    # the audit replayed the steps that refute it.
+    assert report.output_excerpt.count("FORGED") == 1
+    assert "integrity_protocol_tamper" not in diagnosis_ids(report)
+    assert [line for line in report.output_excerpt.splitlines() if line.startswith("AUDITED")] == audited
+    # Otherwise graded as the honest notebook is: its checks, and its (flat) training curve, not the chain's.
+    (tmp_path / "honest").mkdir()
+    honest, _ = grade(tmp_path / "honest", CORRECT_CELLS + [FROZEN_BACKWARD])
+    assert [(c.id, c.passed, c.score, c.message) for c in report.checks] == \
+        [(c.id, c.passed, c.score, c.message) for c in honest.checks]
+    assert (report.training.loss, report.training.final_prediction) == \
+        (honest.training.loss, honest.training.final_prediction)
 
 
 #: The init of the sandbox tries to outlive the grader: it leaves the process group the grader kills,

@@ -35,7 +35,7 @@ def test_self_check_grades_the_kernels_functions_without_importing_the_reference
     (html,) = [o.data["text/html"] for o in _outputs(shown, "display_data")]
     assert "d_activation_on_w2_partials" in html and "<img" in html  # the hint and the loss curve
     assert "backward.gradient" in html
-    assert modules.outputs[0].text.strip() == "['grader', 'grader.integrations', 'grader.integrations.selfcheck']"
+    assert modules.outputs[0].text.strip() == "['grader', 'grader.errors', 'grader.integrations', 'grader.integrations.selfcheck']"
     report = json.loads("".join(o.text for o in _outputs(data, "stream")))
     assert report["score"] == 50 and [d["id"] for d in report["diagnoses"]] == ["d_activation_on_w2_partials"]
 

@@ -17,7 +17,7 @@ come from the same code as the instructor's grading. Student code that hangs is
 stopped by the same per-call alarm; code that ignores it leaves the check
 waiting as any runaway cell would, until the student interrupts the kernel.
 
-This module is imported in the kernel: only the standard library at the top.
+This module is imported in the kernel: only the standard library (and grader.errors, which is only that) at the top.
 """
 from __future__ import annotations
 
@@ -29,13 +29,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from grader.errors import GraderError
+
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent / "sandbox"
 NOT_IN_JUPYTER = ("grader.check() runs inside a Jupyter notebook, where it grades the functions you have defined; "
                   "in a terminal, run `grader check NOTEBOOK` instead.")
 
 
-class SelfCheckError(RuntimeError):
-    """The self-check could not run (not in a kernel, or the grading process failed)."""
+class SelfCheckError(GraderError, RuntimeError):
+    """The self-check could not run (not in a kernel, or the grading process failed).
+
+    A ``GraderError`` like every error a user sees (``grader.errors`` is standard library only, so the
+    student's kernel imports nothing else of the grader), and a ``RuntimeError`` as it always was."""
 
 
 def _worker_source(channel: tuple[int, int]) -> str:
