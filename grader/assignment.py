@@ -225,11 +225,17 @@ class Loop:
 
 @dataclass(frozen=True)
 class Converges:
-    """The template's training loop, run with the student's functions, reaches the target."""
+    """The template's training loop, run with the student's functions, reaches the target.
+
+    ``requires`` names checks that must pass for it to earn points (a rubric may say otherwise):
+    reaching the target by steps that are not gradient steps (a ``backward`` that rescales ``w2``
+    until the prediction equals ``y``) is credit for the wrong reason.
+    """
 
     id: str
     loop: Loop
     function: str = "training"
+    requires: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -303,6 +309,10 @@ class Assignment:
     @property
     def check_ids(self) -> tuple[str, ...]:
         return tuple(c.id for c in self.checks)
+
+    def requires(self, check_id: str) -> tuple[str, ...]:
+        """The checks ``check_id`` needs passed to earn its points, as the assignment declares them."""
+        return next((c.requires for c in self.checks if c.id == check_id and isinstance(c, Converges)), ())
 
     def values_check(self, function: str) -> str | None:
         """The id of the check that compares ``function``'s values with the reference, if any."""
@@ -447,6 +457,12 @@ def _validated(assignment: Assignment, path: str) -> Assignment:
             if function not in names:
                 raise AssignmentError(f"{where}: check {check.id!r} names {function!r}, which is not one of its "
                                       f"functions ({', '.join(names)}).")
+    for check in assignment.checks:
+        if isinstance(check, Converges):
+            for required in check.requires:
+                if required not in ids or required == check.id:
+                    raise AssignmentError(f"{where}: check {check.id!r} requires {required!r}, which is not another "
+                                          f"of its checks ({', '.join(ids)}).")
     for mutant in assignment.mutants:
         if mutant.function not in names:
             raise AssignmentError(f"{where}: mutant {mutant.id!r} is of {mutant.function!r}, which is not one of its "

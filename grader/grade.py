@@ -14,7 +14,7 @@ from grader.errors import GraderError, SandboxRefused
 from grader.model import FunctionInfo, GradedWith, Report
 from grader.rubric import Rubric
 from grader.sandbox.limits import Limits
-from grader.sandbox.process import Execution, SubprocessSandbox
+from grader.sandbox.process import Execution, ProcessSandbox, SubprocessSandbox
 
 if TYPE_CHECKING:
     from grader.load import Notebook
@@ -36,7 +36,7 @@ class Options:
 BACKENDS = ("subprocess", "kernel")
 
 
-def start_sandbox(limits: Limits, options: Options, graded: tuple[str, ...]) -> SubprocessSandbox:
+def start_sandbox(limits: Limits, options: Options, graded: tuple[str, ...]) -> ProcessSandbox:
     """The sandbox for one submission, started now so it warms up while the notebook loads."""
     if options.prestarted is not None:
         options.prestarted.graded = graded
@@ -95,7 +95,7 @@ def grade_notebook(path: str | os.PathLike[str], rubric: Rubric, options: Option
         sandbox.close()
 
 
-def grade_attached(sandbox: SubprocessSandbox, name: str, rubric: Rubric, options: Options) -> Report:
+def grade_attached(sandbox: ProcessSandbox, name: str, rubric: Rubric, options: Options) -> Report:
     """Grade the functions an already running worker has (``grader.check()`` in a student's kernel)."""
     from grader.load import Notebook
 
@@ -106,7 +106,7 @@ def grade_attached(sandbox: SubprocessSandbox, name: str, rubric: Rubric, option
         return error_report(name, rubric, exc.message, started)
 
 
-def _grade_loaded(notebook: Notebook, sandbox: SubprocessSandbox, rubric: Rubric, options: Options, started: float,
+def _grade_loaded(notebook: Notebook, sandbox: ProcessSandbox, rubric: Rubric, options: Options, started: float,
                   executed: bool = False) -> Report:
     from grader.checks import run_checks
     from grader.diagnose import diagnose, unexplained, wrong_signatures

@@ -31,7 +31,7 @@ DEFAULT_RUBRIC = DEFAULT_ASSIGNMENT
 
 _TOP_LEVEL_KEYS = ("schema", "name", "title", "assignment", "max_score", "accepted_families", "template", "limits",
                    "checks")
-_CHECK_KEYS = ("points", "partial_credit")
+_CHECK_KEYS = ("points", "partial_credit", "requires")
 _SUM_TOLERANCE = 1e-9
 
 
@@ -41,6 +41,8 @@ class CheckWeight:
 
     points: float
     partial_credit: bool
+    #: Checks that must pass for this one to earn its points; None: what the assignment declares.
+    requires: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -346,7 +348,8 @@ class _Validator:
             if name not in _CHECK_KEYS:
                 raise self.fail(key + (name,), f'unknown key {name!r} in [checks."{check_id}"]',
                                 _expected_one_of(name, _CHECK_KEYS))
-        return CheckWeight(points=self.points(check_id, body), partial_credit=self.partial_credit(check_id, body))
+        return CheckWeight(points=self.points(check_id, body), partial_credit=self.partial_credit(check_id, body),
+                           requires=self.requires(check_id, body))
 
     def points(self, check_id: str, body: dict[str, Any]) -> float:
         points = body.get("points")
@@ -355,6 +358,23 @@ class _Validator:
             raise self.fail(("checks", check_id, "points"), f'[checks."{check_id}"] points {found}',
                             "expected a number >= 0")
         return float(points)
+
+    def requires(self, check_id: str, body: dict[str, Any]) -> tuple[str, ...] | None:
+        """``requires = ["backward.gradient"]``: checks that must pass for this one to earn points
+        (``[]`` for none; absent: the assignment's own rule)."""
+        if "requires" not in body:
+            return None
+        value = body["requires"]
+        known = tuple(c for c in self.assignment.check_ids if c != check_id)
+        key = ("checks", check_id, "requires")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, f'[checks."{check_id}"] requires = {value!r} is not a list of check ids',
+                            f"expected a list of: {', '.join(known)}")
+        for item in value:
+            if item not in known:
+                raise self.fail(key, f'[checks."{check_id}"] requires unknown check {item!r}',
+                                _expected_one_of(item, known))
+        return tuple(dict.fromkeys(value))
 
     def partial_credit(self, check_id: str, body: dict[str, Any]) -> bool:
         # Absent means all-or-nothing: the stricter reading of a silent rubric.

@@ -4,7 +4,8 @@ Scoring fails closed, the lesson of incumbents that scored a dead kernel as a
 pass: the maximum is always the rubric's ``max_score`` (a check that could not
 run costs its points instead of vanishing from the denominator), a suspicious
 ``fraction`` (NaN, outside [0, 1], not a number) earns nothing, and a check id
-reported twice can never earn its points twice.
+reported twice can never earn its points twice. A check that requires others (training
+earns points only by gradient steps) earns nothing until they pass.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from grader.model import CheckResult
 from grader.rubric import CheckWeight, Rubric
 
 _DECIMALS = 2
+#: Appended to a check's message when checks it requires did not pass.
+REQUIRES_UNMET = "; it earns no points until {ids} {verb}"
 
 
 def apply_rubric(checks: list[CheckResult], rubric: Rubric) -> tuple[float, float]:
@@ -27,6 +30,7 @@ def apply_rubric(checks: list[CheckResult], rubric: Rubric) -> tuple[float, floa
     the lowest score among the duplicates, and the others get 0 of 0, so the
     rows of a report always add up to the total.
     """
+    _hold_back(checks, rubric)
     first: dict[str, CheckResult] = {}
     for result in checks:
         weight = rubric.checks.get(result.id)
@@ -41,6 +45,21 @@ def apply_rubric(checks: list[CheckResult], rubric: Rubric) -> tuple[float, floa
         result.score, result.max_score = earned, weight.points
     total = sum(result.score for result in first.values())
     return min(_round(total), rubric.max_score), rubric.max_score
+
+
+def _hold_back(checks: list[CheckResult], rubric: Rubric) -> None:
+    """Fail the checks whose required checks did not pass, saying which (decided on the verdicts as the
+    checks gave them, so a requirement never depends on another requirement)."""
+    passed = {r.id for r in checks if _is_true(r.passed)}
+    for result in checks:
+        weight = rubric.checks.get(result.id)
+        required = (weight.requires if weight is not None and weight.requires is not None
+                    else rubric.assignment.requires(result.id))
+        unmet = [r for r in required if r not in passed]
+        if unmet and _is_true(result.passed):
+            result.passed, result.fraction = False, 0.0
+            verb = "passes" if len(unmet) == 1 else "pass"
+            result.message += REQUIRES_UNMET.format(ids=" and ".join(unmet), verb=verb)
 
 
 def _earned(result: CheckResult, weight: CheckWeight) -> float:

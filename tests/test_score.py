@@ -12,12 +12,15 @@ import pytest
 
 from grader.sandbox.limits import Limits
 from grader.model import CheckResult
+from pathlib import Path
+
 from grader.rubric import CheckWeight, Rubric, load_rubric
 from grader.score import apply_rubric
 
 
 def make_rubric(**checks: tuple[float, bool]) -> Rubric:
-    weights = {name.replace("__", "."): CheckWeight(points, partial) for name, (points, partial) in checks.items()}
+    weights = {name.replace("__", "."): CheckWeight(points, partial, requires=())
+               for name, (points, partial) in checks.items()}
     return Rubric(
         name="t",
         title="t",
@@ -133,3 +136,29 @@ def test_reapplying_is_idempotent() -> None:
     first = apply_rubric(checks, RUBRIC)
     assert apply_rubric(checks, RUBRIC) == first
     assert checks[0].score == 10.0
+
+
+def test_a_check_earns_nothing_until_the_checks_it_requires_pass() -> None:
+    """simple_nn's training earns points only by gradient steps: backward.gradient must pass too."""
+    rubric = load_rubric()
+    checks = [result(check_id, check_id != "backward.gradient", float(check_id != "backward.gradient"))
+              for check_id in rubric.checks]
+    score, _ = apply_rubric(checks, rubric)
+    training = next(c for c in checks if c.id == "training.converges")
+    assert not training.passed and training.score == 0.0 and training.fraction == 0.0
+    assert training.message.endswith("it earns no points until backward.gradient passes")
+    assert score == 100 - rubric.checks["backward.gradient"].points - rubric.checks["training.converges"].points
+
+
+def test_a_rubric_may_drop_the_requirement(tmp_path: Path) -> None:
+    text = Path(load_rubric().path).read_text().replace(
+        '[checks."training.converges"]\npoints = 10', '[checks."training.converges"]\npoints = 10\nrequires = []')
+    path = tmp_path / "lenient.toml"
+    path.write_text(text)
+    (tmp_path / "simple_nn_seed.ipynb").write_bytes(Path(load_rubric().path).with_name("simple_nn_seed.ipynb").read_bytes())
+    rubric = load_rubric(path)
+    assert rubric.checks["training.converges"].requires == ()
+    checks = [result(check_id, check_id != "backward.gradient", float(check_id != "backward.gradient"))
+              for check_id in rubric.checks]
+    apply_rubric(checks, rubric)
+    assert next(c for c in checks if c.id == "training.converges").score == 10.0

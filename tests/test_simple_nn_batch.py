@@ -47,8 +47,9 @@ def test_each_fixture_gets_the_manifests_verdict(graded: dict[str, dict], name: 
     else:
         assert report["score"] < report["max_score"]
         assert sorted(ids) == sorted(expected["ids"]), (ids, expected)
-    converged = next(c for c in report["checks"] if c["id"] == "training.converges")["passed"]
-    assert converged == expected["converges"], name
+    training = next(c for c in report["checks"] if c["id"] == "training.converges")
+    reached = "does not reach" not in training["message"] and "reaches" in training["message"]
+    assert reached == expected["converges"], name  # the loop reached the target (credit also needs gradient steps)
 
 
 def test_the_template_itself_is_graded_and_its_bug_named() -> None:

@@ -28,14 +28,16 @@ from typing import Any
 
 from grader.errors import SandboxError
 from grader.sandbox.confine import confinement, interpreter, prepare_child
-from grader.sandbox.limits import Limits
-from grader.sandbox.process import (
+from grader.sandbox.launch import (
+    Site,
+    Worker,
     confinement_failure,
     confinement_reason,
     sandbox_environment,
     sandbox_workdir,
     worker_program,
 )
+from grader.sandbox.limits import Limits
 
 #: The server's own limits: generous, since each child lowers them to the submission's.
 SERVER_LIMITS = Limits(memory_mb=1 << 20, cpu_time_s=10.0 ** 7, file_size_mb=64, max_processes=1 << 14)
@@ -196,7 +198,11 @@ class ForkServer:
     def alive(self) -> bool:
         return self._popen.poll() is None and self._control.alive
 
-    # --- what execute.py uses ---------------------------------------------------------
+    # --- what a sandbox uses ----------------------------------------------------------
+
+    def launcher(self) -> ForkLauncher:
+        """The launcher of a sandbox whose workers are forks of this server (``process.SubprocessSandbox``)."""
+        return ForkLauncher(self)
 
     def begins_with_opening(self, sources: Sequence[str] | None) -> bool:
         """Whether a notebook whose code cells are ``sources`` can start from the primed server."""
@@ -241,8 +247,33 @@ class ForkServer:
         self.close()
 
 
+class ForkLauncher:
+    """``launch.Launcher`` of the fork server: each worker of one sandbox a fork of ``server``, or of its primed
+    server for a notebook that begins with the template's opening cells. The server outlives its sandboxes."""
+
+    name = "subprocess"
+    starts_processes = True
+    #: Which server to fork from depends on the notebook's cells, and a fork is quick: it starts with them.
+    starts_early = False
+    cells = None
+
+    def __init__(self, server: ForkServer) -> None:
+        self.server = server
+
+    def launch(self, site: Site, sources: Sequence[str] | None) -> Worker:
+        limits, workdir = site.limits, site.workdir
+        return Worker.start(lambda channel, output: self.server.spawn(limits, workdir, channel, output, sources),
+                            limits.output_kb * 1024)
+
+    def stopped(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class ForkedProcess:
-    """``execute.ProcessHandle`` for a child of the fork server (or of its primed server)."""
+    """``launch.ProcessHandle`` for a child of the fork server (or of its primed server)."""
 
     def __init__(self, server: _Control, pid: int) -> None:
         self._server = server

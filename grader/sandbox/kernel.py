@@ -15,7 +15,11 @@ every check, diagnosis and score with the same trusted code:
    backend does.
 4. One more request starts the worker's serve loop inside the kernel; from then
    on the grader talks to it over the same private pipe pair and protocol as to
-   a sandbox process (``execute.SubprocessSandbox``, which this class extends).
+   a sandbox process.
+
+All of that is ``KernelLauncher``: a ``launch.Launcher`` (it starts and cleans up kernels) that
+is also its own ``launch.CellRunner`` (steps 2 to 4). ``KernelSandbox`` is ``process.ProcessSandbox``
+with it; restarts, replays, calls and training chains are the sandbox's, as for every backend.
 """
 from __future__ import annotations
 
@@ -24,23 +28,35 @@ import json
 import math
 import os
 import shutil
-import sys
+import subprocess
 import tempfile
 import threading
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from grader.sandbox import protocol
 from grader.cache import cache_root
-from grader.files import write_atomic
-from grader.sandbox.confine import interpreter, prepare_child
 from grader.errors import SandboxError
-from grader.sandbox.process import (CHANNEL_FAILURES, UNDUMPABLE, WATCHDOG_GRACE_S, ProcessHandle, StopKind,
-                            SubprocessSandbox, _PopenHandle, sandbox_environment, stop_kind, worker_body)
-from grader.sandbox.limits import Limits
+from grader.files import write_atomic
 from grader.model import CellRun
+from grader.sandbox import protocol
+from grader.sandbox.confine import interpreter, prepare_child
+from grader.sandbox.launch import (
+    UNDUMPABLE,
+    CellStop,
+    PopenHandle,
+    ProcessHandle,
+    Site,
+    Worker,
+    sandbox_environment,
+    worker_body,
+)
+from grader.sandbox.limits import Limits
+from grader.sandbox.process import WATCHDOG_GRACE_S, ProcessSandbox
 from grader.untrusted_text import safe_lines
+
+if TYPE_CHECKING:
+    from grader.load import Cell
 
 KERNEL_NAME = "grader-sandbox"
 START_TIMEOUT_S = 60.0
@@ -78,7 +94,7 @@ def _bounded_client_class() -> Any:
     """
     from nbclient import NotebookClient
 
-    class BoundedClient(NotebookClient):  # type: ignore[misc]
+    class BoundedClient(NotebookClient):
         output_budget = 1 << 20
         used = 0
         dropped = 0
@@ -105,12 +121,15 @@ def _setup_code(channel: tuple[int, int]) -> str:
     return f"exec(compile({program!r}, '<sandbox>', 'exec'), {{'__name__': '__sandbox__'}})"
 
 
-class KernelSandbox(SubprocessSandbox):
-    """``--backend kernel``: a confined ipykernel per submission, cells executed by nbclient."""
+class KernelLauncher:
+    """``--backend kernel``: a confined ipykernel per worker, its cells run by nbclient (``launch.Launcher`` and
+    its own ``launch.CellRunner``)."""
 
     name = "kernel"
+    starts_processes = True
+    starts_early = True
 
-    def __init__(self, limits: Limits | None = None, graded: tuple[str, ...] = ()) -> None:
+    def __init__(self) -> None:
         # Each kernel start gets a fresh socket directory of the sandbox user's inside a directory only
         # the grader can enter, bound at the same path into that kernel's root alone. Its connection file
         # (the key) stays in the grader's directory, bound read-only: the grader never writes or chowns
@@ -122,76 +141,80 @@ class KernelSandbox(SubprocessSandbox):
         self._client: Any = None
         self._cell_output: list[str] = []
         self._dropped = 0
-        try:
-            super().__init__(limits, None, graded)
-        except BaseException:
-            shutil.rmtree(self._private, ignore_errors=True)  # no sandbox to close: its directory goes now
-            raise
+
+    @property
+    def cells(self) -> KernelLauncher:
+        return self
 
     # --- lifecycle ------------------------------------------------------------------
 
-    def _starter(self, channel: tuple[int, int], output: int, sources: list[str] | None = None) -> ProcessHandle:
-        from jupyter_client import AsyncKernelManager
+    def launch(self, site: Site, sources: Sequence[str] | None) -> Worker:
+        return Worker.start(lambda channel, output: self._start_kernel(site, channel, output),
+                            site.limits.output_kb * 1024)
+
+    def _start_kernel(self, site: Site, channel: tuple[int, int], output: int) -> ProcessHandle:
         from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
         self._cleanup_kernel()
-        spec_manager = KernelSpecManager(kernel_dirs=[_kernel_spec_dir(self.confinement.site_path)])
+        confined, limits, workdir = site.confinement, site.limits, site.workdir
+        spec_manager = KernelSpecManager(kernel_dirs=[_kernel_spec_dir(confined.site_path)])
         # nbclient needs the asynchronous client: with a blocking one, its wait for the outputs of a
         # cell whose kernel was killed can never time out.
         self._starts += 1
-        self._sockets = os.path.join(self._private, f"sockets-{self._starts}")
-        os.mkdir(self._sockets, 0o700)
-        drop_to = self.confinement.drop_to
+        self._sockets = sockets = os.path.join(self._private, f"sockets-{self._starts}")
+        os.mkdir(sockets, 0o700)
+        drop_to = confined.drop_to
         if drop_to is not None:  # the kernel runs as the sandbox user: its (new, empty) directory is its own
-            os.chown(self._sockets, *drop_to)
+            os.chown(sockets, *drop_to)
         km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=spec_manager, transport="ipc",
-                                ip=os.path.join(self._sockets, "kernel"))
-        km.connection_file = os.path.join(self._private, f"connection-{self._starts}.json")
-        workdir = self.workdir
+                                ip=os.path.join(sockets, "kernel"))
+        km.connection_file = connection_file = os.path.join(self._private, f"connection-{self._starts}.json")
         km.write_connection_file()  # now, so that start_kernel keeps it and the kernel's user can read it
         if drop_to is not None:
-            descriptor = os.open(km.connection_file, os.O_RDONLY | os.O_NOFOLLOW)
+            descriptor = os.open(connection_file, os.O_RDONLY | os.O_NOFOLLOW)
             try:
                 os.fchown(descriptor, *drop_to)
             finally:
                 os.close(descriptor)
         try:
-            run_sync(km.start_kernel)(cwd=workdir, env=sandbox_environment(self.confinement.workdir(workdir)),
+            run_sync(km.start_kernel)(cwd=workdir, env=sandbox_environment(confined.workdir(workdir)),
                                       stdout=output, stderr=output, pass_fds=channel,
-                                      preexec_fn=lambda: prepare_child(self.limits, workdir, self.confinement,
-                                                                       writable=(self._sockets,),
-                                                                       readable=(km.connection_file,)))
-        except Exception as exc:  # jupyter_client raises several kinds
+                                      preexec_fn=lambda: prepare_child(limits, workdir, confined, writable=(sockets,),
+                                                                       readable=(connection_file,)))
+        except Exception as exc:  # noqa: BLE001 - jupyter_client raises several kinds: each is a start failure
             raise SandboxError.from_start_failure(f"the kernel did not start ({type(exc).__name__}: {exc})") from None
         self._km = km
-        return _PopenHandle(km.provisioner.process)
+        process = getattr(km.provisioner, "process", None)  # the local provisioner's Popen
+        if not isinstance(process, subprocess.Popen):
+            raise SandboxError.from_start_failure("the kernel did not start (no local process)")
+        return PopenHandle(process)
 
-    def _await_ready(self) -> None:
+    def connect(self, site: Site, worker: Worker) -> None:
         """Connect to the kernel and load the worker program into it (not yet serving: cells come first)."""
         from jupyter_core.utils import run_sync
         from nbformat.v4 import new_notebook
 
-        if self._ready:
-            return
-        assert self._process is not None and self._km is not None
-        client = _bounded_client_class()(new_notebook(), km=self._km, timeout=max(1, math.ceil(self.limits.cell_timeout_s)),
-                                allow_errors=True, interrupt_on_timeout=True, record_timing=False, iopub_timeout=1,
-                                startup_timeout=int(START_TIMEOUT_S), shutdown_kernel="immediate",
-                                error_on_timeout={"ename": "CellTimeoutError", "evalue": "time limit",
-                                                  "traceback": []})
-        client.output_budget = max(OUTPUT_BUDGET_FACTOR * self.limits.output_kb * 1024, 1 << 20)
+        assert self._km is not None
+        limits = site.limits
+        client = _bounded_client_class()(new_notebook(), km=self._km, timeout=max(1, math.ceil(limits.cell_timeout_s)),
+                                         allow_errors=True, interrupt_on_timeout=True, record_timing=False,
+                                         iopub_timeout=1, startup_timeout=int(START_TIMEOUT_S),
+                                         shutdown_kernel="immediate",
+                                         error_on_timeout={"ename": "CellTimeoutError", "evalue": "time limit",
+                                                           "traceback": []})
+        client.output_budget = max(OUTPUT_BUDGET_FACTOR * limits.output_kb * 1024, 1 << 20)
         try:
             client.start_new_kernel_client()
-            reply = run_sync(client.kc.execute_interactive)(_setup_code(self._process.child_channel), silent=True,
+            reply = run_sync(client.kc.execute_interactive)(_setup_code(worker.child_channel), silent=True,
                                                             store_history=False, timeout=30)
-        except Exception as exc:
-            self._process.kill(died=True)
+        except Exception as exc:  # noqa: BLE001 - a kernel that does not answer, however it fails, did not start
+            worker.kill(died=True)
             raise SandboxError.from_start_failure(f"the kernel did not answer ({type(exc).__name__})") from None
         if reply["content"].get("status") != "ok":
             raise SandboxError.from_start_failure("the kernel could not load the grader's worker program")
         self._client = client
-        self._ready = True
 
     def _cleanup_kernel(self) -> None:
         client, km = self._client, self._km
@@ -201,70 +224,65 @@ class KernelSandbox(SubprocessSandbox):
         if client is not None and client.kc is not None:
             try:
                 client.kc.stop_channels()
-            except Exception:
+            except Exception:  # noqa: BLE001 - cleaning up after a kernel that may be gone: nothing left to do
                 pass
         if km is not None:
             from jupyter_core.utils import run_sync
 
             try:
                 run_sync(km.cleanup_resources)()
-            except Exception:
+            except Exception:  # noqa: BLE001 - as above
                 pass
 
-    def _retire(self, stop: StopKind = "timeout") -> str:
-        how = super()._retire(stop)
+    def stopped(self) -> None:
         self._cleanup_kernel()
-        return how
 
     def close(self) -> None:
-        super().close()
         self._cleanup_kernel()
         shutil.rmtree(self._private, ignore_errors=True)
 
-    def output_excerpt(self) -> str:
-        limit = self.limits.output_kb * 1024
+    def output_excerpt(self, site: Site) -> str:
+        limit = site.limits.output_kb * 1024
         text = "".join(self._cell_output)
         dropped = len(text) - limit if len(text) > limit else 0
         dropped += self._dropped + (self._client.dropped if self._client is not None else 0)
-        kept = text[:limit] + (f"\n[grader] ... {dropped} more characters of output not kept" if dropped else "")
-        process = super().output_excerpt()
-        return "\n".join(part for part in (kept, process) if part)
+        return text[:limit] + (f"\n[grader] ... {dropped} more characters of output not kept" if dropped else "")
 
     # --- the notebook -------------------------------------------------------------------
 
-    def _exec_once(self, cells: list, runs: dict[int, CellRun], warnings: list[str] | None
-                   ) -> tuple[int, StopKind] | None:
-        """Run ``cells`` through nbclient, then start the worker's serve loop and ask it what is defined."""
+    def run(self, site: Site, worker: Worker, cells: Sequence[Cell], runs: dict[int, CellRun]) -> CellStop | None:
+        """Run ``cells`` through nbclient; the worker's serve loop starts once every cell has run (``serve``)."""
         from nbformat.v4 import new_code_cell
 
-        assert self._client is not None and self._process is not None
-        client = self._client
+        assert self._client is not None
+        client, limits = self._client, site.limits
+        replies: list[Any] = []
+        client.on_cell_executed = lambda **hook: replies.append(hook.get("execute_reply"))
         for position, cell in enumerate(cells):
             node = new_code_cell(cell.source)
             client.nb.cells.append(node)
             started = time.monotonic()
-            watchdog = threading.Timer(self.limits.cell_timeout_s + INTERRUPT_GRACE_S + WATCHDOG_GRACE_S,
-                                       self._process.handle.kill_group)
+            watchdog = threading.Timer(limits.cell_timeout_s + INTERRUPT_GRACE_S + WATCHDOG_GRACE_S,
+                                       worker.handle.kill_group)
             watchdog.start()
-            replies: list[Any] = []
-            client.on_cell_executed = lambda **hook: replies.append(hook.get("execute_reply"))
+            replies.clear()
             try:
                 client.execute_cell(node, len(client.nb.cells) - 1, store_history=True)
-            except Exception:  # DeadKernelError, CellTimeoutError, a ZeroMQ error after a kill
+            except Exception:  # noqa: BLE001 - DeadKernelError, CellTimeoutError, a ZeroMQ error after a kill
                 watchdog.cancel()
-                if time.monotonic() - started >= self.limits.cell_timeout_s or self._process.handle.poll() is None:
+                if time.monotonic() - started >= limits.cell_timeout_s or worker.handle.poll() is None:
                     return position, "timeout"
                 return position, "died"
             finally:
                 watchdog.cancel()
-                self._keep_output(node)
-            if time.monotonic() >= self._total_deadline():
+                self._keep_output(node, limits)
+            if time.monotonic() >= site.total_deadline():
                 return position, "timeout"
             reply = replies[-1] if replies else None
             if self._still_running(node, reply):
                 return position, "timeout"  # it ignored the interrupt: kill, restart, replay the good cells
             runs[cell.index] = self._cell_run(cell.index, node, reply)
-        return None  # the serve loop starts once every cell has run (see _serve)
+        return None
 
     @staticmethod
     def _still_running(node: Any, reply: Any) -> bool:
@@ -276,7 +294,8 @@ class KernelSandbox(SubprocessSandbox):
         return not any(o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt"
                        for o in node.get("outputs", []))
 
-    def _cell_run(self, index: int, node: Any, reply: Any) -> CellRun:
+    @staticmethod
+    def _cell_run(index: int, node: Any, reply: Any) -> CellRun:
         content = (reply or {}).get("content") or {}
         if content.get("ename") == "CellTimeoutError":
             return CellRun(index, "timeout", "time limit")
@@ -293,45 +312,25 @@ class KernelSandbox(SubprocessSandbox):
                                                                           str(content.get("evalue", "")))))
         return CellRun(index, "ok")
 
-    def _keep_output(self, node: Any) -> None:
+    def _keep_output(self, node: Any, limits: Limits) -> None:
         kept = sum(len(text) for text in self._cell_output)
         for output in node.get("outputs", []):
-            if output.get("output_type") == "stream" and kept <= self.limits.output_kb * 1024:
-                text = safe_lines(str(output.get("text", ""))[: self.limits.output_kb * 1024])
+            if output.get("output_type") == "stream" and kept <= limits.output_kb * 1024:
+                text = safe_lines(str(output.get("text", ""))[: limits.output_kb * 1024])
                 self._cell_output.append(text)
                 kept += len(text)
 
-    def run_notebook(self, cells):
-        execution = super().run_notebook(cells)
-        self._serve()
-        execution.functions = self._functions
-        return execution
-
-    def _restart_and_replay(self) -> None:
-        super()._restart_and_replay()
-        self._serve()
-
-    def _serve(self) -> None:
-        """Hand the kernel over to the worker's serve loop; a kernel that cannot is retired."""
-        if self._process is None:
-            return
-        stop = self._serve_and_describe(-1)
-        if stop is not None:
-            self._retire(stop[1])
-            self._process = None
-
-    def _serve_and_describe(self, last: int) -> tuple[int, StopKind] | None:
-        """Start the serve loop in the kernel (a request that lasts until the grader is done) and ask for
-        the functions, as the default backend's worker reports them after its cells."""
-        assert self._client is not None and self._process is not None
+    def serve(self, site: Site, worker: Worker) -> None:
+        """Start the serve loop in the kernel (a request that lasts until the grader is done) and read its "ready"."""
+        assert self._client is not None
         self._client.kc.execute("__import__('signal')._sandbox_serve()", silent=True, store_history=False)
-        try:
-            header, _ = self._process.receive(min(time.monotonic() + 30, self._total_deadline()))
-            if header.get("op") != "ready":
-                raise protocol.WireError("the kernel's worker did not start")
-            token = self._request({"op": "exec", "cell_timeout": self.limits.cell_timeout_s, "cells": [],
-                                   "functions": list(self.graded)})
-            self._await_exec_done(token)
-            return None
-        except CHANNEL_FAILURES as error:
-            return last, stop_kind(error)
+        header, _ = worker.receive(min(time.monotonic() + 30, site.total_deadline()))
+        if header.get("op") != "ready":
+            raise protocol.WireError("the kernel's worker did not start")
+
+
+class KernelSandbox(ProcessSandbox):
+    """``--backend kernel``: the sandbox with a confined ipykernel per submission, cells executed by nbclient."""
+
+    def __init__(self, limits: Limits | None = None, graded: tuple[str, ...] = ()) -> None:
+        super().__init__(KernelLauncher(), limits, graded)

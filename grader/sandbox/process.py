@@ -1,64 +1,56 @@
 """The execute stage: run a notebook's code in a separate, limited process and call its functions.
 
-The sandbox process is a fresh ``python -I`` running ``sandbox_worker.py`` (with
-``protocol.py`` prepended as source, so the grader package is never imported
-there). The grader talks to it over a dedicated pipe pair; the student's own
-stdout and stderr go to a third pipe that is drained into a bounded excerpt and
-never parsed. When the sandbox dies or hangs, it is killed (its whole process
-group), restarted, and the cells that ran cleanly before are replayed, so one
-bad call costs that call only.
+One sandbox class, ``ProcessSandbox``, whatever the backend: a *launcher* (``launch.Launcher``)
+starts its worker (a fresh confined Python, a fork of the fork server, a confined ipykernel, or
+a worker already running in a student's kernel), and the sandbox talks to it over a dedicated
+pipe pair (``protocol``); the student's own stdout and stderr go to a third pipe that is drained
+into a bounded excerpt and never parsed. When the worker dies or hangs, it is killed (its whole
+process group), restarted, and the cells that ran cleanly before are replayed, so one bad call
+costs that call only. ``SubprocessSandbox``, ``kernel.KernelSandbox`` and ``AttachedSandbox``
+are the sandbox with each backend's launcher.
 """
 from __future__ import annotations
 
-import os
 import secrets
-import select
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, NamedTuple, Protocol, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, Self, TypeVar
 
 import numpy as np
 
-from grader.sandbox import environment
-from grader.sandbox import protocol
-from grader.sandbox.confine import MPLCONFIG_SUBDIR, Confinement, confinement, interpreter, prepare_child
 from grader.errors import SandboxError
-from grader.sandbox.limits import Limits
 from grader.model import CellRun, FunctionInfo
+from grader.sandbox import environment, protocol
+from grader.sandbox.confine import confinement
+from grader.sandbox.launch import (
+    CHANNEL_FAILURES,
+    AttachedLauncher,
+    CellStop,
+    FreshLauncher,
+    Launcher,
+    StopKind,
+    Worker,
+    sandbox_workdir,
+    stop_kind,
+)
+from grader.sandbox.limits import Limits
 from grader.untrusted_text import safe_lines, safe_text
 
 if TYPE_CHECKING:
-    from grader.sandbox.forkserver import ForkServer
     from grader.load import Cell
+    from grader.sandbox.forkserver import ForkServer
 
-#: Why the sandbox stopped answering: it ran past a limit, it died, or it sent something malformed.
-StopKind = Literal["timeout", "died", "protocol"]
-#: What reading from the sandbox raises in each of those cases.
-CHANNEL_FAILURES = (TimeoutError, EOFError, protocol.WireError)
-
-
-def stop_kind(error: BaseException) -> StopKind:
-    """The StopKind of one of ``CHANNEL_FAILURES``."""
-    if isinstance(error, TimeoutError):
-        return "timeout"
-    return "died" if isinstance(error, EOFError) else "protocol"
 CallStatus = Literal["ok", "raised", "timeout", "crashed", "missing", "protocol"]
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
 #: Extra wall time the watchdog allows beyond a limit before it kills the sandbox:
 #: the in-process alarm should have fired by then; if not, the code ignores signals.
 WATCHDOG_GRACE_S = 0.5
 #: The worker sends batched replies at least this often (``CallReplies.FLUSH_S`` in the worker).
 BATCH_FLUSH_S = 0.2
 MAX_RESTARTS = 4
+
 
 
 @dataclass(frozen=True)
@@ -81,6 +73,22 @@ class CallOutcome:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+def parse_outcome(header: dict[str, Any], blobs: list[bytes], batched: bool = False) -> CallOutcome:
+    """One call's reply (a ``result`` message, or one reply of a batched ``results``) as a CallOutcome."""
+    if not batched and header.get("op") != "result":
+        raise protocol.WireError("unexpected message")
+    status = header.get("status")
+    if status == "ok":
+        value = protocol.decode_value(header.get("value"), blobs)
+        after = header.get("args_after")
+        args_after = tuple(protocol.decode_value(a, blobs) for a in after) if isinstance(after, list) else None
+        return CallOutcome("ok", value=value, args_after=args_after)
+    if status in ("raised", "timeout", "missing"):
+        error = header.get("error")
+        return CallOutcome(status, error=safe_lines(error, limit=300) if error else None)
+    raise protocol.WireError("unknown call status")
 
 
 class LoopStep(NamedTuple):
@@ -172,7 +180,7 @@ class Chain:
         iteration, index = stop["iteration"], stop["step"]
         if any(count != iteration + (k < index) for k, count in enumerate(counts)):
             raise protocol.WireError("inconsistent training chain")
-        outcome = SubprocessSandbox._parse_outcome({"op": "result", **stop["reply"]}, blobs)
+        outcome = parse_outcome({"op": "result", **stop["reply"]}, blobs)
         return cls(outputs, counts, iteration, index, steps[index].function, outcome)
 
 
@@ -197,299 +205,24 @@ class Sandbox(Protocol):
     def close(self) -> None: ...
 
 
-#: exec makes a process dumpable again, so its peers of the same uid could read its memory through
-#: /proc (without namespaces): every sandbox program's first line undoes that (the filter refuses the reverse).
-UNDUMPABLE = "import ctypes as _ctypes\n_ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\ndel _ctypes\n"
 
-#: First lines of the worker program: ``-S`` left site-packages off ``sys.path``; add the
-#: site view (everything installed except the grader) and hide the channel from ``sys.argv``.
-_BOOTSTRAP = ("from __future__ import annotations\nimport sys\nsys.path.append(sys.argv[3])\n_CHANNEL_ARGS = sys.argv[1:3]\n"
-              "_LOCKDOWN = sys.argv[4] if len(sys.argv) > 4 else ''\nsys.argv = ['']\n" + UNDUMPABLE)
+class ProcessSandbox:
+    """A sandbox whose worker ``launcher`` starts: the one sandbox class, whatever the backend.
 
+    Everything but starting and stopping a worker is here, and the same for every backend: the
+    notebook's cells, calls, training chains, restarts and replays. The launcher says how a worker
+    starts (``Launcher.launch``), what to release when one stops and when the sandbox closes, and,
+    for a kernel, how cells run (``Launcher.cells``). The sandbox owns its launcher: ``close``
+    closes it, as does a failure to set the sandbox up.
+    """
 
-@lru_cache(maxsize=1)
-def worker_body() -> str:
-    """``protocol.py`` and the worker, as source; what runs it prepends ``_CHANNEL_ARGS`` and ``_JAIL_SOURCE``."""
-    wire_source = (_PACKAGE_DIR / "protocol.py").read_text().replace("from __future__ import annotations\n", "", 1)
-    return wire_source + "\n" + (_PACKAGE_DIR / "worker.py").read_text()
-
-
-@lru_cache(maxsize=1)
-def worker_program() -> str:
-    """The sandbox program: bootstrap, the jail's source (for the fork server), then ``worker_body``."""
-    jail_source = (_PACKAGE_DIR / "jail.py").read_text()
-    return _BOOTSTRAP + f"_JAIL_SOURCE = {jail_source!r}\n" + worker_body()
-
-
-def sandbox_environment(workdir: str) -> dict[str, str]:
-    """The whole environment of a sandbox process: nothing of the grader's own is passed on."""
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": workdir,
-        "TMPDIR": workdir,
-        "LANG": "C.UTF-8",
-        "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": os.path.join(workdir, MPLCONFIG_SUBDIR),
-        "OPENBLAS_NUM_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "PYTHONHASHSEED": "0",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-
-
-def sandbox_workdir(confined: Confinement, prefix: str) -> str:
-    """A new private host directory for one sandbox: the mount point its root is built over, or,
-    without namespaces, where it works (then handed to the unprivileged uid a root grader drops to)."""
-    path = tempfile.mkdtemp(prefix=prefix)
-    if not confined.namespaces and confined.drop_to is not None:
-        os.chown(path, *confined.drop_to)
-    return path
-
-
-class ProcessHandle(Protocol):
-    """A started sandbox process, however it was started (``subprocess`` or the fork server)."""
-
-    def poll(self) -> int | None: ...
-
-    def wait(self, timeout: float | None = None) -> int: ...
-
-    def kill_group(self) -> None: ...
-
-
-class _AttachedHandle:
-    """A worker the grader did not start and may not stop (a student's own kernel)."""
-
-    def poll(self) -> int | None:
-        return None
-
-    def wait(self, timeout: float | None = None) -> int:
-        raise subprocess.TimeoutExpired("kernel", timeout or 0)
-
-    def kill_group(self) -> None:
-        pass
-
-
-class _PopenHandle:
-    def __init__(self, popen: subprocess.Popen) -> None:
-        self.popen = popen
-
-    def poll(self) -> int | None:
-        return self.popen.poll()
-
-    def wait(self, timeout: float | None = None) -> int:
-        return self.popen.wait(timeout)
-
-    def kill_group(self) -> None:
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                self.popen.kill()
-        self.popen.wait()
-
-
-def _start_with_subprocess(limits: Limits, workdir: str, confined: Confinement,
-                           channel: tuple[int, int], output: int) -> ProcessHandle:
-    """A fresh ``python -I -S`` confined between fork and exec."""
-    popen = subprocess.Popen(
-        [interpreter(), "-I", "-S", "-c", worker_program(), str(channel[0]), str(channel[1]), confined.site_path],
-        stdin=subprocess.DEVNULL, stdout=output, stderr=output, cwd=workdir,
-        env=sandbox_environment(confined.workdir(workdir)),
-        pass_fds=channel, preexec_fn=lambda: prepare_child(limits, workdir, confined),
-    )
-    return _PopenHandle(popen)
-
-
-class OutputDrain:
-    """Reads the student's output pipe to the end, keeping only the first ``limit`` bytes."""
-
-    def __init__(self, fd: int, limit: int) -> None:
-        self.limit = limit
-        self.kept = bytearray()
-        self.dropped = 0
-        self._fd = fd
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self._fd, 1 << 16)
-            except OSError:
-                break
-            if not chunk:
-                break
-            room = self.limit - len(self.kept)
-            self.kept += chunk[:max(room, 0)]
-            self.dropped += max(len(chunk) - max(room, 0), 0)
-        os.close(self._fd)
-
-    def excerpt(self) -> str:
-        """What was kept, as safe text: the student printed it, so escapes and controls are shown, not obeyed."""
-        text = safe_lines(bytes(self.kept))
-        if self.dropped:
-            text += (f"\n[grader] ... {self.dropped} more bytes of output not kept"
-                     " (and print() calls past the limit were skipped)")
-        return text
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
-
-
-def confinement_reason(stderr: bytes) -> str:
-    """The last line a sandbox process wrote to stderr about failing its confinement (``confine.prepare_child``
-    says why there, since ``subprocess`` only reports "Exception occurred in preexec_fn"), or ""."""
-    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if "could not be confined" in line]
-    return lines[-1].removeprefix("grader: ")[:300] if lines else ""
-
-
-def confinement_failure(fd: int) -> str:
-    """``confinement_reason`` of what a child that died starting wrote to ``fd`` (read without waiting)."""
-    os.set_blocking(fd, False)
-    try:
-        data = os.read(fd, 1 << 16)
-    except OSError:
-        data = b""
-    return confinement_reason(data)
-
-
-class _Process:
-    """One live sandbox process and its channel."""
-
-    def __init__(self, start: "Callable[[tuple[int, int], int], ProcessHandle]", drain_limit: int) -> None:
-        """``start(channel, output)`` launches the process with the channel's two ends and its output pipe."""
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        out_r, out_w = os.pipe()
-        try:
-            self.handle: ProcessHandle = start((to_child_r, from_child_w), out_w)
-        except (OSError, SandboxError, subprocess.SubprocessError) as exc:
-            os.close(out_w)
-            said = confinement_failure(out_r)  # a failed preexec_fn wrote why to its stderr, our pipe
-            for fd in (to_child_r, to_child_w, from_child_r, from_child_w, out_r):
-                os.close(fd)
-            if said:
-                raise SandboxError.from_confinement_failure(said) from None
-            if isinstance(exc, SandboxError):
-                raise
-            raise SandboxError.from_start_failure(str(exc)) from None
-        for fd in (to_child_r, from_child_w, out_w):
-            os.close(fd)
-        #: The channel's descriptor numbers as the child inherited them (a kernel is told them).
-        self.child_channel = (to_child_r, from_child_w)
-        self.send_fd = to_child_w
-        self.recv_fd = from_child_r
-        self.drain = OutputDrain(out_r, drain_limit)
-        self._buffer = bytearray()
-
-    @classmethod
-    def attached(cls, recv_fd: int, send_fd: int) -> "_Process":
-        """A worker the grader did not start and may not stop; its output is not the grader's to drain."""
-        process = cls.__new__(cls)
-        out_r, out_w = os.pipe()
-        os.close(out_w)
-        process.handle, process.child_channel = _AttachedHandle(), (-1, -1)
-        process.recv_fd, process.send_fd = recv_fd, send_fd
-        process.drain = OutputDrain(out_r, 0)
-        process._buffer = bytearray()
-        return process
-
-    def send(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> None:
-        try:
-            protocol.write_message(self.send_fd, header, blobs)
-        except OSError:
-            raise EOFError("sandbox closed its channel") from None
-
-    def receive(self, deadline: float) -> tuple[dict[str, Any], list[bytes]]:
-        """Read one message; TimeoutError past ``deadline``, EOFError if the process died.
-
-        Reads whatever the pipe holds into a buffer and parses from it: replies to
-        a batch of calls arrive back to back, and one read per burst instead of five per reply
-        (frame, header, and a length and a body per array) halves the grader's cost per call.
-
-        The sandbox is untrusted: every size it declares is checked against ``protocol.FROM_SANDBOX``
-        and this process's ``protocol.ReadBudget`` before it is read, and bytes are read only as they
-        arrive, so whatever it sends costs the grader at most those limits. Why a message was
-        refused is kept in ``wire_error`` for the report.
-        """
-        buffer = self._buffer
-        budget = getattr(self, "read_budget", None)
-        if budget is None:  # one budget for everything this process sends, from its first message
-            budget = self.read_budget = protocol.ReadBudget()
-
-        def read_exact(n: int) -> bytes:
-            while len(buffer) < n:
-                wait = deadline - time.monotonic()
-                if wait <= 0:
-                    raise TimeoutError
-                ready, _, _ = select.select([self.recv_fd], [], [], wait)
-                if not ready:
-                    raise TimeoutError
-                chunk = os.read(self.recv_fd, protocol.PIPE_READ)
-                if not chunk:
-                    raise EOFError("sandbox closed its channel")
-                buffer.extend(chunk)
-            return protocol.take_front(buffer, n)
-
-        try:
-            header, blobs = protocol.read_message(read_exact, protocol.FROM_SANDBOX, budget)
-        except protocol.WireError as exc:
-            self.wire_error = str(exc)
-            raise
-        blobs.on_refused = lambda reason: setattr(self, "wire_error", reason)  # an array refused when decoded
-        return header, blobs
-
-    def kill(self, died: bool) -> None:
-        """Stop the process; when it ``died`` on its own, give it a moment to be reaped so its exit status is real."""
-        if died:
-            try:
-                self.handle.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                pass
-        # In a PID namespace the worker was its init: every process it started died with it.
-        # Without one, killing the group reached the children that stayed in its session.
-        self.handle.kill_group()
-        for fd in (self.send_fd, self.recv_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.drain.join(1.0)
-
-    def exit_description(self) -> str:
-        code = self.handle.poll()
-        if code is None:
-            return "stopped by the grader"
-        if code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-            return {"SIGKILL": "stopped by the grader", "SIGXCPU": "stopped at the CPU time limit",
-                    "SIGXFSZ": "stopped at the file size limit",
-                    "SIGSEGV": "crashed (segmentation fault)",
-                    "SIGABRT": "crashed (aborted)"}.get(name, f"killed by {name}")
-        return f"exited with status {code}"
-
-
-class SubprocessSandbox:
-    """The default backend: a fresh Python process per submission."""
-
-    name = "subprocess"
-    #: Whether this backend starts sandbox processes (a self-check's worker is the student's own kernel).
-    starts_processes = True
-
-    def __init__(self, limits: Limits | None = None, server: "ForkServer | None" = None,
-                 graded: tuple[str, ...] = ()) -> None:
+    def __init__(self, launcher: Launcher, limits: Limits | None = None, graded: tuple[str, ...] = ()) -> None:
+        self.launcher = launcher
+        #: The backend's name, as the report gives it.
+        self.name = launcher.name
         self.limits = limits or Limits()
-        self.server = server
         #: The names of the functions the assignment grades: the worker reports on these after the cells.
         self.graded: tuple[str, ...] = tuple(graded)
-        self.confinement = confinement()
-        # What this machine cannot enforce is the operator's to know (stderr, summary), never a student's report.
-        environment.note(*self.confinement.notices)
-        if self.starts_processes:
-            self.confinement.require()
-        self.workdir = sandbox_workdir(self.confinement, "grader-sandbox-")
-        self._started = time.monotonic()
         self._replayable: list[Cell] = []
         self._functions: dict[str, FunctionInfo] = self._parse_functions({})
         self._excerpts: list[str] = []
@@ -502,15 +235,26 @@ class SubprocessSandbox:
         self.tampering: list[str] = []
         #: What the worker's audit hook noticed (untrusted, only ever used to flag for review).
         self.seen: list[str] = []
-        self._process: _Process | None = None
+        self._process: Worker | None = None
         self._ready = False
-        if server is None:
-            try:
+        workdir = None
+        try:
+            self.confinement = confinement()
+            # What this machine cannot enforce is the operator's to know (stderr, summary), never a student's report.
+            environment.note(*self.confinement.notices)
+            if launcher.starts_processes:
+                self.confinement.require()
+            self.workdir = workdir = sandbox_workdir(self.confinement, "grader-sandbox-")
+            self._started = time.monotonic()
+            if launcher.starts_early:
                 self._spawn()  # a fresh Python takes a while to start: let it, while the notebook loads
-            except BaseException:
-                shutil.rmtree(self.workdir, ignore_errors=True)  # nothing to close() later: clean up now
-                raise
-        # A fork is quick, and which server to fork from depends on the notebook's cells: see run_notebook.
+        except BaseException:
+            # Nothing to close() later: what was made goes now.
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
+            launcher.close()
+            raise
+        # Otherwise (a fork is quick, and which server to fork from depends on the cells): see run_notebook.
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -519,20 +263,13 @@ class SubprocessSandbox:
         self._await_ready()
 
     def _spawn(self, first_cells: Sequence[Cell] | None = None) -> None:
-        """Start the process without waiting, so its start-up overlaps the grader's own work.
+        """Start the worker without waiting, so its start-up overlaps the grader's own work.
 
         ``first_cells``: the cells its first execution begins with, when known (a fork server
         may then start it from a process that has already run the template's opening cells)."""
         sources = None if first_cells is None else [cell.source for cell in first_cells]
-        self._process = _Process(lambda channel, output: self._starter(channel, output, sources),
-                                 self.limits.output_kb * 1024)
+        self._process = self.launcher.launch(self, sources)
         self._ready = False
-
-    def _starter(self, channel: tuple[int, int], output: int, sources: list[str] | None = None) -> ProcessHandle:
-        """How this backend launches a worker: a fork of the fork server, or a fresh confined Python."""
-        if self.server is not None:
-            return self.server.spawn(self.limits, self.workdir, channel, output, sources)
-        return _start_with_subprocess(self.limits, self.workdir, self.confinement, channel, output)
 
     def _await_ready(self) -> None:
         if self._process is None:
@@ -540,26 +277,41 @@ class SubprocessSandbox:
         assert self._process is not None
         if self._ready:
             return
+        runner = self.launcher.cells
+        if runner is not None:
+            runner.connect(self, self._process)
+        else:
+            self._await_worker(self._process)
+        self._ready = True
+
+    @staticmethod
+    def _await_worker(process: Worker) -> None:
+        """Wait for the worker's first message, "ready"; SandboxError when it does not come."""
         try:
-            header, _ = self._process.receive(time.monotonic() + 60)
-        except (EOFError, TimeoutError, protocol.WireError):
-            self._process.kill(died=True)
-            reason = self._process.drain.excerpt().strip().splitlines()[-1:] or ["no output"]
+            header, _ = process.receive(time.monotonic() + 60)
+        except CHANNEL_FAILURES:
+            process.kill(died=True)
+            reason = process.drain.excerpt().strip().splitlines()[-1:] or ["no output"]
             raise SandboxError.from_start_failure(reason[0]) from None
         if header.get("op") != "ready":
             raise SandboxError.from_start_failure("unexpected first message")
-        self._ready = True
+
+    def _may_restart(self) -> bool:
+        """A worker the grader did not start is never restarted; any other at most MAX_RESTARTS times."""
+        return self.launcher.starts_processes and self._restarts < MAX_RESTARTS
 
     def _retire(self, stop: StopKind = "timeout") -> str:
         """Kill the current process and keep its output; return how it ended, in words."""
-        assert self._process is not None
-        self._process.kill(died=stop != "timeout")
-        how = self._process.exit_description()
-        self._excerpts.append(self._process.drain.excerpt())
+        process = self._process
+        assert process is not None
+        process.kill(died=stop != "timeout")
+        how = process.exit_description()
+        self._excerpts.append(process.drain.excerpt())
         if stop == "protocol":
             self.tampering.append("the notebook wrote to the grader's private channel or broke its protocol")
-            reason = getattr(self._process, "wire_error", None)  # set by _Process.receive (the grader's words)
+            reason = process.wire_error  # set by Worker.receive (the grader's words)
             how = "stopped: it broke the grader's protocol" + (f" ({reason})" if reason else "")
+        self.launcher.stopped()
         return how
 
     def close(self) -> None:
@@ -567,21 +319,24 @@ class SubprocessSandbox:
             self._retire()
             self._process = None
         shutil.rmtree(self.workdir, ignore_errors=True)
+        self.launcher.close()
 
-    def __enter__(self) -> "SubprocessSandbox":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def output_excerpt(self) -> str:
-        parts = list(self._excerpts)
+        runner = self.launcher.cells
+        parts = [runner.output_excerpt(self) if runner is not None else "", *self._excerpts]
         if self._process is not None:
             parts.append(self._process.drain.excerpt())
         # Each process's excerpt is already bounded; restarts are bounded by MAX_RESTARTS.
         return "\n".join(p for p in parts if p)
 
-    def _total_deadline(self) -> float:
+    def total_deadline(self) -> float:
+        """When this submission's total time is up (``time.monotonic``)."""
         return self._started + self.limits.total_timeout_s
 
     def _request(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> str:
@@ -604,13 +359,14 @@ class SubprocessSandbox:
 
     def run_notebook(self, cells: Sequence[Cell]) -> Execution:
         cells = list(cells)
-        if self._process is None and self.server is not None:
+        if self._process is None and not self.launcher.starts_early:
             self._spawn(cells)
         self._await_ready()
         execution = Execution()
         runs = self._exec(cells, execution.warnings)
         execution.cells = runs
-        self._replayable = [c for c, r in zip(cells, runs) if r.status in ("ok", "error")]
+        self._replayable = [c for c, r in zip(cells, runs, strict=True) if r.status in ("ok", "error")]
+        self._hand_over()
         execution.functions = self._functions
         return execution
 
@@ -634,7 +390,7 @@ class SubprocessSandbox:
             runs[bad.index] = CellRun(bad.index, "timeout" if kind == "timeout" else "crashed",
                                       f"this cell stopped the sandbox: {how}")
             pending = pending[culprit + 1:]
-            if self._restarts >= MAX_RESTARTS:
+            if not self._may_restart():
                 self._process = None
                 break
             self._restarts += 1
@@ -648,9 +404,18 @@ class SubprocessSandbox:
                     break
         return [runs.get(c.index, CellRun(c.index, "skipped", "not run: the sandbox had stopped")) for c in cells]
 
-    def _exec_once(self, cells: list[Cell], runs: dict[int, CellRun],
-                   warnings: list[str] | None) -> tuple[int, StopKind] | None:
-        """Run ``cells`` in the live process; None when all ran, else (position of the cell that stopped it, why)."""
+    def _exec_once(self, cells: list[Cell], runs: dict[int, CellRun], warnings: list[str] | None) -> CellStop | None:
+        """Run ``cells`` in the live process; None when all ran, else (position of the cell that stopped it, why).
+        The worker runs them, unless the backend has its own way (a kernel's nbclient)."""
+        assert self._process is not None
+        runner = self.launcher.cells
+        if runner is not None:
+            return runner.run(self, self._process, cells, runs)
+        return self._exec_in_worker(cells, runs, warnings)
+
+    def _exec_in_worker(self, cells: list[Cell], runs: dict[int, CellRun],
+                        warnings: list[str] | None) -> CellStop | None:
+        """``_exec_once`` by the worker: one "exec" request, a reply per cell, then what is defined."""
         assert self._process is not None
         limit = self.limits.cell_timeout_s
         position = 0
@@ -662,8 +427,8 @@ class SubprocessSandbox:
             token = self._request({"op": "exec", "cell_timeout": limit, "output_limit": self.limits.output_kb * 1024,
                                    "functions": list(self.graded),
                                    "cells": [{"index": c.index, "blob": i} for i, c in enumerate(cells)]}, sources)
-            for position, cell in enumerate(cells):
-                deadline = min(time.monotonic() + limit + WATCHDOG_GRACE_S, self._total_deadline())
+            for position, cell in enumerate(cells):  # noqa: B007 - the handler below names the cell that stopped it
+                deadline = min(time.monotonic() + limit + WATCHDOG_GRACE_S, self.total_deadline())
                 header, _ = self._reply(token, deadline)
                 if header.get("op") != "cell" or header.get("index") != cell.index:
                     raise protocol.WireError("out-of-order cell report")
@@ -681,8 +446,23 @@ class SubprocessSandbox:
         except CHANNEL_FAILURES as error:
             return position, stop_kind(error)
 
+    def _hand_over(self) -> None:
+        """After a backend ran the cells itself (a kernel), its worker takes the process over and says, as
+        any worker does after its cells, what is defined; a process that cannot is retired."""
+        if self.launcher.cells is None or self._process is None:
+            return
+        try:
+            self.launcher.cells.serve(self, self._process)
+        except CHANNEL_FAILURES as error:
+            stop: CellStop | None = (-1, stop_kind(error))
+        else:
+            stop = self._exec_in_worker([], {}, None)
+        if stop is not None:
+            self._retire(stop[1])
+            self._process = None
+
     def _await_exec_done(self, token: str) -> None:
-        header, _ = self._reply(token, min(time.monotonic() + 30, self._total_deadline()))
+        header, _ = self._reply(token, min(time.monotonic() + 30, self.total_deadline()))
         if header.get("op") != "exec_done":
             raise protocol.WireError("missing end of execution")
         self._take_exec_done(header)
@@ -735,7 +515,7 @@ class SubprocessSandbox:
                 outcomes.append(broken)
                 remaining = remaining[1:]
                 continue
-            if time.monotonic() >= self._total_deadline():
+            if time.monotonic() >= self.total_deadline():
                 outcomes += [CallOutcome("timeout", error="total time limit for this submission")] * len(remaining)
                 break
             if self._process is None:
@@ -772,13 +552,13 @@ class SubprocessSandbox:
             while answered < len(requests):
                 # Batched, a message may wait for a call that started just before a send was due.
                 wait = WATCHDOG_GRACE_S if overdue else limit + WATCHDOG_GRACE_S + (BATCH_FLUSH_S if batched else 0)
-                header, reply_blobs = self._reply(token, min(time.monotonic() + wait, self._total_deadline()))
+                header, reply_blobs = self._reply(token, min(time.monotonic() + wait, self.total_deadline()))
                 if batched:
                     replies, overdue = self._parse_batch(header, len(requests) - answered)
                 else:
                     replies = [header]
                 for reply in replies:
-                    outcome = self._parse_outcome(reply, reply_blobs, batched)
+                    outcome = parse_outcome(reply, reply_blobs, batched)
                     outcomes.append(outcome)
                     if outcome.status == "timeout":
                         self._broken[requests[answered].function] = outcome
@@ -840,7 +620,7 @@ class SubprocessSandbox:
         try:
             token = self._request({**header, "call_timeout": self.limits.call_timeout_s, "budget": budget}, blobs)
             deadline = min(time.monotonic() + budget + self.limits.call_timeout_s + WATCHDOG_GRACE_S,
-                           self._total_deadline())
+                           self.total_deadline())
             reply, reply_blobs = self._reply(token, deadline)
             if reply.get("op") != answer:
                 raise protocol.WireError("unexpected message")
@@ -887,7 +667,7 @@ class SubprocessSandbox:
 
     def _restart_and_replay(self) -> None:
         self._process = None
-        if self._restarts >= MAX_RESTARTS:
+        if not self._may_restart():
             return
         self._restarts += 1
         self._start(self._replayable)
@@ -895,36 +675,24 @@ class SubprocessSandbox:
         if stop is not None:
             self._retire(stop[1])
             self._process = None
-
-    @staticmethod
-    def _parse_outcome(header: dict[str, Any], blobs: list[bytes], batched: bool = False) -> CallOutcome:
-        if not batched and header.get("op") != "result":
-            raise protocol.WireError("unexpected message")
-        status = header.get("status")
-        if status == "ok":
-            value = protocol.decode_value(header.get("value"), blobs)
-            after = header.get("args_after")
-            args_after = tuple(protocol.decode_value(a, blobs) for a in after) if isinstance(after, list) else None
-            return CallOutcome("ok", value=value, args_after=args_after)
-        if status in ("raised", "timeout", "missing"):
-            error = header.get("error")
-            return CallOutcome(status, error=safe_lines(error, limit=300) if error else None)
-        raise protocol.WireError("unknown call status")
+        self._hand_over()
 
 
-class AttachedSandbox(SubprocessSandbox):
+# --- the backends, by name -------------------------------------------------------------------
+# Thin constructors: each is the sandbox with one launcher, and adds nothing else.
+
+
+class SubprocessSandbox(ProcessSandbox):
+    """The default backend: a fresh confined Python per submission, or, given a fork ``server``, a fork of it."""
+
+    def __init__(self, limits: Limits | None = None, server: ForkServer | None = None,
+                 graded: tuple[str, ...] = ()) -> None:
+        super().__init__(FreshLauncher() if server is None else server.launcher(), limits, graded)
+
+
+class AttachedSandbox(ProcessSandbox):
     """A sandbox whose worker already runs elsewhere (``grader.check()`` in a student's kernel):
     the grader neither starts nor kills it, and after a call hangs it there is no restart."""
 
-    starts_processes = False
-
     def __init__(self, channel_in: int, channel_out: int, limits: Limits | None = None) -> None:
-        self._channel = (channel_in, channel_out)
-        super().__init__(limits)
-
-    def _spawn(self, first_cells: Sequence[Cell] | None = None) -> None:
-        self._process = _Process.attached(*self._channel)
-        self._ready = False
-
-    def _restart_and_replay(self) -> None:
-        self._process = None
+        super().__init__(AttachedLauncher(channel_in, channel_out), limits)

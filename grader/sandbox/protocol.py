@@ -16,7 +16,8 @@ import json
 import math
 import os
 import struct
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -98,7 +99,7 @@ def _mb(n: int) -> str:
     return f"{n / (1 << 20):.0f} MB" if n >= 1 << 20 else f"{n} bytes"
 
 
-class ReceivedBlobs(list):
+class ReceivedBlobs(list[bytes]):
     """The blobs of one received message; each may be decoded once, so a header that names the same
     array many times cannot make the reader build more arrays than the message carried.
 
@@ -216,7 +217,7 @@ _NPY_MAGIC = b"\x93NUMPY"
 @functools.lru_cache(maxsize=512)
 def _npy_header(descr: str, fortran: bool, shape: tuple[int, ...]) -> bytes:
     """A version 1.0 ``.npy`` header, padded as numpy pads it (cached: shapes repeat)."""
-    text = "{'descr': %r, 'fortran_order': %r, 'shape': %r, }" % (descr, fortran, shape)
+    text = f"{{'descr': {descr!r}, 'fortran_order': {fortran!r}, 'shape': {shape!r}, }}"
     pad = 64 - (len(_NPY_MAGIC) + 4 + len(text) + 1) % 64
     text = text + " " * pad + "\n"
     return _NPY_MAGIC + b"\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
@@ -230,7 +231,7 @@ def _parse_npy_header(text: str) -> tuple[np.dtype, bool, tuple[int, ...]]:
         header = ast.literal_eval(text)
         descr, fortran, shape = header["descr"], header["fortran_order"], header["shape"]
         dtype = np.dtype(descr)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever a forged header makes literal_eval or numpy raise, it is bad
         raise WireError("bad array header") from None
     if not (isinstance(fortran, bool) and isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
         raise WireError("bad array header")
@@ -312,7 +313,7 @@ def _encode(value: Any, blobs: list[bytes], depth: int, room: list[int]) -> dict
                 "items": [_encode(v, blobs, depth + 1, room) for v in value]}
     try:
         array = np.asarray(value)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an object whose __array__ raises is not data; encode_value never raises
         return {"t": "unsupported", "type": type(value).__name__}
     if array.dtype.kind not in NUMERIC_KINDS or array.dtype.hasobject:
         return {"t": "unsupported", "type": f"{type(value).__name__} of {array.dtype}"}
@@ -400,9 +401,8 @@ def float_array(value: Any) -> np.ndarray | None:
     """A numeric float array for ``value``, or None when it is not numeric data."""
     if value is None or isinstance(value, Unsupported):
         return None
-    if isinstance(value, (list, tuple)):
-        if any(isinstance(v, (list, tuple, Unsupported)) or v is None for v in value):
-            return None
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (list, tuple, Unsupported)) or v is None for v in value):
+        return None
     try:
         return np.asarray(value, dtype=float)
     except (TypeError, ValueError):

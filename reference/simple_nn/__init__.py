@@ -69,7 +69,7 @@ ASSIGNMENT = Assignment(
             start=notebook_values, iterations=NOTEBOOK_ITERATIONS,
             steps=(Step("forward", result=("y_hat",)), Step("backward", result=("w1", "w2"))),
             prediction="y_hat", target="y", loss=loss, like={"y_hat": "y"}, tolerance=1e-3,
-        )),
+        ), requires=("backward.gradient",)),
     ),
     mutants=CATALOG,
     combinations={"backward": backward_pairs},

@@ -69,7 +69,7 @@ ASSIGNMENT = Assignment(
             ),
             prediction="y_hat", target="y", loss=loss,
             like={"y_hat": "y", "w1_partials": "w1", "w2_partials": "w2"}, tolerance=1e-3,
-        )),
+        ), requires=("backward.gradient", "step.update")),
     ),
     mutants=MUTANTS,
     combinations={"backward": combinations},

@@ -88,7 +88,7 @@ ASSIGNMENT = Assignment(
             steps=(Step("predict", result=("p",)), Step("gradient", result=("dw", "db")),
                    Step("update", result=("w", "b"))),
             prediction="p", target="y", loss=loss, like={"p": "y", "dw": "w", "db": "b"}, tolerance=0.05,
-        ), function="fit"),
+        ), function="fit", requires=("gradient.numerical", "update.step")),
     ),
     mutants=(
         Mutant("predict_without_sigmoid", "predict", "predict returns the score X @ w + b: pass it through the "
