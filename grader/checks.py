@@ -105,6 +105,9 @@ class CheckRun:
     graded_with: str | None
     training: Training | None
     warnings: list[str]
+    #: The arguments each function changed in place on some probe (a function declared to update
+    #: arguments in place is not counted for those): diagnosis names it where that changes results.
+    mutated: dict[str, list[str]] = field(default_factory=dict)
 
 
 class _Tabulated:
@@ -205,8 +208,29 @@ class Grading:
         for check in self.assignment.checks:
             self._run_check(check)
         graded_with = self.primary.name if self.assignment.helpers is not None else None
+        mutated = self._mutated()
+        for function, names in mutated.items():
+            if function not in self.assignment.warn_if_mutates:  # those were warned about with their check
+                self.warnings.append(f"{function} changes its arguments in place ({', '.join(names)}); "
+                                     "the caller's arrays change too.")
         return CheckRun(self.results, self.evidence, self.contexts, self.recognised, graded_with, self.training,
-                        self.warnings)
+                        self.warnings, mutated)
+
+    def _mutated(self) -> dict[str, list[str]]:
+        """Every function's arguments changed in place (from the calls its checks made), except the ones it
+        is declared to update in place."""
+        allowed = {c.function: set(c.parameters) for c in self.assignment.checks
+                   if isinstance(c, Update) and c.in_place}
+        mutated = {}
+        for function in self.assignment.names:
+            evidence = self.evidence.get(function)
+            if evidence is None or not self.found.get(function):
+                continue
+            names = [n for n in self._changed_arguments(function, evidence.args, evidence.outcomes)
+                     if n not in allowed.get(function, set())]
+            if names:
+                mutated[function] = names
+        return mutated
 
     def _run_check(self, check: CheckKind) -> None:
         helpers = self.assignment.helpers

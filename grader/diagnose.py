@@ -115,6 +115,9 @@ def _matching_combinations(assignment: Assignment, function: str, evidence: Evid
             if any(_behaves_like(evidence, impl, context, args_key) for context in contexts)]
 
 
+MUTATES_INPUT = ("{name} changes its argument{s} {names} in place, and that changes the results of {users}: "
+                 "work on a copy ({first} = {first}.copy()) or build a new array instead of writing into "
+                 "{them}.")
 WRONG_SIGNATURE = ("{name} takes ({found}), but it is called as {name}({expected}), as in the notebook's template, "
                    "so {calls}: {raised}; give it exactly these parameters, in this order.")
 
@@ -164,6 +167,31 @@ def diagnose(assignment: Assignment, run: CheckRun, found: dict[str, bool]) -> l
             ids = list(dict.fromkeys(i for combination in combinations[:1] for i in combination))
         hints = {m.id: m.hint for m in assignment.mutants if m.function == function}
         diagnoses.extend(Diagnosis(i, function, hints[i]) for i in ids if i in hints)
+    return diagnoses
+
+
+def mutations(assignment: Assignment, run: CheckRun) -> list[Diagnosis]:
+    """``mutates_input`` for a helper that writes into its argument where that changes results: a function
+    that uses it failed its values check (its caller's array changed under it).
+
+    A function that writes into its own arguments after using them computes its own result right; whether
+    its caller is hurt depends on the caller (the template's loop rebinds the weights), so that is a
+    warning, not a diagnosis: a correct notebook never gets one."""
+    failed = {r.id for r in run.results if not r.passed}
+    helpers = assignment.helpers
+    diagnoses: list[Diagnosis] = []
+    if helpers is None:
+        return diagnoses
+    for function, names in run.mutated.items():
+        if function not in (helpers.function, helpers.derivative):
+            continue
+        users = helpers.dependents
+        checks = [assignment.values_check(f) for f in users]
+        if not any(check in failed for check in checks if check is not None):
+            continue  # harmless here: the warning says it
+        diagnoses.append(Diagnosis("mutates_input", function, MUTATES_INPUT.format(
+            name=function, s="s" if len(names) > 1 else "", names=", ".join(names), first=names[0],
+            users=" and ".join(users), them="them" if len(names) > 1 else "it")))
     return diagnoses
 
 

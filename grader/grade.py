@@ -109,7 +109,7 @@ def grade_attached(sandbox: ProcessSandbox, name: str, rubric: Rubric, options: 
 def _grade_loaded(notebook: Notebook, sandbox: ProcessSandbox, rubric: Rubric, options: Options, started: float,
                   executed: bool = False) -> Report:
     from grader.checks import run_checks
-    from grader.diagnose import diagnose, unexplained, wrong_signatures
+    from grader.diagnose import diagnose, mutations, unexplained, wrong_signatures
     from grader.integrity import review
     from grader.score import apply_rubric
 
@@ -122,6 +122,7 @@ def _grade_loaded(notebook: Notebook, sandbox: ProcessSandbox, rubric: Rubric, o
     found = {name: info.found for name, info in execution.functions.items()}
     run = run_checks(sandbox, found, assignment, rubric.accepted_families, options.seed, execution.functions)
     diagnoses = (wrong_signatures(assignment, execution.functions, run) + diagnose(assignment, run, found)
+                 + mutations(assignment, run)
                  + review(notebook.code_cells, sandbox.seen, sandbox.tampering))
     for diagnosis in diagnoses:
         if diagnosis.id == "wrong_signature":  # its checks say why they could not run, not "probes differ"

@@ -48,6 +48,7 @@ from hypothesis.extra import numpy as hnp
 
 from grader.batch.summary import GradebookRow, render_summary_html, summarize, write_gradebook
 from grader.checks import run_checks
+from grader import diagnose as diagnosis_stage
 from grader.diagnose import diagnose, unexplained, wrong_signatures
 from grader.model import FunctionInfo, GradedWith, Report
 from grader.render import RENDERERS, json_report
@@ -132,10 +133,8 @@ class ReplySandbox:
 
 # --------------------------------------------------------------------------- the whole trusted side
 
-@dataclass
-class Graded:
-    report: Report
-    outputs: dict[str, str]
+#: ``diagnose.mutations`` where the tree has it (``_grade_loaded`` adds its diagnoses after ``diagnose``'s).
+_mutations: Callable[..., list[Any]] = getattr(diagnosis_stage, "mutations", lambda assignment, run: [])
 
 
 def build_report(rubric: Rubric, functions: Mapping[str, Callable[..., Any]], seed: int = 0,
@@ -148,7 +147,8 @@ def build_report(rubric: Rubric, functions: Mapping[str, Callable[..., Any]], se
                                   parameters=(parameters or {}).get(f.name, f.parameters) if found[f.name] else None)
              for f in assignment.functions}
     run = run_checks(sandbox, found, assignment, rubric.accepted_families, seed, signatures=None)
-    diagnoses = wrong_signatures(assignment, infos, run) + diagnose(assignment, run, found)
+    diagnoses = (wrong_signatures(assignment, infos, run) + diagnose(assignment, run, found)
+                 + _mutations(assignment, run))
     for diagnosis in diagnoses:
         if diagnosis.id == "wrong_signature":
             for result in run.results:

@@ -182,7 +182,7 @@ class KernelLauncher:
             run_sync(km.start_kernel)(cwd=workdir, env=sandbox_environment(confined.workdir(workdir)),
                                       stdout=output, stderr=output, pass_fds=channel,
                                       preexec_fn=lambda: prepare_child(limits, workdir, confined, writable=(sockets,),
-                                                                       readable=(connection_file,)))
+                                                                       readable=(km.connection_file,)))
         except Exception as exc:  # noqa: BLE001 - jupyter_client raises several kinds: each is a start failure
             raise SandboxError.from_start_failure(f"the kernel did not start ({type(exc).__name__}: {exc})") from None
         self._km = km

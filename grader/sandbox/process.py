@@ -205,7 +205,6 @@ class Sandbox(Protocol):
     def close(self) -> None: ...
 
 
-
 class ProcessSandbox:
     """A sandbox whose worker ``launcher`` starts: the one sandbox class, whatever the backend.
 
@@ -254,7 +253,8 @@ class ProcessSandbox:
                 shutil.rmtree(workdir, ignore_errors=True)
             launcher.close()
             raise
-        # Otherwise (a fork is quick, and which server to fork from depends on the cells): see run_notebook.
+        # A launcher that starts late (a fork is quick, and which server to fork from depends on the cells)
+        # starts its first worker in run_notebook.
 
     # --- lifecycle ------------------------------------------------------------
 

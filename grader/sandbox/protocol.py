@@ -71,7 +71,7 @@ NPY_MAX_NDIM = 32
 FROM_SANDBOX = ReadLimits(max_header=1 << 20, max_blobs=4096, max_message_bytes=20 << 20)
 #: Most bytes (headers and arrays) one sandbox process may send the grader over its whole life. An
 #: honest grading sends well under 1 MB. Decoded values are kept as evidence until the report is
-#: done, and a submission gets at most ``execute.MAX_RESTARTS + 1`` processes, so this bounds what
+#: done, and a submission gets at most ``process.MAX_RESTARTS + 1`` processes, so this bounds what
 #: one notebook can make the grader hold: 5 x 24 MB of values, plus one message being read and
 #: decoded (3 x 20 MB at most: the bytes read, the blobs, the arrays). Measured worst cases are in
 #: ``benchmarks/bench_hostile.py``.

@@ -1,13 +1,16 @@
 """The program that runs inside the sandbox process (the untrusted side).
 
-It is not imported by the grader: ``execute.py`` ships ``wire.py`` and this file
+It is not imported by the grader: ``launch.py`` ships ``protocol.py`` and this file
 as source text to a fresh ``python -I`` process. It executes the notebook's code
 cells in an IPython shell (magics work, shell escapes are refused, plots go to
 the Agg backend), then answers call requests with data only. Nothing it reports
 is believed: every verdict is computed by the grader from the numbers it sends.
 """
-# wire.py's names (read_message, write_message, fd_reader, encode_value,
-# npy_to_array, ...) are defined above this line when the sandbox is launched.
+# protocol.py's names (read_message, write_message, fd_reader, encode_value, ...) are defined
+# above this line when the sandbox is launched, and so are the bootstrap's (_CHANNEL_ARGS,
+# _LOCKDOWN, _JAIL_SOURCE): see launch.worker_program. Inside a kernel (kernel.py) and for
+# grader.check() there is no ``from __future__ import annotations`` above: annotations here are
+# evaluated, so they name only what is defined when they are.
 import ast
 import builtins
 import linecache
@@ -18,23 +21,47 @@ import sys
 import time
 import traceback
 import types
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy
 
+if TYPE_CHECKING:  # for the type checker only: at run time these are already defined, above this file
+    import json
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from grader.sandbox.protocol import (
+        FROM_GRADER,
+        MAX_ITEMS,
+        MAX_VALUE_ELEMENTS,
+        NUMERIC_KINDS,
+        decode_value,
+        describe_error,
+        encode_value,
+        fd_reader,
+        read_message,
+        shaped_value,
+        shaped_values,
+        write_message,
+    )
+
+    _CHANNEL_ARGS: list[str]
+    _LOCKDOWN: str
+    _JAIL_SOURCE: str
+
 # Set by the bootstrap: the channel's two descriptors, ("forkserver", control socket), or
 # ("kernel", in, out) when this runs inside a Jupyter kernel that nbclient drives (kernel.py).
-FORK_SERVER = _CHANNEL_ARGS[0] == "forkserver"  # noqa: F821
+FORK_SERVER = _CHANNEL_ARGS[0] == "forkserver"
 # ("selfcheck", in, out): grader.check() in a student's own kernel; leave that kernel as it was found.
-SELF_CHECK = _CHANNEL_ARGS[0] == "selfcheck"  # noqa: F821
-KERNEL = _CHANNEL_ARGS[0] == "kernel" or SELF_CHECK  # noqa: F821
+SELF_CHECK = _CHANNEL_ARGS[0] == "selfcheck"
+KERNEL = _CHANNEL_ARGS[0] == "kernel" or SELF_CHECK
 if FORK_SERVER:
     CHANNEL_IN, CHANNEL_OUT = -1, -1
 else:
-    CHANNEL_IN, CHANNEL_OUT = int(_CHANNEL_ARGS[-2]), int(_CHANNEL_ARGS[-1])  # noqa: F821
+    CHANNEL_IN, CHANNEL_OUT = int(_CHANNEL_ARGS[-2]), int(_CHANNEL_ARGS[-1])
 #: The names of the functions the assignment grades, as the grader's exec request lists them.
-GRADED: list = []
+GRADED: list[str] = []
 #: Cell magics that would start another program; they are reported, not run.
 BLOCKED_CELL_MAGICS = frozenset({
     "bash", "sh", "script", "system", "sx", "perl", "ruby", "python", "python2",
@@ -47,10 +74,10 @@ class Deadline(BaseException):
 
 
 #: While a batch of calls runs: sends the replies not yet sent, marked overdue (see ``CallReplies``).
-_overdue_flush: list = [None]
+_overdue_flush: list[Callable[..., None] | None] = [None]
 
 
-def _on_alarm(signum, frame):
+def _on_alarm(signum: int, frame: types.FrameType | None) -> None:
     flush = _overdue_flush[0]
     if flush is not None:
         flush(overdue=True)
@@ -72,7 +99,7 @@ watching = [False]
 seen: list[str] = []
 
 
-def _python_roots() -> tuple:
+def _python_roots() -> tuple[str, ...]:
     """Where Python itself reads from: fixed for the life of the program, so a fork server works it
     out once (resolving the site view's links takes a few thousand ``lstat`` calls)."""
     views = [p for p in sys.path if os.sep + "site-view" + os.sep in p and os.path.isdir(p)]
@@ -82,7 +109,7 @@ def _python_roots() -> tuple:
         *[os.path.dirname(os.path.realpath(os.path.join(v, e))) for v in views for e in os.listdir(v)])})
 
 
-def _roots(python_roots: tuple) -> tuple:
+def _roots(python_roots: tuple[str, ...]) -> tuple[str, ...]:
     """Python's own roots plus the working directory: opens elsewhere are noted."""
     return tuple(sorted({*python_roots, os.path.realpath(os.getcwd()) + os.sep}))
 
@@ -96,7 +123,7 @@ _ESCAPE_SYMBOLS = frozenset({"mount", "umount", "umount2", "unshare", "setns", "
                              "process_vm_readv", "process_vm_writev", "perf_event_open", "init_module", "reboot"})
 
 
-def _audit(event, args):
+def _audit(event: str, args: tuple[Any, ...]) -> None:
     if not watching[0] or len(seen) >= MAX_SEEN:
         return
     if event == "open" and args and isinstance(args[0], (str, bytes)):
@@ -122,38 +149,39 @@ def _once(line: str) -> str:
     return "-n1 -r1 " + line
 
 
-def _make_shell():
+def _make_shell() -> "InteractiveShell":
     """An IPython shell that behaves like a headless, offline Jupyter kernel."""
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
     class SandboxShell(InteractiveShell):
-        def system(self, cmd):
+        def system(self, cmd: str) -> None:
             refused_commands.append(str(cmd))
             print(f"[grader] shell command not run: {cmd}", file=sys.stderr)
 
         system_raw = system_piped = system
 
-        def getoutput(self, cmd, split=True, depth=0):
+        def getoutput(self, cmd: str, split: bool = True, depth: int = 0) -> list[str]:
             self.system(cmd)
             return []
 
-        def enable_gui(self, gui=None):
+        def enable_gui(self, gui: str | None = None) -> None:
             return None
 
-        def enable_matplotlib(self, gui=None):
+        def enable_matplotlib(self, gui: str | None = None) -> tuple[str, str]:
             import matplotlib
             matplotlib.use("Agg")
             return "agg", "agg"
 
-        def run_cell_magic(self, magic_name, line, cell):
+        def run_cell_magic(self, magic_name: str, line: str, cell: str) -> Any:
             if magic_name in BLOCKED_CELL_MAGICS:
                 return self.system(f"%%{magic_name} {line}".strip())
             if magic_name == "timeit":
                 line = _once(line)
-            return super().run_cell_magic(magic_name, line, cell)
+            # IPython leaves it unannotated; untyped_calls_exclude does not reach a call through super().
+            return super().run_cell_magic(magic_name, line, cell)  # type: ignore[no-untyped-call]
 
-        def run_line_magic(self, magic_name, line, _stack_depth=1):
+        def run_line_magic(self, magic_name: str, line: str, _stack_depth: int = 1) -> Any:
             if magic_name == "timeit":
                 line = _once(line)
             return super().run_line_magic(magic_name, line, _stack_depth + 1)
@@ -165,17 +193,17 @@ def _make_shell():
     return SandboxShell.instance(config=config)
 
 
-def _preload():
+def _preload() -> None:
     """Import what nearly every submission imports, before the notebook arrives."""
     try:
         import matplotlib
         matplotlib.use("Agg")
-        import matplotlib.pyplot  # noqa: F401
-    except Exception:
+        import matplotlib.pyplot
+    except Exception:  # noqa: BLE001 - a preload only saves time: without it the notebook imports it itself
         pass
 
 
-def _no_input(prompt=""):
+def _no_input(prompt: object = "") -> str:
     raise EOFError("input() is not available while grading")
 
 
@@ -183,16 +211,24 @@ def _no_input(prompt=""):
 #: has been written so far. A print() past the limit is skipped rather than formatted: the grader
 #: would drop its text anyway, and a debug print of arrays inside a 200-step training loop (run
 #: again by every training check) can cost more than grading the rest of the notebook.
-_OUTPUT = {"limit": None, "written": 0}
+class _Output:
+    __slots__ = ("limit", "written")
+
+    def __init__(self) -> None:
+        self.limit: int | None = None
+        self.written = 0
+
+
+_OUTPUT = _Output()
 _REAL_PRINT = builtins.print
 
 
-def _count_writes(stream) -> None:
+def _count_writes(stream: Any) -> None:
     write = stream.write
 
-    def counted(text):
+    def counted(text: Any) -> Any:
         if isinstance(text, str):
-            _OUTPUT["written"] += len(text)
+            _OUTPUT.written += len(text)
         return write(text)
     try:
         stream.write = counted  # print() looks ``write`` up on the stream, so this sees all it writes
@@ -200,15 +236,16 @@ def _count_writes(stream) -> None:
         pass
 
 
-def _print(*args, **kwargs):
-    limit = _OUTPUT["limit"]
-    if limit is not None and _OUTPUT["written"] > limit:
+def _print(*args: Any, **kwargs: Any) -> None:
+    limit = _OUTPUT.limit
+    if limit is not None and _OUTPUT.written > limit:
         target = kwargs.get("file")
         if target is None or target is sys.stdout or target is sys.stderr:
             return None
     return _REAL_PRINT(*args, **kwargs)
 
 
+shell: "InteractiveShell"
 if KERNEL:  # the kernel's own shell runs the cells; only calls go through this program
     from IPython import get_ipython
 
@@ -224,7 +261,12 @@ else:
     _count_writes(sys.stdout)
     _count_writes(sys.stderr)
     builtins.print = _print
-send = lambda header, blobs=None: write_message(CHANNEL_OUT, header, blobs)  # noqa: E731
+
+
+def send(header: dict[str, Any], blobs: list[bytes] | None = None) -> None:
+    write_message(CHANNEL_OUT, header, blobs)
+
+
 receive = fd_reader(CHANNEL_IN)
 
 
@@ -232,7 +274,7 @@ def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except Exception:
+        except Exception:  # noqa: BLE001 - the notebook may have replaced the stream: its output is not ours to mend
             pass
 
 
@@ -240,7 +282,7 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, Deadline):
         return "time limit"
     name = "MemoryError" if isinstance(error, MemoryError) else type(error).__name__
-    return describe_error(name, str(error))  # noqa: F821 (wire.py)
+    return describe_error(name, str(error))
 
 
 #: What IPython would rewrite before running a cell: magics, shell escapes (also after ``=``),
@@ -248,7 +290,7 @@ def _describe(error: BaseException) -> str:
 _IPYTHON_SYNTAX = re.compile(r"(?m)^\s*[%!?]|=\s*[%!]\s*\w|\?\s*$|^\s*(>>>|\.\.\.|In \[)|\A[ \t]")
 
 
-def _plain_python(index: int, source: str):
+def _plain_python(index: int, source: str) -> tuple[types.CodeType, types.CodeType | None] | None:
     """The cell compiled (body, last expression or None) when it is plain Python that IPython would
     run unchanged; None otherwise. IPython's own path (input transformers, per-statement compiles,
     display hooks, events) costs a few ms per notebook, several times what these cells take."""
@@ -267,7 +309,7 @@ def _plain_python(index: int, source: str):
     return body, last
 
 
-def _run_plain(code) -> BaseException | None:
+def _run_plain(code: tuple[types.CodeType, types.CodeType | None]) -> BaseException | None:
     """Run a compiled cell the way IPython would: the last expression's value displayed, an error's
     traceback printed; the exception, if any, is returned (a Deadline is raised through)."""
     body, last = code
@@ -277,23 +319,23 @@ def _run_plain(code) -> BaseException | None:
             exec(last, shell.user_ns)
     except Deadline:
         raise
-    except BaseException as error:  # SystemExit and KeyboardInterrupt too, as IPython treats them
+    except BaseException as error:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too, as IPython treats them
         try:
             traceback.print_exception(type(error), error, error.__traceback__.tb_next if error.__traceback__ else None,
                                       file=sys.stdout)
-        except BaseException:  # no memory left to format it, or the time limit struck meanwhile
+        except BaseException:  # noqa: BLE001 - no memory left to format it, or the time limit struck meanwhile
             pass
         return error
     return None
 
 
-def run_cell(index: int, source: str, timeout: float, token: str) -> None:
+def run_cell(index: int, source: str, timeout: float, token: str | None) -> None:
     result = execute_cell(index, source, timeout)
     _flush()
     send({"op": "cell", "token": token, "index": index, **result})
 
 
-def execute_cell(index: int, source: str, timeout: float) -> dict:
+def execute_cell(index: int, source: str, timeout: float) -> dict[str, Any]:
     """Run one cell under the alarm: its status, error (in words) and the shell commands refused."""
     refused_before = len(refused_commands)
     status, error = "ok", None
@@ -320,7 +362,7 @@ def execute_cell(index: int, source: str, timeout: float) -> dict:
     return {"status": status, "error": error, "refused": refused_commands[refused_before:]}
 
 
-def _kind(obj) -> str | None:
+def _kind(obj: Any) -> str | None:
     if obj is None or not callable(obj):
         return None
     if isinstance(obj, types.FunctionType):
@@ -330,15 +372,15 @@ def _kind(obj) -> str | None:
     return "other callable"
 
 
-def describe_functions() -> dict:
+def describe_functions() -> dict[str, str | None]:
     return {name: _kind(shell.user_ns.get(name)) for name in GRADED}
 
 
-def describe_signatures() -> dict:
+def describe_signatures() -> dict[str, list[list[str]]]:
     """Each graded function's parameters, as [name, kind] pairs (only ever used to word a message)."""
     import inspect
 
-    found = {}
+    found: dict[str, list[list[str]]] = {}
     for name in GRADED:
         try:
             parameters = inspect.signature(shell.user_ns.get(name)).parameters.values()
@@ -348,7 +390,7 @@ def describe_signatures() -> dict:
     return found
 
 
-def invoke(function, args, timeout: float):
+def invoke(function: Any, args: Sequence[Any], timeout: float) -> tuple[str, Any]:
     """Call a student function under the alarm: ("ok", value) or (status, one-line error)."""
     if function is None or not callable(function):
         return "missing", None
@@ -358,25 +400,25 @@ def invoke(function, args, timeout: float):
         return "ok", function(*args)
     except Deadline:
         return "timeout", "time limit"
-    except BaseException as error:  # SystemExit and KeyboardInterrupt are failures of the call too
+    except BaseException as error:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are failures of the call too
         return "raised", _describe(error)
     finally:
         watching[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def _reply(status: str, value, args, args_after: bool) -> tuple[dict, list]:
+def _reply(status: str, value: Any, args: Sequence[Any], args_after: bool) -> tuple[dict[str, Any], list[bytes]]:
     """The message for one call's outcome: values as data, within MAX_REPLY_BYTES."""
-    out: list = []
+    out: list[bytes] = []
     if status == "missing":
         return {"status": "missing"}, out
     if status != "ok":
         return {"status": status, "error": value}, out
     try:
-        reply = {"status": "ok", "value": encode_value(value, out)}
+        reply: dict[str, Any] = {"status": "ok", "value": encode_value(value, out)}
         if args_after:
             reply["args_after"] = [encode_value(arg, out) for arg in args]
-    except BaseException as error:  # an __array__ that raises or hangs is the function's failure
+    except BaseException as error:  # noqa: BLE001 - an __array__ that raises or hangs is the function's failure
         return {"status": "raised", "error": _describe(error)}, []
     size = sum(len(blob) for blob in out)
     if size > MAX_REPLY_BYTES:
@@ -385,7 +427,7 @@ def _reply(status: str, value, args, args_after: bool) -> tuple[dict, list]:
     return reply, out
 
 
-def call(request: dict, blobs: list, timeout: float) -> tuple[dict, list]:
+def call(request: dict[str, Any], blobs: list[bytes], timeout: float) -> tuple[dict[str, Any], list[bytes]]:
     args = [decode_value(arg, blobs) for arg in request["args"]]
     status, value = invoke(shell.user_ns.get(request["fn"]), args, timeout)
     return _reply(status, value, args, request.get("args_after", True))
@@ -407,14 +449,14 @@ class CallReplies:
     FLUSH_BYTES = 1 << 20
     FLUSH_BLOBS = 1024
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str | None) -> None:
         self.token = token
-        self.items: list = []
-        self.blobs: list = []
+        self.items: list[dict[str, Any]] = []
+        self.blobs: list[bytes] = []
         self.size = 0
         self.sent_at = time.monotonic()
 
-    def add(self, reply: dict, blobs: list) -> None:
+    def add(self, reply: dict[str, Any], blobs: list[bytes]) -> None:
         """``reply``'s arrays index ``blobs``; here they join the batch's list, and their indices move."""
         if blobs:
             offset = len(self.blobs)
@@ -436,12 +478,12 @@ class CallReplies:
         self.items, self.blobs, self.size, self.sent_at = [], [], 0, time.monotonic()
 
 
-def _seen_so_far() -> dict:
+def _seen_so_far() -> dict[str, list[str]]:
     """What the audit hook noticed, for a reply to calls: a function's attempts count as a cell's do."""
     return {"seen": seen[:MAX_SEEN]} if seen else {}
 
 
-def _shifted(desc, offset: int):
+def _shifted(desc: Any, offset: int) -> Any:
     """An encoded value (``encode_value``'s output, or a list of them) with its blob indices moved."""
     if isinstance(desc, list):
         return [_shifted(item, offset) for item in desc]
@@ -453,9 +495,11 @@ def _shifted(desc, offset: int):
     return desc
 
 
-def serve_calls(header: dict, blobs: list, token: str) -> None:
-    hung = set()  # a function that hung once answers at once for the rest of the batch
+def serve_calls(header: dict[str, Any], blobs: list[bytes], token: str | None) -> None:
+    hung: set[str | None] = set()  # a function that hung once answers at once for the rest of the batch
     batch = CallReplies(token) if header.get("batched") else None
+    reply: dict[str, Any]
+    out: list[bytes]
     try:
         for request in header["calls"]:
             if request.get("fn") in hung:
@@ -696,10 +740,10 @@ def replay(header: dict[str, Any], blobs: list[bytes]) -> tuple[dict[str, Any], 
 
 #: In a fork of a server primed with the template's opening cells: their sources, what running them
 #: reported and what they printed, in order. The first "exec" consumes them (see ``_report_opening``).
-_OPENING: dict = {"sources": (), "results": (), "output": ()}
+_OPENING: dict[str, tuple[Any, ...]] = {"sources": (), "results": (), "output": ()}
 
 
-def _report_opening(cells: list, token: str) -> int:
+def _report_opening(cells: list[dict[str, Any]], token: str | None) -> int:
     """How many of ``cells`` this process has already run: the opening cells its server ran before
     forking it, reported now as if run here (same replies, same output), or 0 in a process not primed.
 
@@ -710,10 +754,10 @@ def _report_opening(cells: list, token: str) -> int:
     sources, _OPENING["sources"] = _OPENING["sources"], ()
     if not sources:
         return 0
-    if len(cells) < len(sources) or any(cell["source"] != source for cell, source in zip(cells, sources)):
+    if len(cells) < len(sources) or any(cell["source"] != source for cell, source in zip(cells, sources, strict=False)):
         os.write(2, b"grader: a primed sandbox was sent a notebook that does not begin with its cells\n")
         os._exit(71)
-    for cell, result, text in zip(cells, _OPENING["results"], _OPENING["output"]):
+    for cell, result, text in zip(cells, _OPENING["results"], _OPENING["output"], strict=False):
         if text:
             sys.stdout.write(text)
         _flush()
@@ -721,14 +765,15 @@ def _report_opening(cells: list, token: str) -> int:
     return len(sources)
 
 
-def prime(sources: list, cell_timeout: float) -> bool:
+def prime(sources: list[str], cell_timeout: float) -> bool:
     """In the fork server: run the assignment template's opening cells (the instructor's code, never a
     student's) once, so each fork for a notebook that begins with them starts after them. Keeps what
     each reported and printed; False, and nothing kept, if any of them did not run cleanly."""
     import contextlib
     import io
 
-    results, output = [], []
+    results: list[dict[str, Any]] = []
+    output: list[str] = []
     for index, source in enumerate(sources):
         captured = io.StringIO()
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
@@ -746,12 +791,12 @@ def main() -> None:
     watching[0] = False
     send({"op": "ready", "pid": os.getpid()})
     while True:
-        header, blobs = read_message(receive, FROM_GRADER)  # noqa: F821 (wire.py: the grader's own limits)
+        header, blobs = read_message(receive, FROM_GRADER)  # the grader's own limits
         op = header.get("op")
-        token = header.get("token")
+        token: str | None = header.get("token")  # echoed in every reply, as received
         if op == "exec":
             if isinstance(header.get("output_limit"), int) and not KERNEL:
-                _OUTPUT["limit"] = header["output_limit"]
+                _OUTPUT.limit = header["output_limit"]
             # Each cell's source is a blob (UTF-8, lone surrogates passed through); "source" in the
             # header is what the kernel backend's empty request and older graders send.
             names = header.get("functions")
@@ -784,7 +829,7 @@ def main() -> None:
 # ever runs in the server itself, so every fork starts from the same clean state.
 
 
-def _become_worker(request: dict, fds: list, jail, lib) -> None:
+def _become_worker(request: dict[str, Any], fds: list[int], jail: Any, lib: Any) -> None:
     """In the forked child: confine it like a fresh sandbox, attach its channel, serve."""
     global CHANNEL_IN, CHANNEL_OUT, receive, _ROOTS
     import random
@@ -802,8 +847,8 @@ def _become_worker(request: dict, fds: list, jail, lib) -> None:
         workdir = request["workdir"]
         os.chdir(workdir)
     jail.set_rlimits(limits, processes=request["namespaces"])
-    if _LOCKDOWN and lib is not None:  # noqa: F821 (set by the bootstrap)
-        jail.lock_down(lib, {**json.loads(_LOCKDOWN), "bounding": False})  # noqa: F821 (emptied by the server)
+    if _LOCKDOWN and lib is not None:
+        jail.lock_down(lib, {**json.loads(_LOCKDOWN), "bounding": False})  # the bounding set: emptied by the server
     os.environ.update(HOME=workdir, TMPDIR=workdir)
     tempfile.tempdir = None
     os.dup2(output, 1)
@@ -815,7 +860,7 @@ def _become_worker(request: dict, fds: list, jail, lib) -> None:
     os.closerange(low + 1, high)
     os.closerange(high + 1, 65536)
     CHANNEL_IN, CHANNEL_OUT = channel_in, channel_out
-    receive = fd_reader(CHANNEL_IN)  # noqa: F821 (wire.py)
+    receive = fd_reader(CHANNEL_IN)
     _ROOTS = _roots(_PYTHON_ROOTS)
     # A fresh process would not share its random state with the previous submission. Seeded from
     # os.urandom: numpy.random.seed() without an argument costs ~20 ms on its first call.
@@ -858,7 +903,7 @@ def _warm_up() -> None:
         import matplotlib.pyplot as plt
 
         plt.figure().add_subplot()
-    except Exception:
+    except Exception:  # noqa: BLE001 - a warm-up only saves time
         pass
 
 
@@ -870,7 +915,7 @@ def serve_forks(control_fd: int) -> None:
     import tempfile  # noqa: F401
 
     jail = types.ModuleType("sandbox_jail")
-    exec(_JAIL_SOURCE, jail.__dict__)  # noqa: F821 (set by the bootstrap)
+    exec(_JAIL_SOURCE, jail.__dict__)
     lib = jail.libc()
     server = socket.socket(fileno=control_fd)
     home_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY) if lib is not None else -1
@@ -887,7 +932,7 @@ def serve_forks(control_fd: int) -> None:
     _serve(server, {"op": "ready"}, jail, lib, home_namespace)
 
 
-def _serve(server, greeting: dict, jail, lib, home_namespace: int) -> None:
+def _serve(server: Any, greeting: dict[str, Any], jail: Any, lib: Any, home_namespace: int) -> None:
     """The fork server's loop: a fresh worker per "spawn", and the wait status of the ones it forked.
 
     A "primed" request forks a second server from this one (sharing its memory) that first runs the
@@ -897,7 +942,9 @@ def _serve(server, greeting: dict, jail, lib, home_namespace: int) -> None:
     import json
     import socket
 
-    reply = lambda obj: server.send(json.dumps(obj).encode())  # noqa: E731
+    def reply(obj: dict[str, Any]) -> None:
+        server.send(json.dumps(obj).encode())
+
     reply(greeting)
     while True:
         try:
@@ -953,7 +1000,7 @@ def _serve(server, greeting: dict, jail, lib, home_namespace: int) -> None:
 
 
 if FORK_SERVER:
-    serve_forks(int(_CHANNEL_ARGS[1]))  # noqa: F821
+    serve_forks(int(_CHANNEL_ARGS[1]))
 elif SELF_CHECK:
     def serve_self_check() -> None:
         try:
@@ -964,6 +1011,6 @@ elif SELF_CHECK:
             signal.signal(signal.SIGALRM, _PREVIOUS_ALARM)
 elif KERNEL:
     watching[0] = True  # the notebook's cells run next, through the kernel; main() is started after them
-    signal._sandbox_serve = main
+    signal._sandbox_serve = main  # type: ignore[attr-defined]
 else:
     main()
