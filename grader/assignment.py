@@ -272,6 +272,23 @@ class Mutant:
 
 
 @dataclass(frozen=True)
+class Structure:
+    """How the shape of a wrong gradient maps to the catalogue, for diagnosis by structure.
+
+    When no mutant explains a function whose gradient check failed, its gradients are compared with the
+    true ones parameter by parameter: a flipped sign (``"sign"``), a step not scaled by the rate
+    (``"rate"``), a parameter not updated (``"zero"``), a transposed gradient (``"transposed"``), a factor
+    left out or put in (``"missing:<factor>"``, ``"extra:<factor>"``, for the ``factors`` declared
+    here), right only for one sign of a factor (``"sign_of:<factor>"``), a constant scale (``"scale"``).
+    ``ids`` names the catalogue id for a kind; a kind without one is described in a sentence.
+    """
+
+    ids: Mapping[str, str] = field(default_factory=dict)
+    #: Named per-call quantities, computed from the call's arguments by parameter name.
+    factors: Mapping[str, Callable[[Mapping[str, Any]], Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Reference:
     """The reference implementation of one graded function; ``uses_helpers`` when it takes the pair last."""
 
@@ -296,6 +313,8 @@ class Assignment:
     combinations: Mapping[str, Callable[[], Sequence[tuple[tuple[str, ...], Impl]]]] = field(default_factory=dict)
     #: Functions whose in-place changes to their arguments earn a warning (not points).
     warn_if_mutates: tuple[str, ...] = ()
+    #: How a wrong gradient's shape maps to the catalogue (diagnosis by structure).
+    structure: Structure = field(default_factory=Structure)
     #: Where it was loaded from (filled by the loader).
     path: str = ""
 

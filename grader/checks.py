@@ -108,6 +108,19 @@ class CheckRun:
     #: The arguments each function changed in place on some probe (a function declared to update
     #: arguments in place is not counted for those): diagnosis names it where that changes results.
     mutated: dict[str, list[str]] = field(default_factory=dict)
+    #: Per function with a gradient check, the gradients it gave beside the true ones, probe by probe.
+    gradients: dict[str, list[GradientEvidence]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GradientEvidence:
+    """On one probe: the arguments of the call, and per parameter the gradient the function gave (returned, or
+    implied by its step) and the true one (central differences); what structural diagnosis compares."""
+
+    arguments: Mapping[str, Any]
+    parameters: tuple[str, ...]
+    claimed: tuple[np.ndarray, ...]
+    true: tuple[np.ndarray, ...]
 
 
 class _Tabulated:
@@ -176,6 +189,7 @@ class Grading:
         self._helpers_done = False
         self._called: dict[str, _Called] = {}
         self._helper_calls: dict[str, Any] = {}
+        self.gradients: dict[str, list[GradientEvidence]] = {}
 
     # --- helpers --------------------------------------------------------------
 
@@ -214,7 +228,7 @@ class Grading:
                 self.warnings.append(f"{function} changes its arguments in place ({', '.join(names)}); "
                                      "the caller's arrays change too.")
         return CheckRun(self.results, self.evidence, self.contexts, self.recognised, graded_with, self.training,
-                        self.warnings, mutated)
+                        self.warnings, mutated, self.gradients)
 
     def _mutated(self) -> dict[str, list[str]]:
         """Every function's arguments changed in place (from the calls its checks made), except the ones it
@@ -611,6 +625,9 @@ class Grading:
                                (objective, self.assignment.references[objective.function].function), probe,
                                parameters, check.parameters, objective.target, eps, pair, loss_of))
                 if numeric is not None:
+                    self.gradients.setdefault(function, []).append(GradientEvidence(
+                        dict(zip(self._parameters(function), call_args, strict=False)), check.parameters, claimed,
+                        numeric))
                     flat_a = np.concatenate([g.ravel() for g in claimed])
                     flat_n = np.concatenate([g.ravel() for g in numeric])
                     rel = np.abs(flat_a - flat_n) / np.maximum(1e-8, np.abs(flat_a) + np.abs(flat_n))

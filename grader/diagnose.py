@@ -18,6 +18,7 @@ from grader.compare import outcomes_agree, trusted_call
 from grader.memo import Memo, freeze_value, values_key
 from grader.model import Diagnosis
 from grader.sandbox.process import CallOutcome, CallStatus
+from grader.structure import structural
 
 NOT_FOUND = "No function named {name} is defined in the notebook: define it (check the spelling) and run its cell."
 NOT_THIS_ASSIGNMENT = ("This notebook defines none of {names}, so it does not look like this assignment: check "
@@ -165,6 +166,9 @@ def diagnose(assignment: Assignment, run: CheckRun, found: dict[str, bool]) -> l
         if not ids:
             combinations = _matching_combinations(assignment, function, evidence, run)
             ids = list(dict.fromkeys(i for combination in combinations[:1] for i in combination))
+        if not ids:  # no mutant spells it out: say what is wrong with its gradient, parameter by parameter
+            diagnoses.extend(structural(assignment, run, function))
+            continue
         hints = {m.id: m.hint for m in assignment.mutants if m.function == function}
         diagnoses.extend(Diagnosis(i, function, hints[i]) for i in ids if i in hints)
     return diagnoses

@@ -57,6 +57,8 @@ class Diagnosis:
     id: str
     function: str
     message: str
+    #: The parameters it affects, when diagnosis could tell (``("w1",)``: the w1 update only).
+    parameters: tuple[str, ...] = ()
 
 
 @dataclass

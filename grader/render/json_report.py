@@ -140,7 +140,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         "max_score": float(report.max_score),
         "functions": _functions(report),
         "checks": [_check_dict(check) for check in report.checks],
-        "diagnoses": [{"id": d.id, "function": d.function, "message": d.message}
+        "diagnoses": [{"id": d.id, "function": d.function, "message": d.message,
+                       **({"parameters": list(d.parameters)} if d.parameters else {})}
                       for d in report.diagnoses],
         "warnings": [str(warning) for warning in report.warnings],
         # Additions allowed by the contract: provenance and evidence.
@@ -251,7 +252,8 @@ def from_dict(document: Mapping[str, Any]) -> Report:
         error=document.get("error") if status == "error" else None,
         functions={name: _function(name, info) for name, info in document["functions"].items()},
         checks=[_check(check) for check in document["checks"]],
-        diagnoses=[Diagnosis(id=d["id"], function=d["function"], message=d.get("message", ""))
+        diagnoses=[Diagnosis(id=d["id"], function=d["function"], message=d.get("message", ""),
+                             parameters=tuple(str(p) for p in d.get("parameters", ())))
                    for d in document["diagnoses"]],
         warnings=[str(w) for w in document["warnings"]],
         cells=[CellRun(index=int(c["index"]), status=c["status"], error=c.get("error"))

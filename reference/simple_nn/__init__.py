@@ -22,6 +22,7 @@ from grader.assignment import (
     Pair,
     Reference,
     Step,
+    Structure,
     Values,
 )
 
@@ -74,4 +75,10 @@ ASSIGNMENT = Assignment(
     mutants=CATALOG,
     combinations={"backward": backward_pairs},
     warn_if_mutates=("backward",),
+    structure=Structure(
+        ids={"sign": "gradient_sign_flipped", "rate": "missing_learning_rate", "transposed": "outer_transposed",
+             "missing:the loss derivative y_hat - y": "missing_loss_derivative",
+             "sign_of:the loss derivative y_hat - y": "d_activation_on_w2_partials"},
+        factors={"the loss derivative y_hat - y": lambda arguments: arguments["y_hat"] - arguments["y"]},
+    ),
 )
