@@ -94,3 +94,21 @@ def test_exact_mutants_keep_their_names() -> None:
         return w1 - np.outer(x, (y_hat - y) * w2 * slope(h)), w2 - (y_hat - y) * relu(h)
 
     assert [d[:2] for d in _diagnosed(both_rates_missing)] == [("missing_learning_rate", "backward")]
+
+
+def test_a_batch_variant_is_named_with_its_parameter() -> None:
+    """simple_nn_batch: the w1 partials averaged over the batch, the w2 partials summed (one of two fixed)."""
+    rubric = load_rubric("simple_nn_batch")
+
+    def w1_averaged(x, y, y_hat, w1, w2):  # type: ignore[no-untyped-def]
+        h = x @ w1
+        error = y_hat - y
+        w2_partials = relu(h).T @ error
+        w1_partials = x.T @ (np.outer(error, w2) * slope(h))
+        return w1_partials / len(y), w2_partials
+
+    functions = reference_functions(rubric.assignment)
+    functions["backward"] = w1_averaged
+    _, diagnoses, score, max_score = grade_functions(functions, rubric, 0)
+    assert score < max_score
+    assert ("mean_instead_of_sum", ("w1",)) in [(d.id, d.parameters) for d in diagnoses], diagnoses

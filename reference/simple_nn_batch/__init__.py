@@ -21,6 +21,7 @@ from grader.assignment import (
     Objective,
     Reference,
     Step,
+    Structure,
     Update,
     Values,
 )
@@ -74,4 +75,9 @@ ASSIGNMENT = Assignment(
     mutants=MUTANTS,
     combinations={"backward": combinations},
     warn_if_mutates=("forward", "backward"),
+    structure=Structure(
+        ids={"sign": "gradient_sign_flipped", "transposed": "outer_transposed",
+             "missing:the batch size n": "mean_instead_of_sum"},
+        factors={"the batch size n": lambda arguments: len(arguments["y"])},
+    ),
 )
