@@ -44,7 +44,7 @@ class SelfCheckError(GraderError, RuntimeError):
 
 
 def _worker_source(channel: tuple[int, int]) -> str:
-    # execute.worker_body() builds the same text, but importing grader.sandbox.process here would load
+    # launch.worker_body() builds the same text, but importing grader.sandbox.process here would load
     # half the grader into the student's kernel; this module must stay standard-library only.
     wire_source = (_PACKAGE_DIR / "protocol.py").read_text().replace("from __future__ import annotations\n", "", 1)
     return (f"_CHANNEL_ARGS = ['selfcheck', '{channel[0]}', '{channel[1]}']\n_JAIL_SOURCE = ''\n"
