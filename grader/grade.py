@@ -6,8 +6,10 @@ Fails closed: anything that stops grading becomes a report with status
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from grader.errors import GraderError, SandboxRefused
@@ -62,6 +64,37 @@ def _cell_warnings(execution: Execution) -> list[str]:
     return warnings
 
 
+#: ``.py`` files taken from beside a notebook: how many, how large each, and all together.
+MAX_COMPANIONS, MAX_COMPANION_BYTES, MAX_COMPANIONS_BYTES = 32, 1 << 20, 4 << 20
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.py")
+
+
+def companion_files(path: str | os.PathLike[str]) -> dict[str, bytes]:
+    """The ``.py`` files beside a notebook on disk, which its cells may import as in Jupyter (the working
+    directory is on ``sys.path``); none when the folder holds other notebooks too (a class folder: those
+    files may be anyone's) or the notebook is not a file (an archive member)."""
+    notebook = Path(path)
+    try:
+        if not notebook.is_file():
+            return {}
+        folder = notebook.parent
+        if any(other.suffix == ".ipynb" and other.name != notebook.name for other in folder.iterdir()):
+            return {}
+        files: dict[str, bytes] = {}
+        total = 0
+        for candidate in sorted(folder.glob("*.py"))[:MAX_COMPANIONS]:
+            if not _MODULE_NAME.fullmatch(candidate.name) or not candidate.is_file() or candidate.is_symlink():
+                continue
+            size = candidate.stat().st_size
+            if size > MAX_COMPANION_BYTES or total + size > MAX_COMPANIONS_BYTES:
+                continue
+            files[candidate.name] = candidate.read_bytes()
+            total += size
+        return files
+    except OSError:
+        return {}
+
+
 def error_report(submission: str, rubric: Rubric, message: str, started: float, warnings: list[str] | None = None) -> Report:
     return Report(submission=submission, rubric=rubric.name, status="error", error=message,
                   score=0.0, max_score=rubric.max_score, warnings=list(warnings or []),
@@ -87,6 +120,7 @@ def grade_notebook(path: str | os.PathLike[str], rubric: Rubric, options: Option
     except GraderError as exc:
         return error_report(submission, rubric, exc.message, started)
     try:
+        sandbox.files = companion_files(path)
         notebook = load_notebook(path) if data is None else load_notebook_bytes(data, submission)
         return _grade_loaded(notebook, sandbox, rubric, options, started)
     except GraderError as exc:

@@ -83,3 +83,36 @@ def test_a_default_argument_is_not_a_wrong_signature(tmp_path):
     report = grade_notebook(path, load_rubric(None), Options())
     assert report.score == report.max_score
     assert not any(d.id == "wrong_signature" for d in report.diagnoses)
+
+
+#: The helper module as a student submits it: a .py file beside the notebook, not written by a cell.
+HELPER_FILE = HELPER_MODULE.split("\n", 1)[1]
+
+
+@pytest.mark.parametrize("backend", ["subprocess", "fork server", "kernel"])
+def test_a_py_file_submitted_beside_the_notebook_imports(tmp_path, backend):
+    """In Jupyter the working directory is the notebook's folder: a module saved there imports."""
+    folder = tmp_path / "student-a"
+    folder.mkdir()
+    (folder / "nn_helpers.py").write_text(HELPER_FILE)
+    path = folder / "student.ipynb"
+    path.write_text(notebook_json(CORRECT_CELLS + [USES_HELPERS]))
+    rubric = load_rubric(None)
+    if backend == "fork server":
+        with ForkServer() as server:
+            report = grade_notebook(path, rubric, Options(server=server))
+    else:
+        report = grade_notebook(path, rubric, Options(backend=backend))
+    assert not any("ModuleNotFoundError" in warning for warning in report.warnings), report.warnings
+    assert [cell.status for cell in report.cells] == ["ok"] * len(report.cells)
+    assert report.score == report.max_score
+
+
+def test_a_py_file_in_a_class_folder_is_not_carried_into_anyones_sandbox(tmp_path):
+    """Beside several notebooks a .py file could be anyone's: it is not taken (the import fails, and says so)."""
+    (tmp_path / "nn_helpers.py").write_text(HELPER_FILE)
+    (tmp_path / "other.ipynb").write_text(notebook_json(CORRECT_CELLS))
+    path = tmp_path / "student.ipynb"
+    path.write_text(notebook_json(CORRECT_CELLS + [USES_HELPERS]))
+    report = grade_notebook(path, load_rubric(None), Options())
+    assert any("ModuleNotFoundError" in warning and "nn_helpers" in warning for warning in report.warnings)

@@ -256,6 +256,12 @@ class KernelLauncher:
 
         assert self._client is not None
         client, limits = self._client, site.limits
+        files: dict[str, bytes] = getattr(site, "files", {})
+        if files:  # written before the first cell, as the default backend's worker does (write_companions)
+            import base64
+            code = "".join(f"with open({name!r}, 'wb') as _f: _f.write(__import__('base64').b64decode({base64.b64encode(data).decode()!r}))\n"
+                           for name, data in files.items()) + "del _f\n"
+            client.kc.execute(code, silent=True, store_history=False)
         replies: list[Any] = []
         client.on_cell_executed = lambda **hook: replies.append(hook.get("execute_reply"))
         for position, cell in enumerate(cells):

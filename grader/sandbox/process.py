@@ -222,6 +222,9 @@ class ProcessSandbox:
         self.limits = limits or Limits()
         #: The names of the functions the assignment grades: the worker reports on these after the cells.
         self.graded: tuple[str, ...] = tuple(graded)
+        #: ``.py`` files submitted beside the notebook, by name: written into the working directory before
+        #: the cells run (``companion_files``), as Jupyter would find them.
+        self.files: dict[str, bytes] = {}
         self._replayable: list[Cell] = []
         self._functions: dict[str, FunctionInfo] = self._parse_functions({})
         self._excerpts: list[str] = []
@@ -424,9 +427,11 @@ class ProcessSandbox:
             # fits the sandbox's limits (protocol.FROM_GRADER), and it is not escaped and parsed as JSON.
             # "surrogatepass": a lone surrogate in a source reaches the cell as it was in the notebook.
             sources = [c.source.encode("utf-8", "surrogatepass") for c in cells]
+            files = [{"name": name, "blob": len(sources) + i} for i, name in enumerate(self.files)]
             token = self._request({"op": "exec", "cell_timeout": limit, "output_limit": self.limits.output_kb * 1024,
-                                   "functions": list(self.graded),
-                                   "cells": [{"index": c.index, "blob": i} for i, c in enumerate(cells)]}, sources)
+                                   "functions": list(self.graded), "files": files,
+                                   "cells": [{"index": c.index, "blob": i} for i, c in enumerate(cells)]},
+                                  sources + list(self.files.values()))
             for position, cell in enumerate(cells):  # noqa: B007 - the handler below names the cell that stopped it
                 deadline = min(time.monotonic() + limit + WATCHDOG_GRACE_S, self.total_deadline())
                 header, _ = self._reply(token, deadline)

@@ -787,6 +787,25 @@ def prime(sources: list[str], cell_timeout: float) -> bool:
     return True
 
 
+def write_companions(files: object, blobs: list[Any]) -> None:
+    """The ``.py`` files submitted beside the notebook, written into the working directory before its cells
+    run, as Jupyter would find them there (the working directory is first on ``sys.path``). Names are
+    checked again here: a plain module name, nothing that could leave the directory."""
+    if not isinstance(files, list):
+        return
+    for entry in files[:32]:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        index = entry.get("blob") if isinstance(entry, dict) else None
+        if (not isinstance(name, str) or not name.endswith(".py") or not name[:-3].isidentifier()
+                or not isinstance(index, int) or not 0 <= index < len(blobs)):
+            continue
+        try:
+            with open(name, "wb") as handle:
+                handle.write(bytes(blobs[index]))
+        except OSError:
+            continue  # a full or read-only directory: the import fails in the cell, and says so
+
+
 def main() -> None:
     watching[0] = False
     send({"op": "ready", "pid": os.getpid()})
@@ -804,6 +823,7 @@ def main() -> None:
                 GRADED[:] = names[:64]
             cells = [{"index": cell["index"], "source": cell["source"] if "source" in cell
                       else bytes(blobs[cell["blob"]]).decode("utf-8", "surrogatepass")} for cell in header["cells"]]
+            write_companions(header.get("files"), blobs)
             for cell in cells[_report_opening(cells, token):]:
                 run_cell(cell["index"], cell["source"], header["cell_timeout"], token)
             send({"op": "exec_done", "token": token, "functions": describe_functions(),
