@@ -73,9 +73,9 @@ def describe() -> CacheRoot:
     root = _resolve(os.environ.get(CACHE_DIR_ENV) or None, os.environ.get("XDG_CACHE_HOME") or None,
                     os.path.expanduser("~"), tempfile.gettempdir(), os.geteuid())
     if root.notice:
-        from grader.sandbox import environment
+        from grader import notices
 
-        environment.note(root.notice)
+        notices.note(root.notice)
     return root
 
 

@@ -92,10 +92,10 @@ class SandboxError(GraderError):
     @classmethod
     def from_confinement_failure(cls, reason: str) -> SandboxError:
         """The machine's fault, not the notebook's: the student's report says only that; the reason
-        goes to the operator (``grader.sandbox.environment``)."""
-        from grader.sandbox import environment
+        goes to the operator (``grader.notices``)."""
+        from grader import notices
 
-        environment.note(NOTICE_UNCONFINED.format(reason=reason))
+        notices.note(NOTICE_UNCONFINED.format(reason=reason))
         return cls(SANDBOX_UNCONFINED)
 
 

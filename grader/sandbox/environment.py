@@ -32,31 +32,11 @@ from typing import Any
 
 DOCTOR_SCHEMA = "grader.doctor/1"
 
-# --- the notices ---------------------------------------------------------------------------
+# The notices themselves live in ``grader.notices`` (standard library only, imported by the sandbox,
+# the cache and the errors without a cycle); they are re-exported here for the doctor's callers.
+from grader.notices import forget, note, notices, stderr_line  # noqa: E402
 
-_noted: dict[str, None] = {}
-
-
-def note(*messages: str) -> None:
-    """Record what the operator must be told about this machine; each text is kept once, in order."""
-    for message in messages:
-        if message:
-            _noted.setdefault(str(message), None)
-
-
-def notices() -> tuple[str, ...]:
-    """Every notice recorded in this process so far."""
-    return tuple(_noted)
-
-
-def forget() -> None:
-    """Drop the recorded notices (tests; a long-lived process that reports per run)."""
-    _noted.clear()
-
-
-def stderr_line(notice: str) -> str:
-    """How a notice is printed for the operator on stderr (one line, marked as the operator's)."""
-    return "grader: note for the operator: " + " ".join(notice.split())
+__all__ = ["forget", "note", "notices", "render_text", "stderr_line", "survey", "to_dict"]
 
 
 # --- grader doctor ----------------------------------------------------------------------------

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, Self, Type
 
 import numpy as np
 
+from grader import notices
 from grader.errors import SandboxError
 from grader.model import CellRun, FunctionInfo
-from grader.sandbox import environment, protocol
+from grader.sandbox import protocol
 from grader.sandbox.confine import confinement
 from grader.sandbox.launch import (
     CHANNEL_FAILURES,
@@ -243,7 +244,7 @@ class ProcessSandbox:
         try:
             self.confinement = confinement()
             # What this machine cannot enforce is the operator's to know (stderr, summary), never a student's report.
-            environment.note(*self.confinement.notices)
+            notices.note(*self.confinement.notices)
             if launcher.starts_processes:
                 self.confinement.require()
             self.workdir = workdir = sandbox_workdir(self.confinement, "grader-sandbox-")
