@@ -541,6 +541,8 @@ class Grading:
             note = "" if best == next(iter(expected)) else f" (with {best})"
             self._add(CheckResult(check.id, function, True, f"matches the reference on {total} probes{note}", 1.0))
             called.passed, called.matched = True, best
+        elif self._right_with_working_helpers(check, called):
+            pass  # judged again with stand-ins for the broken helpers, and right: its result is recorded there
         else:
             i = hits.index(False)
             first = next(iter(expected))
@@ -551,6 +553,64 @@ class Grading:
             self._add(CheckResult(check.id, function, False, message, sum(hits) / total, details=details))
         if function in self.assignment.warn_if_mutates:
             self._report_mutation(function, args, outcomes)
+
+    def _broken_helpers(self) -> list[str]:
+        """The helper functions (helper, derivative) that are missing or failed their values check."""
+        helpers = self.assignment.helpers
+        if helpers is None:
+            return []
+        broken = []
+        for name in (helpers.function, helpers.derivative):
+            values_check = self.assignment.values_check(name)
+            if not self.found.get(name) or (values_check is not None and any(
+                    r.id == values_check and not r.passed for r in self.results)):
+                broken.append(name)
+        return broken
+
+    def _right_with_working_helpers(self, check: Values, called: _Called) -> bool:
+        """Isolation by substitution: a function that uses broken helpers is called again with stand-ins in
+        their place (values of the default pair at the points it evaluates them, held by the sandbox; no
+        code of the grader's), and passes when it is then right. One mistake costs points once."""
+        helpers = self.assignment.helpers
+        function = check.function
+        substitute = getattr(self.sandbox, "substitute", None)
+        restore = getattr(self.sandbox, "restore", None)
+        broken = self._broken_helpers()
+        if helpers is None or function not in helpers.dependents or not broken or substitute is None \
+                or restore is None or not self.found.get(function):
+            return False
+        default = helpers.default
+        points: dict[bytes, np.ndarray] = {}
+        for probe in called.probes:
+            point = np.asarray(helpers.evaluated_at(probe.values), dtype=float)
+            points.setdefault(repr(point.shape).encode() + point.tobytes(), point)
+        tables = {name: [(point, np.asarray((default.f if name == helpers.function else default.df)(point),
+                                            dtype=float)) for point in points.values()] for name in broken}
+        if not substitute(tables):
+            return False
+        try:
+            outcomes = self.call(function, called.args)
+        finally:
+            restore()
+        implementation = self.assignment.references[function].function
+        expected = [_safe(partial(_call_with, implementation, a, default)) for a in called.args]
+        if not all(o.ok and e is not None and values_close(o.value, e)
+                   for o, e in zip(outcomes, expected, strict=True)):
+            return False
+        fixed = " and ".join(broken)
+        verb = "are" if len(broken) > 1 else "is"
+        self._add(CheckResult(check.id, function, True,
+                              f"matches the reference on {len(outcomes)} probes once {fixed} {verb} fixed "
+                              f"(checked with a working {fixed} in {'their' if len(broken) > 1 else 'its'} place)",
+                              1.0))
+        self.warnings.append(f"{function} is right once {fixed} {verb} fixed: it was checked with a working "
+                             f"{fixed} in {'their' if len(broken) > 1 else 'its'} place.")
+        primary = self.primary
+        called.passed = True
+        called.matched = primary.name if primary.pair is default else None
+        called.outcomes = outcomes
+        called.expected = {primary.name: expected}
+        return True
 
     def _json_inputs(self, function: str, args: tuple[Any, ...]) -> dict[str, Any]:
         return {n: _json(a) for n, a in zip(self._parameters(function), args, strict=False)}

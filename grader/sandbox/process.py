@@ -671,6 +671,28 @@ class ProcessSandbox:
 
         return self._chain_request(header, blobs, "replayed", read)
 
+    def substitute(self, tables: Mapping[str, Sequence[tuple[np.ndarray, np.ndarray]]]) -> bool:
+        """Replace the notebook's functions named in ``tables`` by stand-ins that answer with the given values
+        at the given points (and raise elsewhere), until ``restore``; False when the sandbox would not.
+
+        How a function is judged with a working helper while the student's own is broken: the stand-in
+        holds values the grader computed, never the grader's code."""
+        if self._process is None:
+            return False
+        blobs: list[bytes] = []
+        install = {name: [[protocol.encode_value(point, blobs), protocol.encode_value(value, blobs)]
+                          for point, value in pairs] for name, pairs in tables.items()}
+        answer = self._chain_request({"op": "substitute", "install": install}, blobs, "substituted",
+                                     lambda reply, _: reply.get("status") == "ok")
+        return bool(answer)
+
+    def restore(self) -> bool:
+        """Put back the notebook's own functions that ``substitute`` replaced."""
+        if self._process is None:
+            return False
+        return bool(self._chain_request({"op": "substitute", "restore": True}, [], "substituted",
+                                        lambda reply, _: reply.get("status") == "ok"))
+
     def _restart_and_replay(self) -> None:
         self._process = None
         if not self._may_restart():

@@ -787,6 +787,47 @@ def prime(sources: list[str], cell_timeout: float) -> bool:
     return True
 
 
+#: The notebook's own functions that a stand-in replaced (``substitute``), to put back.
+_REPLACED: dict[str, Any] = {}
+
+
+def _stand_in(name: str, table: dict[bytes, Any]) -> Any:
+    """A function that answers with the grader's values at the points it was given, and raises elsewhere:
+    what a function that uses it sees when the notebook's own ``name`` is replaced by a working one.
+    It holds values only, never code of the grader's."""
+    def stand_in(z: Any) -> Any:
+        array = numpy.asarray(z, dtype=float)
+        value = table.get(repr(array.shape).encode() + array.tobytes())
+        if value is None:
+            raise LookupError(f"the grader's stand-in for {name} has no value for this input")
+        return value.copy()
+    stand_in.__name__ = name
+    return stand_in
+
+
+def substitute(header: dict[str, Any], blobs: list[Any]) -> dict[str, Any]:
+    """Replace graded helper functions with stand-ins (``install``: name -> [[point, value], ...] as encoded
+    values), or put the notebook's own back (``restore``)."""
+    if header.get("restore"):
+        for name, original in _REPLACED.items():
+            shell.user_ns[name] = original
+        _REPLACED.clear()
+        return {"status": "ok"}
+    install = header.get("install")
+    if not isinstance(install, dict):
+        return {"status": "refused"}
+    for name, pairs in list(install.items())[:8]:
+        if not isinstance(name, str) or not name.isidentifier() or not isinstance(pairs, list):
+            continue
+        table: dict[bytes, Any] = {}
+        for pair in pairs[:256]:
+            point = numpy.asarray(decode_value(pair[0], blobs), dtype=float)
+            table[repr(point.shape).encode() + point.tobytes()] = numpy.asarray(decode_value(pair[1], blobs))
+        _REPLACED.setdefault(name, shell.user_ns.get(name))
+        shell.user_ns[name] = _stand_in(name, table)
+    return {"status": "ok"}
+
+
 def write_companions(files: object, blobs: list[Any]) -> None:
     """The ``.py`` files submitted beside the notebook, written into the working directory before its cells
     run, as Jupyter would find them there (the working directory is first on ``sys.path``). Names are
@@ -838,6 +879,8 @@ def main() -> None:
             reply, out = replay(header, blobs)
             _flush()
             send({"op": "replayed", "token": token, **reply, **_seen_so_far()}, out)
+        elif op == "substitute":
+            send({"op": "substituted", "token": token, **substitute(header, blobs)})
         else:
             break
 

@@ -1,0 +1,49 @@
+"""Isolation by substitution: a function that uses a broken helper is judged again with a working one in
+its place, so one mistake costs points once (issue 13).
+
+End to end, in a real sandbox. The stand-in holds values (the default pair's at the points the function
+evaluates it), never the grader's code: the student's output reaches their feedback.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from conftest import CORRECT_CELLS
+from grader.grade import Options, grade_notebook
+from grader.rubric import load_rubric
+
+pytestmark = pytest.mark.slow
+
+
+def _grade(write_notebook: Callable[..., Path], helpers: str):
+    cells = list(CORRECT_CELLS)
+    cells[1] = helpers
+    return grade_notebook(write_notebook(cells), load_rubric(None), Options())
+
+
+@pytest.mark.parametrize(("helpers", "broken"), [
+    ("def activation(z):\n    return max(0, z)\n\ndef d_activation(z):\n    return (z > 0).astype(float)", "activation"),
+    ("def activation(z):\n    return np.maximum(0, z)\n\ndef d_activation(z):\n    return 1.0 if z > 0 else 0.0",
+     "d_activation"),
+    ("import functools\n\ndef activation(z):\n    return np.maximum(0, z)\n\n@functools.lru_cache\n"
+     "def d_activation(z):\n    return (z > 0).astype(float)", "d_activation"),
+], ids=["scalar-only activation", "scalar-only derivative", "lru_cache derivative raises on arrays"])
+def test_a_broken_helper_costs_its_own_points_only(write_notebook, helpers: str, broken: str) -> None:
+    report = _grade(write_notebook, helpers)
+    by_id = {c.id: c for c in report.checks}
+    for check in ("forward.values", "backward.values", "backward.gradient"):
+        assert by_id[check].passed, (check, by_id[check].message)
+    assert f"once {broken} is fixed" in by_id["backward.values"].message
+    assert f"backward is right once {broken} is fixed" in " ".join(report.warnings)
+    assert not by_id[f"{broken}.values"].passed
+
+
+def test_the_stand_in_is_gone_after_the_check(write_notebook) -> None:
+    """The notebook's own helper is back for everything after (training runs with what the student wrote)."""
+    report = _grade(write_notebook, "def activation(z):\n    return max(0, z)\n\n"
+                                    "def d_activation(z):\n    return (z > 0).astype(float)")
+    training = next(c for c in report.checks if c.id == "training.converges")
+    assert not training.passed and "forward raised ValueError" in training.message
