@@ -242,12 +242,24 @@ def test_text_lists_checks_with_marks_and_failure_reasons() -> None:
     assert "PASSMESSAGE" not in out  # passing checks stay one quiet line
 
 
-def test_text_truncates_long_failure_messages_to_the_width() -> None:
+def test_text_wraps_long_failure_messages_within_the_width() -> None:
+    """A failed check's reason is wrapped under itself, never cut mid-way on one line (issue 13:
+    "the TypeError is cut off in the text report"); only past MAX_MESSAGE_LINES lines is it cut."""
     report = graded_report(submission="x/" * 80 + "alice.ipynb")
     out = text.render(report, colour=False)
     assert all(len(line) <= text.WIDTH for line in out.splitlines())
-    line = next(l for l in out.splitlines() if "backward.gradient" in l)
-    assert "the w1 gradient differs" in line and line.endswith("…")
+    lines = out.splitlines()
+    first = next(i for i, l in enumerate(lines) if "backward.gradient" in l)
+    column = lines[first].index("implied") if "implied" in lines[first] else None
+    message = next(c.message for c in report.checks if c.id == "backward.gradient")
+    shown = " ".join(l.strip() for l in lines[first:first + text.MAX_MESSAGE_LINES])
+    assert message.split()[-1] in shown or shown.endswith("…")
+    assert column is None or all(l.startswith(" " * column) for l in lines[first + 1:first + 2] if l.strip())
+    long = graded_report()
+    long.checks[0].passed, long.checks[0].message = False, "TypeError: " + "word " * 200
+    cut = [l for l in text.render(long, colour=False).splitlines() if l.strip()]
+    start = next(i for i, l in enumerate(cut) if "TypeError" in l)
+    assert cut[start + text.MAX_MESSAGE_LINES - 1].endswith("…")
 
 
 def test_text_puts_diagnoses_under_their_function() -> None:

@@ -36,6 +36,8 @@ from grader.untrusted_text import safe_report
 EXTENSION = ".txt"
 
 WIDTH = 100
+#: Lines a failed check's message may take in the terminal before it is cut (with "…").
+MAX_MESSAGE_LINES = 4
 MAX_WARNINGS = 10
 #: Widest check id given its own column; longer ids push their message further right.
 MAX_ID_COLUMN = 32
@@ -140,15 +142,22 @@ def _check_points(check: CheckResult) -> str:
 
 
 def _check_line(check: CheckResult, id_width: int, points_width: int, paint: _Paint) -> str:
-    """``  ✓ id  score/max  message``; the message (failures only) truncated to fit."""
+    """``  ✓ id  score/max  message``; the message (failures only) wrapped under itself, at most
+    ``MAX_MESSAGE_LINES`` lines (a reason such as a TypeError is never cut off mid-way on one line)."""
     mark = paint(PASS_MARK, _GREEN) if check.passed else paint(FAIL_MARK, _RED)
     body = f" {check.id:<{id_width}}  {_check_points(check):>{points_width}}"
     plain_len = 2 + len(PASS_MARK) + len(body)
     line = f"  {mark}{body}"
     if check.passed or not check.message:
         return line
-    room = WIDTH - plain_len - 2
-    return f"{line}  {truncate(one_line(check.message), room)}" if room > 0 else line
+    indent = plain_len + 2 if WIDTH - plain_len - 2 >= 30 else 6
+    wrapped = textwrap.wrap(one_line(check.message), WIDTH - indent, break_long_words=True)
+    if len(wrapped) > MAX_MESSAGE_LINES:
+        wrapped = wrapped[:MAX_MESSAGE_LINES - 1] + [truncate(" ".join(wrapped[MAX_MESSAGE_LINES - 1:]),
+                                                              WIDTH - indent)]
+    if indent == plain_len + 2:
+        return "\n".join([f"{line}  {wrapped[0]}", *(" " * indent + w for w in wrapped[1:])])
+    return "\n".join([line, *(" " * indent + w for w in wrapped)])
 
 
 def _diagnosis_lines(diagnosis: Diagnosis, paint: _Paint) -> list[str]:
