@@ -73,7 +73,8 @@ def _add_grading_options(parser: argparse.ArgumentParser) -> None:
                              "rubric names, else simple_nn)")
     parser.add_argument("--rubric", default=None, metavar="NAME|PATH",
                         help="bundled rubric name or path to a rubric .toml (default: the assignment's own)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the random probes (default: 0)")
+    parser.add_argument("--seed", type=_bounded(int, 0, 2**63 - 1, "a whole number >= 0"), default=0,
+                        help="seed for the random probes (default: 0)")
     parser.add_argument("--backend", choices=("subprocess", "kernel"), default="subprocess",
                         help="run the notebook in a confined Python (default) or, as Jupyter's 'Restart & Run All' "
                              "does, in an ipykernel driven by nbclient")
@@ -83,6 +84,8 @@ def _add_grading_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grader", description="Grade students' numpy notebooks against an "
                                                                 "assignment's reference (default: simple_nn).")
+    from grader import __version__
+    parser.add_argument("--version", action="version", version=f"grader {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = commands.add_parser("check", help="grade one notebook and print its report")
@@ -138,10 +141,45 @@ def _write_report(text: str) -> None:
     sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding, "replace"))
 
 
+#: ``grader check`` given what ``grader grade`` takes.
+NOT_ONE_NOTEBOOK = ("{path} is a {what}: grader check grades one notebook; to grade every notebook in it, run "
+                    "grader grade {path} --out DIR.")
+OUT_IS_A_FILE = "--out {path} is a file, not a folder: give a folder (it is created when missing)."
+OUT_NOT_WRITABLE = "--out {path} cannot be written ({reason}); choose a folder you can write to."
+
+
+def _one_notebook(path: str) -> None:
+    """A folder or an archive given to ``grader check`` is one sentence pointing at ``grader grade``."""
+    from pathlib import Path
+
+    target = Path(path)
+    if target.is_dir():
+        raise GraderError(NOT_ONE_NOTEBOOK.format(path=path, what="folder"))
+    if target.suffix.lower() == ".zip":
+        raise GraderError(NOT_ONE_NOTEBOOK.format(path=path, what="zip archive"))
+
+
+def _writable_out(path: str) -> None:
+    """``--out`` must be a folder the grader can write, said before any grading starts."""
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise GraderError(OUT_IS_A_FILE.format(path=path))
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as exc:
+        raise GraderError(OUT_NOT_WRITABLE.format(path=path, reason=exc.strerror or type(exc).__name__)) from exc
+
+
 def _check(args: argparse.Namespace) -> int:
     from grader.grade import Options, grade_notebook
     from grader.rubric import load_rubric
 
+    _one_notebook(args.notebook)
     rubric = load_rubric(args.rubric, args.assignment)
     report = grade_notebook(args.notebook, rubric,
                             Options(seed=args.seed, limits=_limits(args, rubric), backend=args.backend))
@@ -168,6 +206,7 @@ def _grade(args: argparse.Namespace) -> int:
 
     from grader.batch.run import BatchOptions, run_batch
 
+    _writable_out(args.out)
     options = BatchOptions(out=Path(args.out), jobs=args.jobs, force=args.force, seed=args.seed, rubric=args.rubric,
                            limit_overrides=tuple(_limit_overrides(args).items()), backend=args.backend,
                            assignment=args.assignment)

@@ -86,3 +86,36 @@ def test_console_entry_point_and_python_dash_m(tmp_path):
     result = subprocess.run([sys.executable, "-m", "grader", "check", str(SEED), "--format", "json"],
                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0 and json.loads(result.stdout)["diagnoses"][0]["id"] == "d_activation_on_w2_partials"
+
+
+# --- edges: one sentence and exit 2, never a traceback (issue 14) ---------------------------------------
+
+
+def test_version_is_printed(capsys) -> None:
+    from grader import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"grader {__version__}"
+
+
+def test_a_negative_seed_is_a_usage_error(capsys) -> None:
+    assert main(["check", "x.ipynb", "--seed", "-1"]) == 2
+    assert "--seed: expected a whole number >= 0, got '-1'" in capsys.readouterr().err
+
+
+def test_check_on_a_folder_or_zip_points_at_grade(tmp_path, capsys) -> None:
+    assert main(["check", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is a folder" in err and f"grader grade {tmp_path} --out DIR" in err
+    archive = tmp_path / "class.zip"
+    archive.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    assert main(["check", str(archive)]) == 2
+    assert "is a zip archive" in capsys.readouterr().err
+
+
+def test_out_naming_a_file_is_one_sentence(tmp_path, capsys) -> None:
+    target = tmp_path / "afile"
+    target.write_text("")
+    assert main(["grade", str(tmp_path), "--out", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"grader: --out {target} is a file, not a folder: give a folder (it is created when missing)."
