@@ -5,6 +5,7 @@ Fails closed: anything that stops grading becomes a report with status
 """
 from __future__ import annotations
 
+import ast
 import os
 import re
 import time
@@ -95,6 +96,35 @@ def companion_files(path: str | os.PathLike[str]) -> dict[str, bytes]:
         return {}
 
 
+def is_self_check(source: str) -> bool:
+    """Whether a cell is only the student's self-check (``import grader; grader.check()``, perhaps with a
+    ``%pip install`` line): skipped when the instructor grades, so an honest student is neither flagged
+    for importing the grader nor warned that the cell failed (the grader is not installed in the sandbox)."""
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except (SyntaxError, ValueError):
+        return False
+    names = {"grader"}  # imported in an earlier self-check cell, perhaps
+    for node in tree.body:
+        if isinstance(node, ast.Import) and all(alias.name == "grader" for alias in node.names):
+            names.update(alias.asname or "grader" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "grader" and all(
+                alias.name == "check" for alias in node.names):
+            names.update(alias.asname or "check" for alias in node.names)
+        elif not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+                  and _calls_check(node.value.func, names)):
+            return False
+    return bool(tree.body)
+
+
+def _calls_check(func: ast.expr, names: set[str]) -> bool:
+    """``grader.check`` (or an alias of the module), or ``check`` imported from it."""
+    if isinstance(func, ast.Attribute) and func.attr == "check" and isinstance(func.value, ast.Name):
+        return func.value.id in names
+    return isinstance(func, ast.Name) and func.id in names - {"grader"}
+
+
 def error_report(submission: str, rubric: Rubric, message: str, started: float, warnings: list[str] | None = None) -> Report:
     return Report(submission=submission, rubric=rubric.name, status="error", error=message,
                   score=0.0, max_score=rubric.max_score, warnings=list(warnings or []),
@@ -149,7 +179,8 @@ def _grade_loaded(notebook: Notebook, sandbox: ProcessSandbox, rubric: Rubric, o
 
     assignment = rubric.assignment
     sandbox.graded = assignment.names
-    execution = sandbox.run_notebook(notebook.code_cells)
+    cells = [cell for cell in notebook.code_cells if not is_self_check(cell.source)]
+    execution = sandbox.run_notebook(cells)
     warnings = list(notebook.warnings) + _cell_warnings(execution) + execution.warnings
     if not notebook.code_cells and not executed:
         warnings.append("The notebook has no code cells, so there is nothing to grade.")
@@ -157,7 +188,7 @@ def _grade_loaded(notebook: Notebook, sandbox: ProcessSandbox, rubric: Rubric, o
     run = run_checks(sandbox, found, assignment, rubric.accepted_families, options.seed, execution.functions)
     diagnoses = (wrong_signatures(assignment, execution.functions, run) + diagnose(assignment, run, found)
                  + mutations(assignment, run)
-                 + review(notebook.code_cells, sandbox.seen, sandbox.tampering))
+                 + review(cells, sandbox.seen, sandbox.tampering))
     for diagnosis in diagnoses:
         if diagnosis.id == "wrong_signature":  # its checks say why they could not run, not "probes differ"
             for result in run.results:
