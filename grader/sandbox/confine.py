@@ -66,7 +66,7 @@ REFUSE_ROOT = (
 )
 
 #: Names in site-packages that belong to the grader and never enter the site view.
-_HIDDEN_PREFIXES = ("grader", "__editable__", "_grader", "reference", "rubrics")
+_HIDDEN_PREFIXES = ("grader", "__editable__", "_grader", "reference", "rubrics", "numpy_nn_grader")
 
 #: Set to choose the host uid/gid a root grader's sandbox runs as (default: nobody, 65534).
 SANDBOX_UID_ENV, SANDBOX_GID_ENV = "GRADER_SANDBOX_UID", "GRADER_SANDBOX_GID"
