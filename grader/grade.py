@@ -133,7 +133,7 @@ def error_report(submission: str, rubric: Rubric, message: str, started: float, 
 
 
 def grade_notebook(path: str | os.PathLike[str], rubric: Rubric, options: Options = Options(),
-                   data: bytes | None = None) -> Report:
+                   data: bytes | None = None, files: dict[str, bytes] | None = None) -> Report:
     """Grade one notebook file (or its ``data``, e.g. a zip member, named ``path``).
 
     Never raises for a bad submission: the report says what went wrong.
@@ -150,7 +150,7 @@ def grade_notebook(path: str | os.PathLike[str], rubric: Rubric, options: Option
     except GraderError as exc:
         return error_report(submission, rubric, exc.message, started)
     try:
-        sandbox.files = companion_files(path)
+        sandbox.files = companion_files(path) if files is None else dict(files)
         notebook = load_notebook(path) if data is None else load_notebook_bytes(data, submission)
         return _grade_loaded(notebook, sandbox, rubric, options, started)
     except GraderError as exc:

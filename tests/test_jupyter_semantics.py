@@ -6,6 +6,8 @@ imported by the graded functions in a later one.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import CORRECT_CELLS, notebook_json
@@ -116,3 +118,28 @@ def test_a_py_file_in_a_class_folder_is_not_carried_into_anyones_sandbox(tmp_pat
     path.write_text(notebook_json(CORRECT_CELLS + [USES_HELPERS]))
     report = grade_notebook(path, load_rubric(None), Options())
     assert any("ModuleNotFoundError" in warning and "nn_helpers" in warning for warning in report.warnings)
+
+
+def test_a_py_file_beside_a_notebook_in_a_zip_export_imports(tmp_path):
+    """An LMS export zips each student's upload: a helper module in the same folder of the archive imports;
+    in a folder shared by two notebooks it is nobody's, and is not carried."""
+    import json
+    import zipfile
+
+    from grader.cli import main
+
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("alice/nn.ipynb", notebook_json(CORRECT_CELLS + [USES_HELPERS]))
+        zipped.writestr("alice/nn_helpers.py", HELPER_FILE)
+        zipped.writestr("shared/bob.ipynb", notebook_json(CORRECT_CELLS + [USES_HELPERS]))
+        zipped.writestr("shared/carol.ipynb", notebook_json(CORRECT_CELLS))
+        zipped.writestr("shared/nn_helpers.py", HELPER_FILE)
+    out = tmp_path / "out"
+    assert main(["grade", str(archive), "--out", str(out), "--jobs", "1"]) == 0
+    reports = {Path(doc["submission"]).name: doc for doc in
+               (json.loads(p.read_text()) for p in (out / "reports").glob("*.json"))}
+    alice = next(doc for name, doc in reports.items() if "alice" in doc["submission"])
+    bob = next(doc for name, doc in reports.items() if "bob" in doc["submission"])
+    assert not any("ModuleNotFoundError" in w for w in alice["warnings"]), alice["warnings"]
+    assert any("ModuleNotFoundError" in w for w in bob["warnings"])

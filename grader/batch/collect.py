@@ -78,6 +78,7 @@ systems do not tell ``Alice`` from ``alice``).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -96,6 +97,10 @@ from grader.untrusted_text import safe_text
 
 #: Largest notebook read, from a zip member or from disk (declared and actual size).
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
+#: Largest ``.py`` file carried beside a notebook from an archive (a helper module, not data).
+MAX_COMPANION_BYTES = 1 << 20
+#: A module a notebook can import: a plain name ending in .py.
+_MODULE_FILE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.py")
 #: Most archives in one chain: ``class.zip!a.zip!b.zip`` is 3; a zip inside that is not opened.
 MAX_ZIP_DEPTH = 3
 #: Most bytes decompressed from one top-level archive, nested archives and their members included.
@@ -255,6 +260,9 @@ class NotebookRef:
     sha256: str = ""
     #: Their length.
     size: int = 0
+    #: ``.py`` members beside it in its (innermost) archive, as (position, name): what its cells may import
+    #: as in Jupyter. Only for a notebook alone in its archive folder (one student's files).
+    companions: tuple[tuple[int, str], ...] = ()
 
     @property
     def source(self) -> str:
@@ -279,6 +287,22 @@ class NotebookRef:
         if self.sha256 and hashlib.sha256(data).hexdigest() != self.sha256:
             raise self._changed("its bytes are not those collected")
         return data
+
+    def read_companions(self) -> dict[str, bytes]:
+        """The companion modules' bytes by file name (bounded like the notebook); {} when they cannot be read
+        (an import in the notebook then fails, and its warning says so)."""
+        if not self.companions or not self.members:
+            return {}
+        files: dict[str, bytes] = {}
+        try:
+            with _open_chain(self.path, self.members[:-1]) as archive:
+                for position, name in self.companions:
+                    info = _member_at(archive, position, name)
+                    files[name.replace("\\", "/").rsplit("/", 1)[-1]] = _read_member(
+                        archive, info, self.source, MAX_COMPANION_BYTES, None)
+        except Exception:  # noqa: BLE001 - a companion is a convenience: a missing one fails only its import
+            return {}
+        return files
 
     def _changed(self, reason: str) -> NotebookChanged:
         # The source and the reason name files a student named: shown as safe text, like every source.
@@ -453,6 +477,8 @@ class _Collector:
         self.metadata: dict[tuple[int, tuple[str, ...]], dict[str, str]] = {}
         self._seen_files: set[str] = set()
         self.run = _RunBudget()
+        #: ``.py`` members by (archive path, archive members, folder inside it): companions of a notebook there.
+        self.modules: dict[tuple[str, tuple[tuple[int, str], ...], tuple[str, ...]], list[tuple[int, str]]] = {}
 
     # -- top level
 
@@ -535,11 +561,24 @@ class _Collector:
             assert found.ref is not None and item is not None  # a row with a notebook to grade has an id
             submissions.append(Submission(
                 id=sid, student=student, source=safe_text(found.source), sha256=found.ref.sha256,
-                lms=item[0], ref=found.ref, note=safe_text(sentence),
+                lms=item[0], ref=self._with_companions(found.ref), note=safe_text(sentence),
             ))
         submissions.sort(key=lambda s: s.source)
         problems.sort(key=lambda p: p.source)
         return Collection(submissions=submissions, problems=problems)
+
+    def _with_companions(self, ref: NotebookRef) -> NotebookRef:
+        """``ref`` with the ``.py`` members of its archive folder, when no other notebook shares that folder."""
+        if not ref.members:
+            return ref
+        folder = tuple(_member_parts(ref.members[-1][1])[:-1])
+        modules = self.modules.get((ref.path, ref.members[:-1], folder), [])
+        sharing = [f for f in self.found if f.ref is not None and f.ref.path == ref.path
+                   and f.ref.members[:-1] == ref.members[:-1]
+                   and tuple(_member_parts(f.ref.members[-1][1])[:-1]) == folder]
+        if not modules or len(sharing) != 1:
+            return ref
+        return dataclasses.replace(ref, companions=tuple(modules[:32]))
 
     def _missing(self, source: str, parts: tuple[str, ...], index: int, upload: int, message: str,
                  budget: tuple[str, str] | None = None) -> None:
@@ -687,6 +726,9 @@ class _Collector:
                                      defines=scan.defines, input_index=index, upload=chain.upload))
         elif _is_zip_name(leaf):
             self._nested_archive(index, archive, position, info, member_source, chain, parts, depth + 1, budget)
+        elif _MODULE_FILE.fullmatch(leaf) and info.file_size <= MAX_COMPANION_BYTES:
+            self.modules.setdefault((chain.path, chain.members, tuple(parts[:-1])), []).append(
+                (position, info.filename))
         elif leaf == GRADESCOPE_METADATA:
             try:
                 data = _read_member(archive, info, member_source, MAX_NOTEBOOK_BYTES, budget)

@@ -200,10 +200,12 @@ def _grade_in_worker(source: str, data: bytes | NotebookRef, note: str = "") -> 
         prestarted = _worker_state.pop("next_kernel", None)
         _worker_state["next_kernel"] = _prestart_kernel(options.limits)
     try:
+        files = None
         if isinstance(data, NotebookRef):  # a batch sends where the notebook is: read it here, now
+            files = data.read_companions() if data.members else None
             data = data.read()
         report = grade_notebook(source, rubric, dataclasses.replace(options, server=server, prestarted=prestarted),
-                                data=data)
+                                data=data, files=files)
         if note:  # which of the submission's notebooks was graded, and why
             report.warnings.append(note)
     except NotebookChanged as exc:  # replaced or removed since it was collected: this row only
