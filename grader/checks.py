@@ -41,7 +41,7 @@ from grader.assignment import (
 from grader.compare import arrays_close, as_array, values_close
 from grader.memo import Memo, freeze_value, joint_key, value_key
 from grader.model import CheckResult, Training
-from grader.outcomes import failed_call, gave
+from grader.outcomes import failed_call, gave, rounded
 from grader.probe import arguments, probes_for_seed
 from grader.sandbox.process import CallOutcome, CallRequest
 from grader.training import CallingSandbox, check_training
@@ -110,6 +110,8 @@ class CheckRun:
     mutated: dict[str, list[str]] = field(default_factory=dict)
     #: Per function with a gradient check, the gradients it gave beside the true ones, probe by probe.
     gradients: dict[str, list[GradientEvidence]] = field(default_factory=dict)
+    #: Helper -> the functions that were right only once a stand-in replaced it (isolation by substitution).
+    substituted: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ def _json(value: Any) -> Any:
     array = as_array(value)
     if array is None:
         return None if value is None else repr(value)
-    return np.round(array, 8).tolist()
+    return rounded(array, 8).tolist()
 
 
 @dataclass
@@ -190,6 +192,8 @@ class Grading:
         self._called: dict[str, _Called] = {}
         self._helper_calls: dict[str, Any] = {}
         self.gradients: dict[str, list[GradientEvidence]] = {}
+        #: Helper -> the functions that were right only with a stand-in in its place.
+        self.substituted: dict[str, list[str]] = {}
 
     # --- helpers --------------------------------------------------------------
 
@@ -228,7 +232,7 @@ class Grading:
                 self.warnings.append(f"{function} changes its arguments in place ({', '.join(names)}); "
                                      "the caller's arrays change too.")
         return CheckRun(self.results, self.evidence, self.contexts, self.recognised, graded_with, self.training,
-                        self.warnings, mutated, self.gradients)
+                        self.warnings, mutated, self.gradients, self.substituted)
 
     def _mutated(self) -> dict[str, list[str]]:
         """Every function's arguments changed in place (from the calls its checks made), except the ones it
@@ -562,9 +566,11 @@ class Grading:
         broken = []
         for name in (helpers.function, helpers.derivative):
             values_check = self.assignment.values_check(name)
+            evidence = self.evidence.get(name)
             if not self.found.get(name) or (values_check is not None and any(
-                    r.id == values_check and not r.passed for r in self.results)):
-                broken.append(name)
+                    r.id == values_check and not r.passed for r in self.results)) or (
+                    evidence is not None and self._changed_arguments(name, evidence.args, evidence.outcomes)):
+                broken.append(name)  # missing, wrong, or writing into the array its caller still uses
         return broken
 
     def _right_with_working_helpers(self, check: Values, called: _Called) -> bool:
@@ -599,6 +605,8 @@ class Grading:
             return False
         fixed = " and ".join(broken)
         verb = "are" if len(broken) > 1 else "is"
+        for name in broken:
+            self.substituted.setdefault(name, []).append(function)
         self._add(CheckResult(check.id, function, True,
                               f"matches the reference on {len(outcomes)} probes once {fixed} {verb} fixed "
                               f"(checked with a working {fixed} in {'their' if len(broken) > 1 else 'its'} place)",
@@ -969,4 +977,7 @@ def _family_values(helpers: Helpers, grid: np.ndarray) -> tuple[tuple[Pair, np.n
 
 def run_checks(sandbox: CallingSandbox, found: Mapping[str, bool], assignment: Assignment, accepted: Sequence[str],
                seed: int, signatures: Mapping[str, Any] | None = None) -> CheckRun:
-    return Grading(sandbox, found, assignment, accepted, seed, signatures).run()
+    # Every number here may be a student's (inf, NaN, 1e308): an overflow is a value to judge, never a warning
+    # (which a grader run with ``-W error`` would raise).
+    with np.errstate(all="ignore"):
+        return Grading(sandbox, found, assignment, accepted, seed, signatures).run()

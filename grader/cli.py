@@ -167,12 +167,22 @@ def _writable_out(path: str) -> None:
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise GraderError(OUT_IS_A_FILE.format(path=path))
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=target):
-            pass
-    except OSError as exc:
-        raise GraderError(OUT_NOT_WRITABLE.format(path=path, reason=exc.strerror or type(exc).__name__)) from exc
+    if target.is_dir():  # written into: try it
+        try:
+            with tempfile.TemporaryFile(dir=target):
+                pass
+        except OSError as exc:
+            raise GraderError(OUT_NOT_WRITABLE.format(path=path, reason=exc.strerror or type(exc).__name__)) from exc
+        return
+    # Created by the batch when its work starts (nothing is made before every other check passed): its nearest
+    # existing ancestor must be a folder this user can create it in.
+    ancestor = target.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise GraderError(OUT_NOT_WRITABLE.format(path=path, reason=f"{ancestor} is a file"))
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise GraderError(OUT_NOT_WRITABLE.format(path=path, reason="Permission denied"))
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -130,4 +130,17 @@ def outcomes_agree(student: CallOutcome, model: CallOutcome, dont_care: np.ndarr
         return len(student.args_after) == len(model.args_after) and all(
             values_close(s, m) for s, m in zip(student.args_after, model.args_after, strict=True)
         )
-    return values_close(student.value, model.value, dont_care)
+    return values_close(student.value, model.value, _kinks(dont_care, model.value))
+
+
+def _kinks(dont_care: np.ndarray | None, value: Any) -> np.ndarray | None:
+    """The don't-care mask (of the input's shape) as ``arrays_close`` applies it to ``value``: as it is for a
+    value of the input's shape, as one element for a single number (compared as a scalar), and none for a
+    value of another shape, such as one number for an array input (``return 1.0``), which has no element at
+    the kink (the mask cannot be broadcast onto it: ValueError, out of grading)."""
+    if dont_care is None or isinstance(value, tuple):
+        return dont_care
+    mask = np.asarray(dont_care, dtype=bool)
+    if np.size(value) == 1:
+        return mask.reshape(()) if mask.size == 1 else None
+    return mask if mask.shape == np.shape(value) else None

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
+
 from grader.assignment import Assignment
 from grader.checks import CheckRun, Context, Evidence
 from grader.compare import outcomes_agree, trusted_call
@@ -148,6 +150,12 @@ def _listed(names: tuple[str, ...]) -> str:
 
 
 def diagnose(assignment: Assignment, run: CheckRun, found: dict[str, bool]) -> list[Diagnosis]:
+    # The evidence holds a student's values (inf, NaN, 1e308): comparing them overflows, which is no warning.
+    with np.errstate(all="ignore"):
+        return _diagnose(assignment, run, found)
+
+
+def _diagnose(assignment: Assignment, run: CheckRun, found: dict[str, bool]) -> list[Diagnosis]:
     passed = {r.id for r in run.results if r.passed}
     diagnoses: list[Diagnosis] = []
     names = assignment.names
@@ -191,7 +199,7 @@ def mutations(assignment: Assignment, run: CheckRun) -> list[Diagnosis]:
             continue
         users = helpers.dependents
         checks = [assignment.values_check(f) for f in users]
-        if not any(check in failed for check in checks if check is not None):
+        if not any(check in failed for check in checks if check is not None) and not run.substituted.get(function):
             continue  # harmless here: the warning says it
         diagnoses.append(Diagnosis("mutates_input", function, MUTATES_INPUT.format(
             name=function, s="s" if len(names) > 1 else "", names=", ".join(names), first=names[0],

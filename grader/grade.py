@@ -194,6 +194,13 @@ def _grade_loaded(notebook: Notebook, sandbox: ProcessSandbox, rubric: Rubric, o
             for result in run.results:
                 if result.function == diagnosis.function and not result.passed:
                     result.message = f"could not call {diagnosis.function}: its parameters are not the template's (wrong_signature)"
+    for diagnosis in diagnoses:
+        if diagnosis.id == "mutates_input":  # its values are right, but its users pay for its writes: it pays
+            values_check = assignment.values_check(diagnosis.function)
+            for result in run.results:
+                if result.id == values_check and result.passed:
+                    result.passed, result.fraction = False, 0.5
+                    result.message += "; but it writes into its input, which changes the results of its callers"
     for function in unexplained(assignment, run, diagnoses):
         for result in run.results:
             if result.function == function and result.id == assignment.values_check(function):

@@ -28,9 +28,17 @@ def describe(value: Any, limit: int = 160) -> str:
     if array is None:
         text = repr(value)
     else:
-        with np.errstate(all="ignore"):  # rounding an infinity overflows on the way: it stays inf
-            text = np.array2string(np.round(array, 6), separator=", ", threshold=20)
+        text = np.array2string(rounded(array, 6), separator=", ", threshold=20)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def rounded(array: np.ndarray, decimals: int) -> np.ndarray:
+    """``np.round(array, decimals)``, except that a number too large to round is kept as it is: numpy
+    rounds by scaling, which overflows past ~1e300, and a student's 1e308 must read as 1e308, not inf."""
+    with np.errstate(all="ignore"):
+        result = np.round(array, decimals)
+        overflowed = np.isinf(result) & np.isfinite(array)
+    return np.where(overflowed, array, result) if overflowed.any() else result
 
 
 def failed_call(outcome: CallOutcome) -> str:

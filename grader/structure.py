@@ -23,14 +23,14 @@ from grader.model import Diagnosis
 RTOL, ATOL = 1e-3, 1e-5
 
 DESCRIPTIONS = {
-    "sign": "the {p} step goes the wrong way: its gradient's sign is flipped",
-    "rate": "the {p} update is not scaled by the learning rate {rate}",
-    "zero": "{p} is never updated",
-    "transposed": "the {p} gradient is transposed",
-    "scale": "the {p} step is {scale}× what it should be",  # noqa: RUF001 - the multiplication sign, as in "2 times"
-    "missing": "the {p} gradient leaves out the factor {factor}",
-    "extra": "the {p} gradient has an extra factor {factor}",
-    "sign_of": "the {p} gradient is right only when {factor} is {sign}",
+    "sign": "the {p} {step} {goes} the wrong way: the gradient's sign is flipped",
+    "rate": "the {p} {update} {is} not scaled by the learning rate {rate}",
+    "zero": "the update never changes {p}",
+    "transposed": "the {p} {gradient} {is} transposed",
+    "scale": "the {p} {step} {is} {scale}\u00d7 what {it} should be",
+    "missing": "the {p} {gradient} {leaves} out the factor {factor}",
+    "extra": "the {p} {gradient} {has} an extra factor {factor}",
+    "sign_of": "the {p} {gradient} {is} right only when {factor} is {sign}",
 }
 #: One sentence for what no catalogue id names.
 STRUCTURE_ID = "gradient_structure"
@@ -124,7 +124,12 @@ def structural(assignment: Assignment, run: CheckRun, function: str) -> list[Dia
     for (kind, pairs), parameters in found.items():
         words = dict(pairs)
         key = kind if kind in ("sign", "rate", "zero", "transposed", "scale") else f"{kind}:{words['factor']}"
-        described = DESCRIPTIONS[kind].format(p=" and ".join(parameters), **words)
+        plural = len(parameters) > 1
+        grammar = {"step": "steps" if plural else "step", "update": "updates" if plural else "update",
+                   "gradient": "gradients" if plural else "gradient", "goes": "go" if plural else "goes",
+                   "is": "are" if plural else "is", "leaves": "leave" if plural else "leaves",
+                   "has": "have" if plural else "has", "it": "they" if plural else "it"}
+        described = DESCRIPTIONS[kind].format(p=" and ".join(parameters), **grammar, **words)
         catalogue = assignment.structure.ids.get(key)
         if catalogue is not None and catalogue in hints:
             message = f"{hints[catalogue]} Here: {described}."

@@ -1,29 +1,40 @@
 """Never an exception out of grading: whatever a student function returns, grading yields a report.
 
 A hypothesis property drives random returned values through the whole trusted side, for both bundled
-assignments: the checks (values, derivative, gradients, the gradient step, training call by call),
-diagnosis, scoring, the report as ``grade._grade_loaded`` builds it, ``safe_report``, every renderer
-of ``RENDERERS`` (the HTML page with its loss chart, the JSON document read back with
+assignments: ``grade._grade_loaded`` itself (the checks: values, derivative, gradients, the gradient
+step, training call by call or as an audited chain; diagnosis; scoring), ``safe_report``, every
+renderer of ``RENDERERS`` (the HTML page with its loss chart, whose drawing is also called directly
+since ``loss_curve_png`` turns a failure into "no chart"; the JSON document read back with
 ``json_report.from_dict`` and rendered again), and the batch files (summary numbers, ``summary.html``,
-the gradebook CSV).
+the gradebook CSV). numpy's RuntimeWarnings are errors throughout (``grade_strictly``): an overflow on
+a student's value is a value to judge, and a grader run with ``-W error`` must not fail on it.
 
 The functions are served by ``ReplySandbox``: ``calibrate.TrustedSandbox`` made as strict as a real
 sandbox's reply. The arguments go through the wire codec on the way in; the value and the arguments
 after the call are encoded as the worker encodes them (an encoding that raises is the call's failure,
-as ``worker._reply`` words it) and decoded as the grader decodes them, so the trusted side sees
-exactly what a sandbox could send. Each misbehaving function is a drawn list of *acts* consumed by
-successive calls (a value that changes from call to call): a drawn value (floats from NaN to 1e308 and
-subnormals, huge ints, bools, None, strings, numpy arrays of every dtype and shape up to 1e5 elements,
-nested tuples and lists, objects that cannot be encoded), the reference's own answer transformed (cast
-to another dtype, scaled to overflow, one element poked, transposed, flattened, as a list, tuples
-reordered or cut), an exception, or a call that timed out or crashed, any of them possibly also
-scribbling on its array arguments (the in-place step's result is what it leaves there).
+as ``worker._reply`` words it) and read as ``process.parse_outcome`` reads them, so the trusted side
+sees exactly what a sandbox could send. It may also run the training loop in one request and replay a
+step, as the worker does (``train``, ``replay``), and then sometimes lie in the chain it sends, as a
+worker replaced by the notebook could.
 
-The property: no exception escapes; the score is in [0, max]; every check's fraction is a finite number
-in [0, 1] and its score in [0, its points]; every JSON output is strict JSON (no NaN, no inf).
+Each misbehaving function is a drawn list of *acts* consumed by successive calls (so a value may change
+from call to call): a drawn value (floats from NaN to 1e308, -0.0 and subnormals, huge ints, bools,
+None, strings, numpy arrays of every dtype, complex and long double included, in every shape up to 1e5
+elements, nested tuples and lists, objects that cannot be encoded or whose encoding raises), the
+reference's own answer transformed (cast to another dtype, scaled to overflow, filled or poked with a
+special number, transposed, flattened, as a list, tuples reordered or cut), a catalogued bug, another
+activation, an exception, or a call that timed out or crashed; any of them may also scribble on its
+array arguments (the in-place step's result is what it leaves there). Mostly one function misbehaves
+and the others are the reference; sometimes the helpers misbehave and the functions that use them call
+them, as a notebook's do; sometimes every function is random, one may be missing, one declared with a
+parameter too few.
 
-Below the properties are plain regression tests, one per crash the property found, each with the
-smallest value that caused it.
+The property: no exception escapes; the report is "graded"; the score is in [0, max]; every check's
+fraction is a finite number in [0, 1] and its score in [0, its points]; every JSON output is strict
+JSON (no NaN, no inf) and the JSON report reads back as what was written.
+
+Below the properties are plain regression tests, one per problem the property found, each with the
+smallest value that caused it. ``GRADER_PROPERTY_EXAMPLES=2000`` runs a deeper search.
 """
 from __future__ import annotations
 
@@ -31,6 +42,7 @@ import json
 import math
 import os
 import tempfile
+import time
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
@@ -42,24 +54,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import PNG_SIGNATURE, parse_html
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from grader.assignment import Pair
 from grader.batch.summary import GradebookRow, render_summary_html, summarize, write_gradebook
-from grader.checks import run_checks
-from grader import diagnose as diagnosis_stage
-from grader.diagnose import diagnose, unexplained, wrong_signatures
-from grader.model import FunctionInfo, GradedWith, Report
+from grader.grade import Options, _grade_loaded
+from grader.load import Notebook
+from grader.model import FunctionInfo, Report
 from grader.render import RENDERERS, json_report
 from grader.render.loss_chart import _finite, _loss_curve, _visible_curves
 from grader.rubric import Rubric, load_rubric
 from grader.sandbox import protocol
-from grader.sandbox.process import CallOutcome, CallRequest
-from grader.score import apply_rubric
+from grader.sandbox.process import CallOutcome, CallRequest, Chain, Execution, LoopStep
 from grader.untrusted_text import safe_lines, safe_report
-
-from conftest import PNG_SIGNATURE, parse_html
 
 ASSIGNMENTS = ("simple_nn", "simple_nn_batch")
 RUBRICS = {name: load_rubric(None, name) for name in ASSIGNMENTS}
@@ -80,49 +90,192 @@ def _wire(value: Any) -> Any:
     return protocol.decode_value(protocol.encode_value(value, blobs), blobs)
 
 
-def _failed(status: str, exc: BaseException | str) -> CallOutcome:
-    """A failed call as the grader receives it: worded by the worker, made safe by the process reader."""
-    error = exc if isinstance(exc, str) else protocol.describe_error(type(exc).__name__, str(exc))
-    return CallOutcome(status, error=safe_lines(error, limit=300) if error else None)  # type: ignore[arg-type]
+def _fresh(value: Any) -> Any:
+    return value.copy() if isinstance(value, np.ndarray) else value
+
+
+def _invoke(function: Callable[..., Any] | None, args: tuple[Any, ...], args_after: bool
+            ) -> tuple[dict[str, Any], list[bytes], Any]:
+    """``worker.invoke`` then ``worker._reply``: the reply header, its blobs, and the value returned."""
+    if function is None:
+        return {"status": "missing"}, [], None
+    try:
+        with np.errstate(all="ignore"):
+            value = function(*args)
+    except Injected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the function's failure is this call's outcome
+        return {"status": "raised", "error": protocol.describe_error(type(exc).__name__, str(exc))}, [], None
+    blobs: list[bytes] = []
+    try:  # an __array__ or __iter__ that raises is the function's failure
+        with np.errstate(all="ignore"):
+            header = {"status": "ok", "value": protocol.encode_value(value, blobs)}
+            if args_after:
+                header["args_after"] = [protocol.encode_value(a, blobs) for a in args]
+    except Exception as exc:  # noqa: BLE001
+        return {"status": "raised", "error": protocol.describe_error(type(exc).__name__, str(exc))}, [], None
+    return header, blobs, value
+
+
+def _outcome(header: dict[str, Any], blobs: list[bytes]) -> CallOutcome:
+    """``process.parse_outcome``: a reply as the grader reads it (a malformed one is a protocol failure)."""
+    try:
+        status = header.get("status")
+        if status == "ok":
+            received = protocol.ReceivedBlobs(blobs)
+            value = protocol.decode_value(header["value"], received)
+            after = header.get("args_after")
+            args_after = None if after is None else tuple(protocol.decode_value(a, received) for a in after)
+            return CallOutcome("ok", value=value, args_after=args_after)
+        error = header.get("error")
+        return CallOutcome(status, error=safe_lines(error, limit=300) if error else None)  # type: ignore[arg-type]
+    except protocol.WireError as exc:
+        return CallOutcome("protocol", error=str(exc))
+
+
+def _read(step: LoopStep, outcome: CallOutcome, shapes: Mapping[str, Any]) -> list[Any] | None:
+    """``worker._reader``: what one call binds in a training chain (results, then in-place arguments), or None."""
+    if not outcome.ok:
+        return None
+    values: list[Any] = []
+    if len(step.result) == 1:
+        value = protocol.shaped_value(outcome.value, shapes.get(step.result[0]))
+        if value is None:
+            return None
+        values.append(value)
+    elif step.result:
+        several = protocol.shaped_values(outcome.value, [shapes.get(n) for n in step.result])
+        if several is None:
+            return None
+        values.extend(several)
+    for name in step.in_place:
+        after = outcome.args_after
+        value = None if after is None else protocol.shaped_value(after[step.parameters.index(name)], shapes.get(name))
+        if value is None:
+            return None
+        values.append(value)
+    return values
+
+
+def _stacked(values: list[Any], shape: Any) -> np.ndarray:
+    if shape is not None and len(shape) == 0:
+        return np.asarray(values, dtype=float)
+    return np.stack(values) if values else np.zeros((0, *(shape or ())))
 
 
 class ReplySandbox:
-    """Serves calls from in-process functions exactly as a sandbox would reply to them (see the module docstring)."""
+    """Serves calls from in-process functions exactly as a sandbox would reply to them (see the module docstring).
+
+    With ``chains``, it also runs a training loop in one request (``train``) and replays a step
+    (``replay``), as the worker does, so the grader's audit of a chain runs too; a call that times
+    out or crashes during a chain ends the request (the grader then goes call by call)."""
 
     name = "property"
 
-    def __init__(self, functions: Mapping[str, Callable[..., Any]]) -> None:
+    def __init__(self, functions: Mapping[str, Callable[..., Any]], chains: bool = False,
+                 lie: tuple[float, float, float] | None = None) -> None:
         self.functions = dict(functions)
+        #: What "running the notebook" defined: its functions, with the parameters they were declared with.
+        self.functions_found: dict[str, FunctionInfo] = {}
+        #: (step, iteration, number): the chain's record of that step (a fraction of the steps) at that
+        #: iteration (a fraction of those it ran) is replaced by that number, as a replaced worker could send.
+        self.lie = lie
+        if chains:
+            self.train, self.replay = self._train, self._replay
 
     def _serve(self, request: CallRequest) -> CallOutcome:
-        function = self.functions.get(request.function)
-        if function is None:
-            return CallOutcome("missing")
-        args = [_wire(a) for a in request.args]
+        args = tuple(_wire(a) for a in request.args)
         try:
-            with np.errstate(all="ignore"):
-                value = function(*args)
+            header, blobs, _ = _invoke(self.functions.get(request.function), args, request.args_after)
         except Injected as injected:
-            return _failed(injected.status, injected.error or "")
-        except Exception as exc:  # noqa: BLE001 - the function's failure is this call's outcome
-            return _failed("raised", exc)
-        blobs: list[bytes] = []
-        try:  # worker._reply: an __array__ or __iter__ that raises is the function's failure
-            with np.errstate(all="ignore"):
-                desc = protocol.encode_value(value, blobs)
-                after = [protocol.encode_value(a, blobs) for a in args] if request.args_after else None
-        except Exception as exc:  # noqa: BLE001
-            return _failed("raised", exc)
-        try:  # process._parse_outcome
-            received = protocol.ReceivedBlobs(blobs)
-            decoded = protocol.decode_value(desc, received)
-            args_after = None if after is None else tuple(protocol.decode_value(a, received) for a in after)
-        except protocol.WireError as exc:
-            return _failed("protocol", str(exc))
-        return CallOutcome("ok", value=decoded, args_after=args_after)
+            error = injected.error
+            return CallOutcome(injected.status, error=safe_lines(error, limit=300) if error else None)  # type: ignore[arg-type]
+        return _outcome(header, blobs)
 
     def call_many(self, requests: Sequence[CallRequest]) -> list[CallOutcome]:
         return [self._serve(request) for request in requests]
+
+    def _train(self, steps: Sequence[LoopStep], start: Mapping[str, Any], shapes: Mapping[str, Any],
+               iterations: int) -> Chain | None:
+        steps = tuple(steps)
+        state = {name: _wire(value) for name, value in start.items()}
+        records: list[dict[str, list[Any]]] = [{name: [] for name in step.bound} for step in steps]
+        counts = [0] * len(steps)
+        stop, out = None, []
+        try:
+            for iteration in range(iterations):
+                for k, step in enumerate(steps):
+                    args = tuple(_fresh(state[p]) for p in step.parameters)
+                    header, blobs, _ = _invoke(self.functions.get(step.function), args, bool(step.in_place))
+                    bound = _read(step, _outcome(header, list(blobs)), shapes)
+                    if bound is None:
+                        stop = {"iteration": iteration, "step": k, "function": step.function, "reply": header}
+                        out = blobs
+                        break
+                    for name, value in zip(step.bound, bound, strict=True):
+                        records[k][name].append(value)
+                        state[name] = np.float64(value) if type(value) is float else value
+                    counts[k] += 1
+                if stop is not None:
+                    break
+        except Injected:
+            return None  # the request failed: the grader restarts the sandbox and goes call by call
+        if self.lie is not None:
+            k = int(self.lie[0] * (len(steps) - 1))
+            for values in records[k].values():
+                if values:
+                    i = int(self.lie[1] * (len(values) - 1))
+                    values[i] = np.full(np.shape(values[i]), self.lie[2])
+        blobs_out = list(out)
+        encoded = []
+        for k, step in enumerate(steps):
+            descs = {}
+            for name in step.bound:
+                desc = protocol.encode_value(_stacked(records[k][name], shapes.get(name)), blobs_out)
+                if desc.get("t") != "array":
+                    return None  # "unavailable"
+                descs[name] = desc
+            encoded.append(descs)
+        try:
+            return Chain.from_reply({"status": "ok", "counts": counts, "outputs": encoded, "stop": stop},
+                                    protocol.ReceivedBlobs(blobs_out), steps)
+        except protocol.WireError:
+            return None
+
+    def _replay(self, step: LoopStep, fixed: Mapping[str, Any], stacked: Mapping[str, np.ndarray], count: int,
+                shapes: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+        fixed = {name: _wire(value) for name, value in fixed.items()}
+        stacked = {name: _wire(value) for name, value in stacked.items()}
+        outputs: dict[str, list[Any]] = {name: [] for name in step.bound}
+        try:
+            for i in range(count):
+                args = tuple(_fresh(fixed[n]) if n in fixed else _fresh(stacked[n][i]) for n in step.parameters)
+                header, blobs, _ = _invoke(self.functions.get(step.function), args, bool(step.in_place))
+                bound = _read(step, _outcome(header, blobs), shapes)
+                if bound is None:
+                    return None
+                for name, value in zip(step.bound, bound, strict=True):
+                    outputs[name].append(value)
+        except Injected:
+            return None
+        result = {}
+        for name, values in outputs.items():
+            value = _wire(_stacked(values, shapes.get(name)))
+            shape = shapes.get(name)
+            if not (isinstance(value, np.ndarray) and value.dtype == np.float64 and value.ndim >= 1
+                    and len(value) == count and (shape is None or value.shape[1:] == tuple(shape))):
+                return None
+            result[name] = value
+        return result
+
+    # --- what ``grade._grade_loaded`` asks of a sandbox besides calls: the notebook "ran", nothing seen
+
+    graded: tuple[str, ...] = ()
+    seen: tuple[str, ...] = ()
+    tampering: tuple[str, ...] = ()
+
+    def run_notebook(self, cells: Sequence[Any]) -> Execution:
+        return Execution(functions=dict(self.functions_found))
 
     def output_excerpt(self) -> str:
         return ""
@@ -133,44 +286,22 @@ class ReplySandbox:
 
 # --------------------------------------------------------------------------- the whole trusted side
 
-#: ``diagnose.mutations`` where the tree has it (``_grade_loaded`` adds its diagnoses after ``diagnose``'s).
-_mutations: Callable[..., list[Any]] = getattr(diagnosis_stage, "mutations", lambda assignment, run: [])
-
-
 def build_report(rubric: Rubric, functions: Mapping[str, Callable[..., Any]], seed: int = 0,
-                 parameters: Mapping[str, tuple[str, ...]] | None = None) -> Report:
-    """The report ``grade._grade_loaded`` builds, for ``functions`` served by a ReplySandbox."""
+                 parameters: Mapping[str, tuple[str, ...]] | None = None, chains: bool = False,
+                 lie: tuple[float, float, float] | None = None) -> Report:
+    """The report ``grade._grade_loaded`` builds (it is called, so this never drifts from the real pipeline:
+    checks, diagnoses, scoring) for ``functions`` served by a ReplySandbox, declared with the template's
+    parameters or ``parameters``."""
     assignment = rubric.assignment
-    sandbox = ReplySandbox(functions)
-    found = {name: name in functions for name in assignment.names}
-    infos = {f.name: FunctionInfo(f.name, found[f.name], "function" if found[f.name] else None,
-                                  parameters=(parameters or {}).get(f.name, f.parameters) if found[f.name] else None)
-             for f in assignment.functions}
-    run = run_checks(sandbox, found, assignment, rubric.accepted_families, seed, signatures=None)
-    diagnoses = (wrong_signatures(assignment, infos, run) + diagnose(assignment, run, found)
-                 + _mutations(assignment, run))
-    for diagnosis in diagnoses:
-        if diagnosis.id == "wrong_signature":
-            for result in run.results:
-                if result.function == diagnosis.function and not result.passed:
-                    result.message = (f"could not call {diagnosis.function}: its parameters are not the "
-                                      "template's (wrong_signature)")
-    for function in unexplained(assignment, run, diagnoses):
-        for result in run.results:
-            if result.function == function and result.id == assignment.values_check(function):
-                result.message += "; no known bug matches"
-    score, max_score = apply_rubric(run.results, rubric)
-    helpers = assignment.helpers
-    graded_with = None
-    if helpers is not None:
-        if run.recognised and helpers.function in infos:
-            infos[helpers.function].recognised_as = run.recognised
-        if run.graded_with is not None:
-            graded_with = GradedWith(run.graded_with, helpers.function, helpers.dependents)
-    return Report(submission="property.ipynb", rubric=rubric.name, status="graded", score=score,
-                  max_score=max_score, functions=infos, checks=run.results, diagnoses=diagnoses,
-                  warnings=run.warnings, training=run.training, graded_with=graded_with, seed=seed,
-                  backend=sandbox.name, output_excerpt=sandbox.output_excerpt(), assignment=assignment.name)
+    sandbox = ReplySandbox(functions, chains, lie)
+    sandbox.functions_found = {
+        f.name: FunctionInfo(f.name, f.name in functions, "function" if f.name in functions else None,
+                             parameters=(parameters or {}).get(f.name, f.parameters) if f.name in functions else None)
+        for f in assignment.functions}
+    report = _grade_loaded(Notebook("property.ipynb", [], "4", []), sandbox, rubric, Options(seed=seed),  # type: ignore[arg-type]
+                           time.perf_counter(), executed=True)
+    assert report.status == "graded", report.error
+    return report
 
 
 def _strict_json(text: str) -> Any:
@@ -224,13 +355,14 @@ def check_everything(report: Report) -> dict[str, str]:
 
 
 def grade_strictly(rubric: Rubric, functions: Mapping[str, Callable[..., Any]], seed: int = 0,
-                   parameters: Mapping[str, tuple[str, ...]] | None = None) -> Report:
+                   parameters: Mapping[str, tuple[str, ...]] | None = None, chains: bool = False,
+                   lie: tuple[float, float, float] | None = None) -> Report:
     """``build_report`` then ``check_everything``, with numpy's RuntimeWarnings as errors: a student's
     value is computed with on the trusted side under ``np.errstate``, never warned about (a grader run
     with ``-W error``, as a course's pytest configuration may be, must not fail on one)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        report = build_report(rubric, functions, seed, parameters)
+        report = build_report(rubric, functions, seed, parameters, chains, lie)
         check_everything(report)
     return report
 
@@ -240,19 +372,29 @@ def grade_strictly(rubric: Rubric, functions: Mapping[str, Callable[..., Any]], 
 @dataclass(frozen=True)
 class Act:
     """One call's behaviour. ``kind``: "value" (return ``payload``), "ref" (the reference's answer put through
-    the transform ``payload``), "raise" (raise ``payload``), "status" (end as a timeout or a crash);
-    ``scribble``: what the call then does to its array arguments."""
+    the transform ``payload``), "mutant" (a catalogued bug of the function: variant ``payload``, modulo their
+    number), "family" (another activation, ``FAMILIES[payload]``, of the first argument), "raise" (raise
+    ``payload``), "status" (end as a timeout or a crash); ``scribble``: what the call then does to its
+    array arguments."""
 
     kind: str
     payload: Any
     scribble: tuple[Any, ...] | None = None
 
 
-class Student:
-    """A student function: its acts, one per call, in a cycle; the reference for "ref" acts."""
+FAMILIES: dict[str, Callable[[Any], Any]] = {
+    "relu": lambda z: np.maximum(z, 0), "tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-np.asarray(z))),
+    "leaky": lambda z: np.where(np.asarray(z) > 0, z, 0.1 * np.asarray(z)), "identity": lambda z: z,
+    "abs": np.abs, "step": lambda z: (np.asarray(z) > 0).astype(float), "exp": np.exp,
+}
 
-    def __init__(self, acts: Sequence[Act], reference: Callable[..., Any]) -> None:
-        self.acts, self.reference, self.calls = list(acts), reference, 0
+
+class Student:
+    """A student function: its acts, one per call, in a cycle; the reference and the catalogued bugs it may act as."""
+
+    def __init__(self, acts: Sequence[Act], reference: Callable[..., Any],
+                 variants: Sequence[Callable[..., Any]] = ()) -> None:
+        self.acts, self.reference, self.variants, self.calls = list(acts), reference, list(variants), 0
 
     def __call__(self, *args: Any) -> Any:
         act = self.acts[self.calls % len(self.acts)]
@@ -261,15 +403,43 @@ class Student:
             raise act.payload
         if act.kind == "status":
             raise Injected(*act.payload)
-        value = self.reference(*args) if act.kind == "ref" else act.payload  # in place, as the reference does
-        if act.kind == "ref":
-            value = transform(value, act.payload)
+        if act.kind == "ref":  # in place where the reference updates in place
+            value = transform(self.reference(*args), act.payload)
+        elif act.kind == "mutant":
+            value = (self.variants[act.payload % len(self.variants)] if self.variants else self.reference)(*args)
+        elif act.kind == "family":
+            value = FAMILIES[act.payload](args[0])
+        else:
+            value = act.payload
         if act.scribble is not None:
             scribble(args, act.scribble)
         return value
 
     def __repr__(self) -> str:
         return f"Student({self.acts!r})"
+
+
+def student(assignment: Any, function: str, acts: Sequence[Act], reference: Callable[..., Any]) -> Student:
+    """A Student for ``function``, with the assignment's mutants of it as a notebook would call them."""
+    helpers = assignment.helpers
+    variants: list[Callable[..., Any]] = []
+    for mutant in assignment.mutants:
+        if mutant.function == function:
+            for variant in mutant.variants:
+                if helpers is not None and function in helpers.dependents:
+                    variants.append(lambda *args, _v=variant, _p=helpers.default: _v(*args, _p))
+                else:
+                    variants.append(variant)
+    return Student(acts, reference, variants)
+
+
+def takes(count: int, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` declared with ``count`` parameters: called with another number, it raises TypeError as Python does."""
+    def declared(*args: Any) -> Any:
+        if len(args) != count:
+            raise TypeError(f"declared() takes {count} positional arguments but {len(args)} were given")
+        return function(*args)
+    return declared
 
 
 def _each(value: Any, change: Callable[[Any], Any]) -> Any:
@@ -450,6 +620,8 @@ acts = st.one_of(
     st.builds(Act, st.just("ref"), transforms, scribbles),
     st.builds(Act, st.just("value"), values, scribbles),
     st.builds(Act, st.just("value"), values, scribbles),
+    st.builds(Act, st.just("mutant"), st.integers(0, 20)),
+    st.builds(Act, st.just("family"), st.sampled_from(sorted(FAMILIES)), scribbles),
     st.builds(Act, st.just("raise"), exceptions),
     st.builds(Act, st.just("status"), statuses),
     st.just(Act("ref", ("same",))),
@@ -458,26 +630,41 @@ acts = st.one_of(
 
 @st.composite
 def submissions(draw: st.DrawFn, name: str) -> tuple[dict[str, Callable[..., Any]], dict[str, tuple[str, ...]]]:
-    """Mostly one function misbehaving and the others the reference; sometimes every function random
+    """Mostly one function misbehaving and the others the reference; sometimes the helpers misbehaving
+    and the functions that use them calling them, as a notebook's do; sometimes every function random
     (and then one may be missing, or declared with other parameters)."""
     assignment = RUBRICS[name].assignment
     reference = assignment.as_student()
     functions: dict[str, Callable[..., Any]] = dict(reference)
     parameters: dict[str, tuple[str, ...]] = {}
     names = list(assignment.names)
-    every = draw(st.integers(0, 4)) == 0
-    chosen = names if every else [draw(st.sampled_from(names))]
+    mode = draw(st.sampled_from(("one", "one", "one", "wired", "every")))
+    helpers = assignment.helpers
+    if mode == "wired" and helpers is not None:
+        act = student(assignment, helpers.function, draw(st.lists(acts, min_size=1, max_size=4)),
+                      reference[helpers.function])
+        dact = student(assignment, helpers.derivative, draw(st.lists(acts, min_size=1, max_size=4)),
+                       reference[helpers.derivative])
+        functions = dict(assignment.as_student(Pair("yours", act, dact)))
+        chosen = [draw(st.sampled_from(names))] if draw(st.booleans()) else []
+    else:
+        chosen = names if mode == "every" else [draw(st.sampled_from(names))]
     for function in chosen:
-        functions[function] = Student(draw(st.lists(acts, min_size=1, max_size=4)), reference[function])
-    if every:
+        functions[function] = student(assignment, function, draw(st.lists(acts, min_size=1, max_size=4)),
+                                      reference[function])
+    if mode == "every":
         missing = draw(st.sampled_from([None, *names]))
         if missing is not None:
             del functions[missing]
         fewer = draw(st.sampled_from([None, *names]))
-        if fewer is not None:
+        if fewer is not None and fewer in functions:
             parameters[fewer] = assignment.function(fewer).parameters[:-1]
+            functions[fewer] = takes(len(parameters[fewer]), functions[fewer])
     return functions, parameters
 
+
+#: A training chain's numbers, as a worker replaced by the notebook could send them (mostly none: honest).
+lies = st.one_of(st.none(), st.none(), st.tuples(st.floats(0, 1), st.floats(0, 1), special))
 
 #: More examples for a deeper search: GRADER_PROPERTY_EXAMPLES=2000 pytest tests/test_property_returned_values.py
 EXAMPLES = int(os.environ.get("GRADER_PROPERTY_EXAMPLES", "0")) or None
@@ -488,24 +675,104 @@ PROPERTY = settings(max_examples=EXAMPLES or 80, deadline=None, derandomize=Fals
 
 @pytest.mark.slow
 @PROPERTY
-@given(data=st.data(), seed=st.sampled_from((0, 1, 7)))
-def test_simple_nn_any_returned_value_yields_a_report(data: st.DataObject, seed: int) -> None:
+@given(data=st.data(), seed=st.sampled_from((0, 1, 7)), chains=st.booleans())
+def test_simple_nn_any_returned_value_yields_a_report(data: st.DataObject, seed: int, chains: bool) -> None:
     functions, parameters = data.draw(submissions("simple_nn"))
-    grade_strictly(RUBRICS["simple_nn"], functions, seed, parameters)
+    grade_strictly(RUBRICS["simple_nn"], functions, seed, parameters, chains, data.draw(lies) if chains else None)
 
 
 @pytest.mark.slow
 @settings(PROPERTY, max_examples=EXAMPLES or 60)
-@given(data=st.data(), seed=st.sampled_from((0, 1, 7)))
-def test_simple_nn_batch_any_returned_value_yields_a_report(data: st.DataObject, seed: int) -> None:
+@given(data=st.data(), seed=st.sampled_from((0, 1, 7)), chains=st.booleans())
+def test_simple_nn_batch_any_returned_value_yields_a_report(data: st.DataObject, seed: int, chains: bool) -> None:
     functions, parameters = data.draw(submissions("simple_nn_batch"))
-    grade_strictly(RUBRICS["simple_nn_batch"], functions, seed, parameters)
+    grade_strictly(RUBRICS["simple_nn_batch"], functions, seed, parameters, chains, data.draw(lies) if chains else None)
 
 
 # --------------------------------------------------------------------------- the reference, as a baseline
 
-@pytest.mark.parametrize("name", ASSIGNMENTS)
-def test_the_reference_through_reply_sandbox_scores_full_marks(name: str) -> None:
+@pytest.mark.parametrize(("name", "chains"), [("simple_nn", False), ("simple_nn", True), ("simple_nn_batch", True)])
+def test_the_reference_through_reply_sandbox_scores_full_marks(name: str, chains: bool) -> None:
     rubric = RUBRICS[name]
-    report = grade_strictly(rubric, rubric.assignment.as_student())
+    report = grade_strictly(rubric, rubric.assignment.as_student(), chains=chains)
     assert report.score == report.max_score and not report.diagnoses
+
+
+# --------------------------------------------------------------------------- regression tests: what the property found
+
+def _with(name: str, **overrides: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
+    functions = dict(RUBRICS[name].assignment.as_student())
+    functions.update(overrides)
+    return functions
+
+
+def _check(report: Report, check_id: str) -> Any:
+    return next(c for c in report.checks if c.id == check_id)
+
+
+@pytest.mark.parametrize(("name", "number"), [("simple_nn", 0.0), ("simple_nn", 1.0), ("simple_nn", 1e308),
+                                             ("simple_nn_batch", 0.0)])
+def test_a_slope_returned_as_one_number_for_an_array_is_graded(name: str, number: float) -> None:
+    """``def d_activation(z): return 0.0``: diagnosis compared the number with a catalogued bug's (the constant
+    slope written as ``return 1.0``) under the don't-care mask of ReLU's kink, which has the input's shape:
+    broadcasting it to the scalar raised ValueError out of grading."""
+    report = grade_strictly(RUBRICS[name], _with(name, d_activation=lambda z: number))
+    assert not _check(report, "d_activation.values").passed
+    assert report.score < report.max_score
+
+
+def test_the_kink_mask_is_not_broadcast_onto_a_value_of_another_shape() -> None:
+    """The mask has the input's shape; a catalogued bug that returns one number for an array has no kink."""
+    from grader.compare import outcomes_agree
+    mask = np.array([True, False, True])
+    assert outcomes_agree(CallOutcome("ok", np.float64(0.0)), CallOutcome("ok", 1.0), mask) is False  # was ValueError
+    assert outcomes_agree(CallOutcome("ok", np.float64(1.0)), CallOutcome("ok", 1.0), mask) is True
+    assert outcomes_agree(CallOutcome("ok", np.float64(0.5)), CallOutcome("ok", np.array([1.0])), np.array([True]))
+    assert outcomes_agree(CallOutcome("ok", np.array([0.5, 2.0])), CallOutcome("ok", np.array([1.0, 2.0])),
+                          np.array([True, False]))  # as before: any slope in [0, 1] at the kink
+
+
+def test_an_expected_infinity_is_compared_without_a_numpy_warning() -> None:
+    """An activation of 1e308 makes the reference's forward, under the student's own activation, infinite:
+    comparing the student's finite forward with it gave np.isclose an infinite atol, which it warns about."""
+    report = grade_strictly(RUBRICS["simple_nn"], _with(
+        "simple_nn", activation=lambda z: np.where(np.asarray(z) > 0, 1e308, 0.0)))
+    assert not _check(report, "activation.values").passed
+
+
+def test_an_infinite_activation_is_judged_without_a_numpy_warning() -> None:
+    """inf - inf in the derivative check's central differences warned ("invalid value encountered in
+    subtract"), an exception under ``-W error``."""
+    report = grade_strictly(RUBRICS["simple_nn"], _with("simple_nn", activation=lambda z: np.full(np.shape(z), np.inf)))
+    assert not _check(report, "activation.values").passed
+
+
+def test_an_implied_gradient_that_overflows_is_judged_without_a_numpy_warning() -> None:
+    """backward returning weights of 1.7e308: the implied gradient (w - new) / eta overflowed with a warning."""
+    def backward(x: Any, y: Any, y_hat: Any, w1: Any, w2: Any, eta: Any) -> Any:
+        return np.full(np.shape(w1), 1.7e308), np.full(np.shape(w2), 1.7e308)
+    report = grade_strictly(RUBRICS["simple_nn"], _with("simple_nn", backward=backward))
+    assert not _check(report, "backward.gradient").passed
+
+
+def test_a_gradient_off_by_1e308_is_diagnosed_without_a_numpy_warning() -> None:
+    """Gradients 1e308 times the right ones: diagnosing their shape took the median of ratios of 1e308, whose
+    mean of the two middle ones overflowed ("overflow encountered in reduce")."""
+    reference = RUBRICS["simple_nn_batch"].assignment.as_student()["backward"]
+    report = grade_strictly(RUBRICS["simple_nn_batch"], _with(
+        "simple_nn_batch", backward=lambda *args: tuple(np.asarray(g) * 1e308 for g in reference(*args))))
+    assert not _check(report, "backward.gradient").passed
+
+
+def test_a_value_past_1e300_reads_as_itself_not_as_infinity() -> None:
+    """numpy rounds by scaling, which overflows past ~1e300: a returned 1e308 was shown as inf in messages
+    and as null in a failing probe's evidence."""
+    from grader.outcomes import describe
+    assert "inf" not in describe(np.array([1e308, -1.7976931348623157e308]))
+    assert describe(np.array([np.inf, 0.1234567891])).count("inf") == 1
+    report = grade_strictly(RUBRICS["simple_nn"], _with("simple_nn", activation=lambda z: np.full(np.shape(z), 1e308)))
+    details = _check(report, "activation.values").details
+    assert np.ravel(details["got"]).tolist() == [1e308] * np.size(details["got"])
+    document = json.loads(RENDERERS["json"](report))
+    got = next(c for c in document["checks"] if c["id"] == "activation.values")["details"]["got"]
+    assert None not in np.ravel(got).tolist()

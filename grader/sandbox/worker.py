@@ -795,12 +795,18 @@ def _stand_in(name: str, table: dict[bytes, Any]) -> Any:
     """A function that answers with the grader's values at the points it was given, and raises elsewhere:
     what a function that uses it sees when the notebook's own ``name`` is replaced by a working one.
     It holds values only, never code of the grader's."""
+    points = [(numpy.frombuffer(key.split(b")", 1)[1], dtype=float), value) for key, value in table.items()]
+
     def stand_in(z: Any) -> Any:
         array = numpy.asarray(z, dtype=float)
         value = table.get(repr(array.shape).encode() + array.tobytes())
+        if value is None:  # the same point computed another way (einsum, a loop) differs in the last bits
+            flat = array.ravel()
+            value = next((v for point, v in points if point.shape == flat.shape
+                          and numpy.allclose(point, flat, rtol=1e-9, atol=1e-12)), None)
         if value is None:
             raise LookupError(f"the grader's stand-in for {name} has no value for this input")
-        return value.copy()
+        return numpy.asarray(value).reshape(array.shape).copy() if numpy.size(value) == array.size else value.copy()
     stand_in.__name__ = name
     return stand_in
 

@@ -57,6 +57,10 @@ def _d_scalar_only(z: Any) -> Any:
     return 1 if z > 0 else 0
 
 
+def _d_constant_scalar(z: Any) -> Any:
+    return 1.0
+
+
 def _d_constant(z: Any) -> Any:
     return np.ones_like(np.asarray(z, dtype=float))
 
@@ -184,7 +188,7 @@ CATALOG: tuple[Mutant, ...] = (
     _mutant("d_activation_wrong_side", "d_activation", _d_wrong_side),
     _mutant("d_activation_returns_activation", "d_activation", _d_returns_activation),
     _mutant("d_activation_scalar_only", "d_activation", _d_scalar_only),
-    _mutant("d_activation_constant", "d_activation", _d_constant),
+    _mutant("d_activation_constant", "d_activation", _d_constant, _d_constant_scalar),
     _mutant("not_implemented", "forward", _not_implemented, _raises_not_implemented),
     _mutant("forward_missing_activation", "forward", _fwd_missing_activation),
     _mutant("forward_activation_on_output", "forward", _fwd_activation_on_output),
