@@ -825,8 +825,39 @@ class Grading:
     def _training_check(self, check: Converges) -> None:
         self._contexts_ready()
         result, training = check_training(check, self.assignment, self, self.primary.pair)
+        if not result.passed and self.substituted:
+            retried = self._training_with_working_helpers(check)
+            if retried is not None:
+                result, training = retried
         self._add(result)
         self.training = training
+
+    def _training_with_working_helpers(self, check: Converges) -> tuple[CheckResult, Training] | None:
+        """The training loop again, with live stand-ins for the helpers its functions were right without
+        (they ask the grader for each value over the channel): training that then converges is the helper's
+        mistake, already charged there, so it earns its points. None when that cannot be run or still fails."""
+        helpers = self.assignment.helpers
+        substitute = getattr(self.sandbox, "substitute_live", None)
+        restore = getattr(self.sandbox, "restore", None)
+        if helpers is None or substitute is None or restore is None:
+            return None
+        default = helpers.default
+        names = sorted(self.substituted)
+        functions = {name: (default.f if name == helpers.function else default.df) for name in names}
+        if not substitute(functions):
+            return None
+        try:
+            result, training = check_training(check, self.assignment, self, default)
+        finally:
+            restore()
+        if not result.passed:
+            return None
+        fixed = " and ".join(names)
+        verb = "are" if len(names) > 1 else "is"
+        result.message += f"; once {fixed} {verb} fixed (trained with a working {fixed} in {'their' if len(names) > 1 else 'its'} place)"
+        self.warnings.append(f"training reaches the target once {fixed} {verb} fixed: it was run with a working "
+                             f"{fixed} in {'their' if len(names) > 1 else 'its'} place.")
+        return result, training
 
 
 def shaped_arrays(value: Any, shapes: Sequence[tuple[int, ...]]) -> tuple[np.ndarray, ...] | None:

@@ -41,9 +41,22 @@ def test_a_broken_helper_costs_its_own_points_only(write_notebook, helpers: str,
     assert not by_id[f"{broken}.values"].passed
 
 
-def test_the_stand_in_is_gone_after_the_check(write_notebook) -> None:
-    """The notebook's own helper is back for everything after (training runs with what the student wrote)."""
+def test_training_with_a_broken_helper_runs_with_a_live_stand_in(write_notebook) -> None:
+    """The training loop's points are not known in advance: its stand-in asks the grader for each value
+    over the channel. A notebook whose only mistake is a scalar-only activation loses that activation's
+    points and nothing else (issue 13: it used to lose 85)."""
     report = _grade(write_notebook, "def activation(z):\n    return max(0, z)\n\n"
                                     "def d_activation(z):\n    return (z > 0).astype(float)")
     training = next(c for c in report.checks if c.id == "training.converges")
-    assert not training.passed and "forward raised ValueError" in training.message
+    assert training.passed and "once activation is fixed" in training.message
+    assert report.score == report.max_score - next(c.max_score for c in report.checks if c.id == "activation.values")
+    assert [d.id for d in report.diagnoses] == ["activation_scalar_only"]
+
+
+def test_a_correct_notebook_never_meets_a_stand_in(write_notebook) -> None:
+    """Substitution is only for a broken helper: a correct notebook is graded as written."""
+    from conftest import CORRECT_CELLS as cells
+
+    report = grade_notebook(write_notebook(list(cells)), load_rubric(None), Options())
+    assert report.score == report.max_score
+    assert not any("fixed" in c.message for c in report.checks) and not any("stand" in w for w in report.warnings)
