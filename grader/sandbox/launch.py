@@ -175,6 +175,8 @@ class OutputDrain:
         self.kept = bytearray()
         self.dropped = 0
         self._fd = fd
+        self._closed = False
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -186,13 +188,34 @@ class OutputDrain:
                 break
             if not chunk:
                 break
-            room = self.limit - len(self.kept)
-            self.kept += chunk[:max(room, 0)]
-            self.dropped += max(len(chunk) - max(room, 0), 0)
+            with self._lock:
+                room = self.limit - len(self.kept)
+                self.kept += chunk[:max(room, 0)]
+                self.dropped += max(len(chunk) - max(room, 0), 0)
+        self._closed = True
         os.close(self._fd)
+
+    def settle(self, timeout: float = 0.5) -> None:
+        """Wait (at most ``timeout``) until the thread has read what is already in the pipe: the last cell's
+        traceback is written just before the worker reports, and a loaded machine may not have run this
+        thread since. Hand-written with FIONREAD: the pipe's pending bytes are what decides, not a sleep."""
+        import fcntl
+        import termios
+
+        deadline = time.monotonic() + timeout
+        while not self._closed and time.monotonic() < deadline:
+            try:
+                pending = int.from_bytes(fcntl.ioctl(self._fd, termios.FIONREAD, b"\0\0\0\0"), "little")
+            except OSError:
+                return
+            if pending == 0:
+                with self._lock:  # the thread may be between its read and keeping the bytes
+                    return
+            time.sleep(0.002)
 
     def excerpt(self) -> str:
         """What was kept, as safe text: the student printed it, so escapes and controls are shown, not obeyed."""
+        self.settle()
         text = safe_lines(bytes(self.kept))
         if self.dropped:
             text += (f"\n[grader] ... {self.dropped} more bytes of output not kept"
