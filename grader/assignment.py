@@ -14,6 +14,7 @@ only, and never shipped to the sandbox.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
@@ -381,8 +382,19 @@ def bundled_root() -> Path:
     return Path(__file__).resolve().parent.parent / "reference"
 
 
-def bundled() -> tuple[str, ...]:
-    """The names of the bundled assignments, sorted."""
+#: The entry-point group through which an installed distribution offers assignments that are not code under
+#: ``reference/`` (a student pack offers its tabled one: ``grader.pack.installed:load_packed``).
+ENTRY_POINTS = "grader.assignments"
+
+
+@functools.cache
+def _offered() -> dict[str, Any]:
+    """Assignments offered by installed distributions, by name (read once per process)."""
+    from importlib.metadata import entry_points
+    return {point.name: point for point in entry_points(group=ENTRY_POINTS)}
+
+
+def _code_assignments() -> tuple[str, ...]:
     package = _bundled_package()
     root: Traversable = package if package is not None else bundled_root()
     if not root.is_dir():
@@ -391,17 +403,29 @@ def bundled() -> tuple[str, ...]:
                         if entry.is_dir() and (entry / "__init__.py").is_file()))
 
 
+def bundled() -> tuple[str, ...]:
+    """The names of the assignments known by name, sorted: those bundled as code (``reference/``) and those
+    offered through the ``grader.assignments`` entry points (a student pack's)."""
+    return tuple(sorted({*_code_assignments(), *_offered()}))
+
+
+def default_assignment() -> str:
+    """The assignment used when none is named: simple_nn, or the one a student pack carries."""
+    names = bundled()
+    return DEFAULT_ASSIGNMENT if DEFAULT_ASSIGNMENT in names or len(names) != 1 else names[0]
+
+
 _LOADED: dict[str, Assignment] = {}
 
 
-def load_assignment(name_or_path: str | Path = DEFAULT_ASSIGNMENT) -> Assignment:
+def load_assignment(name_or_path: str | Path | None = None) -> Assignment:
     """The assignment named (bundled) or found at a folder (an instructor's own package).
 
     A bundled one is imported as ``grader.reference.<name>`` when installed, else from the
     checkout's ``reference/``; a folder is imported under a private module name, so it can hold
     modules of any name and import them relatively. Each is imported once per process.
     """
-    text = str(name_or_path)
+    text = str(name_or_path) if name_or_path is not None else default_assignment()
     if isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.startswith("."):
         folder = Path(text).resolve()
         checkout = bundled_root()
@@ -410,6 +434,8 @@ def load_assignment(name_or_path: str | Path = DEFAULT_ASSIGNMENT) -> Assignment
         return _load_folder(folder)
     if text not in bundled():
         raise AssignmentError(UNKNOWN_ASSIGNMENT.format(name=text, bundled=", ".join(bundled()) or "none"))
+    if text not in _code_assignments():
+        return _load_offered(text)
     if _bundled_package() is None:
         return _load_folder(bundled_root() / text)
     key = f"bundled:{text}"
@@ -420,6 +446,24 @@ def load_assignment(name_or_path: str | Path = DEFAULT_ASSIGNMENT) -> Assignment
             raise AssignmentError(f"The bundled assignment {text} failed to import: {type(exc).__name__}: {exc}; "
                                   "reinstall the grader.") from exc
         _LOADED[key] = _declared(module, str(Path(module.__file__ or text).parent))
+    return _LOADED[key]
+
+
+def _load_offered(name: str) -> Assignment:
+    """The assignment an installed distribution offers under ``name`` (its entry point gives it by name)."""
+    key = f"offered:{name}"
+    if key not in _LOADED:
+        point = _offered()[name]
+        try:
+            made = point.load()(name)
+        except AssignmentError:
+            raise
+        except Exception as exc:
+            raise AssignmentError(f"The assignment {name} offered by {point.value} failed to load: "
+                                  f"{type(exc).__name__}: {exc}; reinstall what offers it.") from exc
+        if not isinstance(made, Assignment):
+            raise AssignmentError(f"{point.value} gave no Assignment for {name}; reinstall what offers it.")
+        _LOADED[key] = made
     return _LOADED[key]
 
 

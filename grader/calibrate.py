@@ -93,10 +93,10 @@ class Row:
     problems: list[str] = field(default_factory=list)
 
 
-def grade_functions(functions: dict[str, Callable[..., Any]], rubric: Rubric,
-                    seed: int) -> tuple[CheckRun, list[Diagnosis], float, float]:
+def grade_functions(functions: dict[str, Callable[..., Any]], rubric: Rubric, seed: int,
+                    sandbox_type: type[TrustedSandbox] = TrustedSandbox) -> tuple[CheckRun, list[Diagnosis], float, float]:
     assignment = rubric.assignment
-    sandbox = TrustedSandbox(functions)
+    sandbox = sandbox_type(functions)
     found = {name: name in functions for name in assignment.names}
     run = run_checks(sandbox, found, assignment, rubric.accepted_families, seed)
     diagnoses = diagnose(assignment, run, found)

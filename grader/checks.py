@@ -825,12 +825,21 @@ class Grading:
     def _training_check(self, check: Converges) -> None:
         self._contexts_ready()
         result, training = check_training(check, self.assignment, self, self.primary.pair)
-        if not result.passed and self.substituted:
+        if not result.passed and self._isolated_helpers():
             retried = self._training_with_working_helpers(check)
             if retried is not None:
                 result, training = retried
         self._add(result)
         self.training = training
+
+    def _isolated_helpers(self) -> list[str]:
+        """The broken helpers some dependent was found right without: by substitution, or under the student's
+        own pair (the same finding, reached by evaluating the reference with their helpers)."""
+        names = set(self.substituted)
+        if len(self.contexts) > 1 and any(called.passed and called.matched == self.contexts[1].name
+                                          for called in self._called.values()):
+            names.update(self._broken_helpers())
+        return sorted(names)
 
     def _training_with_working_helpers(self, check: Converges) -> tuple[CheckResult, Training] | None:
         """The training loop again, with live stand-ins for the helpers its functions were right without
@@ -842,7 +851,7 @@ class Grading:
         if helpers is None or substitute is None or restore is None:
             return None
         default = helpers.default
-        names = sorted(self.substituted)
+        names = self._isolated_helpers()
         functions = {name: (default.f if name == helpers.function else default.df) for name in names}
         if not substitute(functions):
             return None

@@ -81,11 +81,33 @@ def _add_grading_options(parser: argparse.ArgumentParser) -> None:
     add_limit_options(parser)
 
 
+def _pack_note() -> str:
+    """`` (student pack of NAME)`` when this installation is a student pack (its assignment is tables)."""
+    from grader.assignment import bundled, load_assignment
+    from grader.pack.installed import public_seed
+
+    try:
+        names = bundled()
+        packed = [n for n in names if public_seed(load_assignment(n)) is not None] if len(names) == 1 else []
+    except GraderError:
+        return ""
+    return f" (student pack of {packed[0]})" if packed else ""
+
+
+class _Version(argparse.Action):
+    """``--version``, worked out only when asked (a pack's note reads its assignment)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from grader import __version__
+        print(f"grader {__version__}{_pack_note()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grader", description="Grade students' numpy notebooks against an "
                                                                 "assignment's reference (default: simple_nn).")
-    from grader import __version__
-    parser.add_argument("--version", action="version", version=f"grader {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version (and the pack's assignment) and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = commands.add_parser("check", help="grade one notebook and print its report")
@@ -102,17 +124,38 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1,
                        help="grading processes (default: the number of CPUs)")
     grade.add_argument("--force", action="store_true", help="regrade even submissions whose stored report is current")
+    grade.add_argument("--lms", action="append", choices=("canvas", "moodle", "blackboard", "gradescope"),
+                       help="also write that LMS's grade import file into DIR (repeatable)")
     _add_grading_options(grade)
 
     calibrate = commands.add_parser("calibrate", help="grade the reference and every mutant; exit 1 on a rubric gap")
     calibrate.add_argument("--format", choices=("text", "json"), default="text")
     _add_grading_options(calibrate)
 
+    pack = commands.add_parser("pack", help="write the student pack: a wheel students install to self-check, "
+                                            "with no reference or bug catalogue in it")
+    pack.add_argument("--out", required=True, metavar="DIR", help="folder the wheel is written to")
+    pack.add_argument("--assignment", default=None, metavar="NAME|PATH",
+                      help="bundled assignment name or path to an assignment's folder (default: simple_nn)")
+    pack.add_argument("--rubric", default=None, metavar="NAME|PATH",
+                      help="bundled rubric name or path to a rubric .toml (default: the assignment's own)")
+    pack.add_argument("--public-seed", type=_bounded(int, 0, 2**63 - 1, "a whole number >= 0"), default=1,
+                      help="seed of the public probes the pack holds answers for (default: 1)")
+    pack.add_argument("--seed", type=_bounded(int, 0, 2**63 - 1, "a whole number >= 0"), default=0,
+                      help="the seed you grade with, which the public seed must differ from (default: 0)")
+    pack.add_argument("--release", action="append", default=[], metavar="VISIBILITY",
+                      choices=("after_due_date", "after_published"),
+                      help="also release checks of this visibility (after_due_date, after_published); "
+                           "visible checks are always in, hidden ones never")
+
     doctor = commands.add_parser("doctor", help="say what this machine enforces for student code "
                                                 "(exit 0 all of it, 1 not all, 2 cannot grade here)")
     doctor.add_argument("--format", choices=("text", "json"), default="text")
     doctor.add_argument("--no-sandbox", action="store_true",
                         help="only look at this process and the kernel; do not start a sandbox to look inside it")
+
+    from grader.integrations import gradescope_autograder
+    gradescope_autograder.add_parser(commands)
     return parser
 
 
@@ -219,7 +262,7 @@ def _grade(args: argparse.Namespace) -> int:
     _writable_out(args.out)
     options = BatchOptions(out=Path(args.out), jobs=args.jobs, force=args.force, seed=args.seed, rubric=args.rubric,
                            limit_overrides=tuple(_limit_overrides(args).items()), backend=args.backend,
-                           assignment=args.assignment)
+                           assignment=args.assignment, lms=tuple(dict.fromkeys(args.lms or ())))
     interrupted = (f"grader: interrupted; every report finished so far is in {args.out}. "
                    "Run the same command again to grade the rest.")
     try:
@@ -242,6 +285,25 @@ def _calibrate(args: argparse.Namespace) -> int:
     return calibrate_main(args)
 
 
+def _pack(args: argparse.Namespace) -> int:
+    """``grader pack``: the wheel students install; what it holds and leaves out, on stderr."""
+    from pathlib import Path
+
+    from grader.pack.build import RELEASED_BY_DEFAULT, build_pack
+    from grader.rubric import load_rubric
+
+    _writable_out(args.out)
+    rubric = load_rubric(args.rubric, args.assignment)
+    pack = build_pack(rubric, Path(args.out), args.public_seed, args.seed,
+                      RELEASED_BY_DEFAULT | frozenset(args.release))
+    left_out = f"; left out: {', '.join(pack.left_out)}" if pack.left_out else ""
+    print(f"grader: student pack of {pack.assignment} written to {pack.wheel} ({len(pack.checks)} checks on "
+          f"public probes, seed {pack.public_seed}{left_out}); students install it with pip install {pack.wheel.name}",
+          file=sys.stderr)
+    print(pack.wheel)
+    return EXIT_GRADED
+
+
 def _doctor(args: argparse.Namespace) -> int:
     """``grader doctor``: what this machine enforces for student code; the exit code is the verdict."""
     import json
@@ -252,6 +314,11 @@ def _doctor(args: argparse.Namespace) -> int:
     else:
         _write_report(environment.render_text(result))
     return result.exit_code
+
+
+def _gradescope(args: argparse.Namespace) -> int:
+    from grader.integrations import gradescope_autograder
+    return gradescope_autograder.main(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from grader.cache import matplotlib_config_default
             environment.forget()  # this command's operator notices only (main() may run many times in a process)
             matplotlib_config_default()  # a service account's home is not writable: keep matplotlib quiet and fast
-        return {"check": _check, "grade": _grade, "calibrate": _calibrate, "doctor": _doctor}[args.command](args)
+        return {"check": _check, "grade": _grade, "calibrate": _calibrate, "doctor": _doctor,
+                "pack": _pack, "gradescope": _gradescope}[args.command](args)
     except GraderError as exc:
         print(f"grader: {exc.message}", file=sys.stderr)
         return exc.exit_code

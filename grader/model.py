@@ -13,6 +13,13 @@ SCHEMA = "grader.report/1"
 
 Status = Literal["graded", "error"]
 
+#: Who may see a check's result, in Gradescope's words (its ``visibility`` of a test): always, never (the
+#: instructor only), once the due date has passed, or once the instructor publishes the grades.
+Visibility = Literal["visible", "hidden", "after_due_date", "after_published"]
+VISIBILITIES: tuple[Visibility, ...] = ("visible", "hidden", "after_due_date", "after_published")
+#: A check the rubric says nothing about is shown: hiding is the instructor's decision, never a default.
+DEFAULT_VISIBILITY: Visibility = "visible"
+
 
 @dataclass
 class FunctionInfo:
@@ -48,6 +55,9 @@ class CheckResult:
     max_score: float = 0.0
     #: JSON-safe evidence, e.g. one failing probe: {"inputs": ..., "expected": ..., "got": ...}.
     details: dict[str, Any] = field(default_factory=dict)
+    #: Who may see this result (the rubric's ``visibility``, filled in by scoring). A hidden check still
+    #: scores: what a student may see is decided when a report is shown (``grader.render.visibility``).
+    visibility: Visibility = DEFAULT_VISIBILITY
 
 
 @dataclass

@@ -22,8 +22,9 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from grader.assignment import DEFAULT_ASSIGNMENT, Assignment, bundled, load_assignment
+from grader.assignment import DEFAULT_ASSIGNMENT, Assignment, bundled, default_assignment, load_assignment
 from grader.errors import UNREADABLE, AssignmentError, RubricError, SettingError
+from grader.model import DEFAULT_VISIBILITY, VISIBILITIES, Visibility
 from grader.sandbox.limits import Limits, settings_by_name
 
 SCHEMA = "grader.rubric/1"
@@ -31,7 +32,7 @@ DEFAULT_RUBRIC = DEFAULT_ASSIGNMENT
 
 _TOP_LEVEL_KEYS = ("schema", "name", "title", "assignment", "max_score", "accepted_families", "template", "limits",
                    "checks")
-_CHECK_KEYS = ("points", "partial_credit", "requires")
+_CHECK_KEYS = ("points", "partial_credit", "requires", "visibility")
 _SUM_TOLERANCE = 1e-9
 
 
@@ -43,6 +44,8 @@ class CheckWeight:
     partial_credit: bool
     #: Checks that must pass for this one to earn its points; None: what the assignment declares.
     requires: tuple[str, ...] | None = None
+    #: Who may see its result (Gradescope's words); it scores whatever it says.
+    visibility: Visibility = DEFAULT_VISIBILITY
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class Rubric:
     template: str | None = None
     template_bytes: bytes | None = field(default=None, repr=False, compare=False)
     #: The assignment whose checks the rubric weighs.
-    assignment: Assignment = field(default_factory=lambda: load_assignment(DEFAULT_ASSIGNMENT), repr=False,
+    assignment: Assignment = field(default_factory=lambda: load_assignment(None), repr=False,
                                    compare=False)
 
 
@@ -116,7 +119,7 @@ def load_rubric(name_or_path: str | Path | None = None, assignment: str | Path |
             if not own.is_file():
                 raise RubricError(f"The assignment at {chosen.path} has no rubric.toml: give one with --rubric PATH.")
             return parse_rubric(_read_path(own), str(own), None, chosen)
-        name = chosen.name if chosen is not None else DEFAULT_RUBRIC
+        name = chosen.name if chosen is not None else default_assignment()
     else:
         name = str(name_or_path)
     bundled = _bundled()
@@ -273,7 +276,7 @@ class _Validator:
         if value is None:
             if self.chosen is not None:
                 return self.chosen
-            return load_assignment(name if name in bundled() else DEFAULT_ASSIGNMENT)
+            return load_assignment(name if name in bundled() else None)
         if not isinstance(value, str) or not value.strip():
             raise self.fail(("assignment",), f"assignment = {value!r} is not a name",
                             f"expected one of: {', '.join(bundled())}, or the path of an assignment's folder")
@@ -349,7 +352,7 @@ class _Validator:
                 raise self.fail(key + (name,), f'unknown key {name!r} in [checks."{check_id}"]',
                                 _expected_one_of(name, _CHECK_KEYS))
         return CheckWeight(points=self.points(check_id, body), partial_credit=self.partial_credit(check_id, body),
-                           requires=self.requires(check_id, body))
+                           requires=self.requires(check_id, body), visibility=self.visibility(check_id, body))
 
     def points(self, check_id: str, body: dict[str, Any]) -> float:
         points = body.get("points")
@@ -375,6 +378,19 @@ class _Validator:
                 raise self.fail(key, f'[checks."{check_id}"] requires unknown check {item!r}',
                                 _expected_one_of(item, known))
         return tuple(dict.fromkeys(value))
+
+    def visibility(self, check_id: str, body: dict[str, Any]) -> Visibility:
+        """``visibility = "after_due_date"``: who may see the check's result, in Gradescope's words (absent:
+        visible; hiding a check is a decision the rubric must state)."""
+        value = body.get("visibility", DEFAULT_VISIBILITY)
+        for known in VISIBILITIES:
+            if value == known:
+                return known
+        key = ("checks", check_id, "visibility")
+        what = f'[checks."{check_id}"] visibility = {value!r} is not a visibility'
+        if isinstance(value, str):
+            raise self.fail(key, what, _expected_one_of(value, VISIBILITIES))
+        raise self.fail(key, what, f"expected one of: {', '.join(VISIBILITIES)}, as a quoted string")
 
     def partial_credit(self, check_id: str, body: dict[str, Any]) -> bool:
         # Absent means all-or-nothing: the stricter reading of a silent rubric.

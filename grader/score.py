@@ -14,7 +14,7 @@ import numbers
 
 import numpy as np
 
-from grader.model import CheckResult
+from grader.model import DEFAULT_VISIBILITY, CheckResult
 from grader.rubric import CheckWeight, Rubric
 
 _DECIMALS = 2
@@ -28,12 +28,15 @@ def apply_rubric(checks: list[CheckResult], rubric: Rubric) -> tuple[float, floa
     A check the rubric does not mention gets ``max_score`` 0 (shown, not scored).
     If one id appears more than once, its first result carries the points with
     the lowest score among the duplicates, and the others get 0 of 0, so the
-    rows of a report always add up to the total.
+    rows of a report always add up to the total. Each result also gets the
+    rubric's ``visibility`` of its check; a hidden check scores all the same
+    (who may see it is decided when a report is shown, not here).
     """
     _hold_back(checks, rubric)
     first: dict[str, CheckResult] = {}
     for result in checks:
         weight = rubric.checks.get(result.id)
+        result.visibility = weight.visibility if weight is not None else DEFAULT_VISIBILITY
         earned = _earned(result, weight) if weight is not None else 0.0
         if weight is None or result.id in first:
             holder = first.get(result.id)

@@ -58,7 +58,7 @@ def _factor(arguments: Any, compute: Any) -> float | None:
     try:
         with np.errstate(all="ignore"):
             value = float(np.asarray(compute(arguments), dtype=float).reshape(()))
-    except (ValueError, TypeError, KeyError, ArithmeticError):
+    except (ValueError, TypeError, LookupError, ArithmeticError):  # LookupError: not in a student pack's tables
         return None
     return value if np.isfinite(value) and value != 0 else None
 

@@ -190,11 +190,15 @@ def _plain(value: Any) -> float | list[Any]:
 
 def _loss(loop: Loop, prediction: Any, target: Any) -> float:
     """The declared loss as a float (inf where the instructor's loss overflows a Python float); call
-    under ``np.errstate(all="ignore")``: a diverging student's loss is infinite, not a warning."""
+    under ``np.errstate(all="ignore")``: a diverging student's loss is infinite, not a warning. NaN where the
+    loss is not known (a student pack holds the loss only where the reference's training goes): the verdict
+    is the prediction's, never the loss's."""
     try:
         return float(loop.loss(prediction, target))
     except OverflowError:
         return float("inf")
+    except LookupError:
+        return float("nan")
 
 
 def _losses(loop: Loop, predictions: Sequence[Any], target: Any) -> list[float]:

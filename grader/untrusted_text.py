@@ -162,7 +162,7 @@ def safe_report(report: Report) -> Report:
         functions={safe_text(name): _safe_function(info) for name, info in report.functions.items()},
         checks=[
             CheckResult(safe_text(c.id), safe_text(c.function), c.passed, safe_lines(c.message), c.fraction,
-                        c.score, c.max_score, safe_data(dict(c.details)))
+                        c.score, c.max_score, safe_data(dict(c.details)), c.visibility)
             for c in report.checks
         ],
         diagnoses=[Diagnosis(safe_text(d.id), safe_text(d.function), safe_lines(d.message))

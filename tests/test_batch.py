@@ -2,10 +2,12 @@
 hostile and unreadable notebooks mixed. Every row is asserted, then resume, interruption and a kill."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +21,10 @@ import pytest
 
 from grader.batch import run as batch
 from grader.batch.run import BatchOptions, run_batch
+from grader.batch.summary import GRADEBOOK_COLUMNS_LMS
 from grader.cli import main
+from grader.integrations.lms import IMPORT_FILES
+from grader.rubric import load_rubric
 
 from conftest import CORRECT_CELLS, REPO, embedded_pngs, notebook_json, parse_html
 
@@ -70,11 +75,14 @@ def build_class(root: Path) -> dict[str, dict]:
         archive.writestr("roerichard_LATE_23456_78901_nn.ipynb", _fixture("buggy/outer_transposed__np_outer.ipynb"))
         archive.writestr("smithann_34567_89012_mywork.zip", inner.getvalue())
     expected[f"{canvas}!doejane_12345_67890_simple_nn.ipynb"] = {
-        "full": True, "diagnoses": set(), "status": "graded", "student": "doejane"}
+        "full": True, "diagnoses": set(), "status": "graded", "student": "doejane",
+        "lms": ["no", "canvas", "12345", "67890", "", ""]}
     expected[f"{canvas}!roerichard_LATE_23456_78901_nn.ipynb"] = {
-        "full": False, "diagnoses": {"outer_transposed"}, "status": "graded", "student": "roerichard"}
+        "full": False, "diagnoses": {"outer_transposed"}, "status": "graded", "student": "roerichard",
+        "lms": ["yes", "canvas", "23456", "78901", "", ""]}
     expected[f"{canvas}!smithann_34567_89012_mywork.zip!my_work/simple_nn.ipynb"] = {
-        "full": False, "diagnoses": {"activation_identity"}, "status": "graded", "student": "smithann"}
+        "full": False, "diagnoses": {"activation_identity"}, "status": "graded", "student": "smithann",
+        "lms": ["no", "canvas", "34567", "89012", "", ""]}
     return expected
 
 
@@ -129,6 +137,10 @@ def test_every_submission_gets_the_row_it_deserves(graded_class):
         row, report = rows[source], reports[source]
         assert row["status"] == want["status"], source
         assert row["student"] == want["student"], source
+        assert [row[c] for c in GRADEBOOK_COLUMNS_LMS] == want.get("lms", ["", "", "", "", "", ""]), source
+        if want["status"] == "error":  # blank, not a 0 to average in or import
+            assert row["score"] == "" and report["score"] == 0
+            continue
         assert float(row["score"]) == report["score"]
         full = float(row["score"]) == float(row["max_score"])
         assert full == want["full"], (source, row["score"])
@@ -137,11 +149,8 @@ def test_every_submission_gets_the_row_it_deserves(graded_class):
         if "failed_check" in want:
             check = next(c for c in report["checks"] if c["id"] == want["failed_check"])
             assert not check["passed"] and want["message"] in check["message"]
-        if want["status"] == "error":
-            assert report["error"] and report["score"] == 0
-        else:  # one column per check, equal to the report's points
-            for check in report["checks"]:
-                assert float(row[check["id"]]) == check["score"]
+        for check in report["checks"]:  # one column per check, equal to the report's points
+            assert float(row[check["id"]]) == check["score"]
 
 
 def test_every_output_file_is_there_and_well_formed(graded_class):
@@ -209,11 +218,23 @@ def test_an_interrupted_batch_keeps_what_was_done_and_the_next_run_finishes(tmp_
             if self.done == 2:
                 raise KeyboardInterrupt
 
-    first = run_batch([str(folder)], BatchOptions(out=out, jobs=1), progress=lambda n: Stop(n, io.StringIO()))
+    stderr = io.StringIO()
+    first = run_batch([str(folder)], BatchOptions(out=out, jobs=1), progress=lambda n: Stop(n, stderr))
     assert first.interrupted and 2 <= len(first.rows) < 6
+    # The class files say what is still ungraded, and which: nobody takes this gradebook for a whole one.
+    left = 6 - len(first.rows)
+    summary = json.loads((out / "summary.json").read_text())
+    done = {row.submission for row in first.rows}
+    assert sorted(item["submission"] for item in summary["ungraded"]) == sorted(
+        str(folder / f"student{i}.ipynb") for i in range(6) if str(folder / f"student{i}.ipynb") not in done)
+    assert first.ungraded == tuple(item["submission"] for item in summary["ungraded"])
+    noun, verb = ("submission", "is") if left == 1 else ("submissions", "are")
+    assert f"Still ungraded: {left} {noun}" in "".join(parse_html((out / "summary.html").read_text()).text)
+    assert f"grader: {left} {noun} {verb} still ungraded" in stderr.getvalue()
     second = run_batch([str(folder)], BatchOptions(out=out, jobs=1))
     assert not second.interrupted and second.reused == len(first.rows) and len(second.rows) == 6
     assert all(row.report.score == 100.0 for row in second.rows)
+    assert json.loads((out / "summary.json").read_text())["ungraded"] == [] and second.ungraded == ()
 
 
 def test_killing_the_grader_mid_batch_and_rerunning_finishes_the_rest(tmp_path):
@@ -259,3 +280,202 @@ def test_bad_arguments_are_one_sentence_and_exit_2(tmp_path, capsys):
     assert main(["grade", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["grade", str(tmp_path), "--out", str(tmp_path / "out"), "--jobs", "0"]) == 2
+
+
+# --- grades an LMS imports: one export of each LMS, named as the LMS names its files ----------------------
+
+BB_ASSIGNMENT = "Lab 4_ neural net"
+#: Without an assignment named by the export, the rubric's title names the one assignment column.
+CANVAS_TITLE = load_rubric(None).title  # Blackboard keeps the assignment's own "_" in file names
+GS_METADATA = """\
+---
+submission_987:
+  :submitters:
+  - :name: Ann Lee
+    :sid: '1001'
+    :email: ann@example.edu
+  :created_at: 2024-03-01 12:00:00.000000000 -08:00
+  :score:
+submission_988:
+  :submitters:
+  - :name: Pat O'Brien
+    :sid: '1002'
+    :email: pat@example.edu
+  - :name: Zoë Day
+    :sid: '1003'
+    :email: zoe@example.edu
+  :created_at: 2024-03-01 12:05:00.000000000 -08:00
+"""
+
+
+def _bb_receipt(name: str, username: str) -> bytes:
+    return (f"Name: {name} ({username})\nAssignment: {BB_ASSIGNMENT}\nDate Submitted: Friday, 1 March 2024 "
+            "12:00:00 o'clock GMT\nCurrent Grade: Needs Grading\n\nSubmission Field:\nThere is no student "
+            "submission text data for this assignment.\n\nComments:\nThere are no student comments for this "
+            "assignment.\n\nFiles:\n").encode()
+
+
+def build_lms_exports(root: Path) -> list[Path]:
+    """One export per LMS, each with a graded student, a student whose work is wrong and one who cannot be
+    graded (no notebook, or a broken one)."""
+    correct = notebook_json(CORRECT_CELLS).encode()
+    buggy = _fixture("buggy/outer_transposed__np_outer.ipynb")
+    exports = {
+        "canvas_submissions.zip": {
+            "doejane_12345_67890_simple_nn.ipynb": correct,
+            "nunezjose_LATE_23456_78901_simple_nn-1.ipynb": buggy,
+            "roerichard_34567_89012_report.pdf": b"%PDF-1.4",
+            "roerichard_34567_89013_nn.py": b"def forward(x, w1, w2):\n    return x\n",
+        },
+        "moodle_submissions.zip": {
+            "Ann Lee_1234567_assignsubmission_file_/simple_nn.ipynb": correct,
+            "José Núñez_2345678_assignsubmission_file_/Lab report (final).pdf": b"%PDF-1.4",
+            "__MACOSX/Ann Lee_1234567_assignsubmission_file_/._simple_nn.ipynb": b"\x00\x05\x16\x07",
+        },
+        f"gradebook_CS101_{BB_ASSIGNMENT}_2024-03-03-08-00-00.zip": {
+            f"{BB_ASSIGNMENT}_j_doe_attempt_2024-03-01-12-00-00.txt": _bb_receipt("Jane Q Doe", "j_doe"),
+            f"{BB_ASSIGNMENT}_j_doe_attempt_2024-03-01-12-00-00_simple_nn.ipynb": buggy,
+            f"{BB_ASSIGNMENT}_j_doe_attempt_2024-03-02-18-45-10.txt": _bb_receipt("Jane Q Doe", "j_doe"),
+            f"{BB_ASSIGNMENT}_j_doe_attempt_2024-03-02-18-45-10_simple_nn.ipynb": correct,
+            f"{BB_ASSIGNMENT}_cyd_attempt_2024-03-01-09-00-00.txt": _bb_receipt("Cy Dee", "cyd"),
+        },
+        "gradescope_export.zip": {
+            "assignment_4471_export/submission_metadata.yml": GS_METADATA.encode(),
+            "assignment_4471_export/submission_987/simple_nn.ipynb": buggy,
+            "assignment_4471_export/submission_988/simple_nn.ipynb": b"{ not json",
+        },
+    }
+    paths = []
+    for name, members in exports.items():
+        path = root / name
+        with zipfile.ZipFile(path, "w") as archive:
+            for member, data in members.items():
+                archive.writestr(member, data)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def lms_class(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lms")
+    paths = build_lms_exports(root)
+    out = root / "out"
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        code = main(["grade", *map(str, paths), "--out", str(out), "--jobs", "2", *LIMIT_FLAGS,
+                     "--lms", "canvas", "--lms", "moodle", "--lms", "blackboard", "--lms", "gradescope",
+                     "--lms", "canvas"])
+    return out, code, stderr.getvalue(), paths
+
+
+def _import_file(out: Path, lms: str) -> list[list[str]]:
+    with open(out / IMPORT_FILES[lms], newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+def test_lms_exports_are_graded_with_their_ids(lms_class):
+    out, code, _, _ = lms_class
+    assert code == 0
+    rows = {row["lms_user_id"] or row["lms_submission_id"]: row for row in _gradebook(out).values()}
+    assert {key: (row["lms"], row["status"], row["score"]) for key, row in rows.items()} == {
+        "12345": ("canvas", "graded", "100"),
+        "23456": ("canvas", "graded", rows["23456"]["score"]),
+        "34567": ("canvas", "error", ""),
+        "1234567": ("moodle", "graded", "100"),
+        "2345678": ("moodle", "error", ""),
+        "j_doe": ("blackboard", "graded", "100"),  # the latest attempt, the correct one
+        "cyd": ("blackboard", "error", ""),
+        "987": ("gradescope", "graded", rows["987"]["score"]),
+        "988": ("gradescope", "error", ""),
+    }
+    assert float(rows["23456"]["score"]) < 100 and float(rows["987"]["score"]) < 100
+    assert (rows["23456"]["late"], rows["12345"]["late"], rows["j_doe"]["late"]) == ("yes", "no", "")
+    assert (rows["988"]["email"], rows["988"]["sid"]) == ("pat@example.edu; zoe@example.edu", "1002; 1003")
+    assert rows["j_doe"]["student"] == "Jane Q Doe" and rows["j_doe"]["lms_submission_id"] == "2024-03-02-18-45-10"
+    reports = _reports(out)
+    nobook = next(d for d in reports.values() if d["batch"]["id"] == "canvas-34567")
+    assert nobook["error"] == ("roerichard submitted report.pdf and nn.py, no .ipynb notebook; "
+                               "ask the student to upload the notebook.")
+
+
+def test_canvas_import_file(lms_class):
+    out, _, _, _ = lms_class
+    header, points, *students = _import_file(out, "canvas")
+    assert header == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", CANVAS_TITLE]
+    assert "Points Possible" in points[0] and points[5] == "100"
+    assert {s[1]: s[5] for s in students} == {"12345": "100", "23456": _gradebook_score(out, "23456"),
+                                              "34567": ""}  # Canvas students only; the error row blank
+    assert {s[0] for s in students} == {"doejane", "nunezjose", "roerichard"}
+
+
+def test_moodle_import_file(lms_class):
+    out, _, _, _ = lms_class
+    header, *students = _import_file(out, "moodle")
+    table = {s[0]: dict(zip(header, s, strict=True)) for s in students}
+    assert set(table) == {"Participant 1234567", "Participant 2345678"}
+    assert table["Participant 1234567"]["Grade"] == "100" and table["Participant 1234567"]["Full name"] == "Ann Lee"
+    assert table["Participant 2345678"]["Grade"] == "" and table["Participant 2345678"]["Full name"] == "José Núñez"
+    assert {t["Maximum Grade"] for t in table.values()} == {"100"}
+    assert all(t["Last modified (grade)"].count(",") == 2 for t in table.values())  # "Friday, 1 March 2024, 2:05 PM"
+
+
+def test_blackboard_import_file(lms_class):
+    out, _, _, _ = lms_class
+    raw = (out / IMPORT_FILES["blackboard"]).read_text(encoding="utf-8")
+    assert all(line.startswith('"') and line.endswith('"') for line in raw.splitlines())  # every value quoted
+    header, *students = _import_file(out, "blackboard")
+    # The assignment's name as Blackboard's own file names give it.
+    assert header == ["Last Name", "First Name", "Username", "Student ID", BB_ASSIGNMENT]
+    assert sorted(students) == [["Dee", "Cy", "cyd", "", ""], ["Doe", "Jane Q", "j_doe", "", "100"]]
+
+
+def test_gradescope_import_file(lms_class):
+    out, _, _, _ = lms_class
+    header, *students = _import_file(out, "gradescope")
+    assert header == ["Name", "SID", "Email", "Total Score"]
+    assert {s[2]: (s[0], s[1], s[3]) for s in students} == {
+        "ann@example.edu": ("Ann Lee", "1001", _gradebook_score(out, "987")),
+        "pat@example.edu": ("Pat O'Brien", "1002", ""),  # the group's notebook cannot be read: blank for both
+        "zoe@example.edu": ("Zoë Day", "1003", ""),
+    }
+
+
+def test_files_not_graded_are_told_and_listed(lms_class):
+    out, _, stderr, _ = lms_class
+    summary = json.loads((out / "summary.json").read_text())
+    listed = {item["path"].rsplit("!", 1)[1]: item["reason"] for item in summary["not_graded"]}
+    assert listed == {
+        "roerichard_34567_89012_report.pdf": "not a notebook (.pdf): only .ipynb files are graded",
+        "roerichard_34567_89013_nn.py": "not a notebook (.py): only .ipynb files are graded",
+        "José Núñez_2345678_assignsubmission_file_/Lab report (final).pdf":
+            "not a notebook (.pdf): only .ipynb files are graded",
+        f"{BB_ASSIGNMENT}_j_doe_attempt_2024-03-01-12-00-00_simple_nn.ipynb":
+            "an earlier Blackboard attempt (2024-03-01 12:00:00); the latest attempt (2024-03-02 18:45:10) was graded",
+    }
+    assert "grader: 4 files found were not graded: " in stderr and "and 1 more; summary.json and" in stderr
+    page = parse_html((out / "summary.html").read_text())
+    text = "".join(page.text)
+    assert "Files not graded" in text and "Lab report (final).pdf" in text
+    # Who made each mistake links to their feedback page, which exists.
+    mistakes = summary["diagnoses"]["outer_transposed"]["students"]
+    assert sorted(who["id"] for who in mistakes) == ["canvas-23456", "gs-987"]
+    links = {attrs["href"] for attrs in page.named("a")}
+    assert all(f"feedback/{who['id']}.html" in links and (out / "feedback" / f"{who['id']}.html").is_file()
+               for who in mistakes)
+
+
+def test_a_rerun_without_lms_removes_the_stale_import_files(lms_class, tmp_path):
+    out, _, _, _ = lms_class
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    again = run_batch([str(p) for p in lms_class[3]], BatchOptions(
+        out=copy, jobs=1, limit_overrides=(("cell_timeout_s", 2.0), ("call_timeout_s", 1.0),
+                                           ("total_timeout_s", 30.0)), lms=("gradescope",)),
+        progress=lambda n: batch.Progress(n, io.StringIO()))
+    assert again.graded == 0  # every report reused; only the class files follow the new --lms
+    assert sorted(p.name for p in copy.glob("*.csv")) == ["gradebook.csv", IMPORT_FILES["gradescope"]]
+
+
+def _gradebook_score(out: Path, key: str) -> str:
+    return next(row["score"] for row in _gradebook(out).values()
+                if key in (row["lms_user_id"], row["lms_submission_id"]))

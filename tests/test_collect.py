@@ -22,11 +22,13 @@ from grader.batch.collect import (
     CollectError,
     NotebookRef,
     Problem,
+    Skipped,
     Submission,
     collect,
     parse_gradescope_metadata,
 )
 from grader.errors import EXIT_CANNOT_GRADE, GraderError
+from grader.integrations.lms import Identity, Person
 
 SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
@@ -97,7 +99,7 @@ def assert_well_formed(collection: Collection) -> None:
     assert len({i.lower() for i in ids}) == len(ids), ids
     for s in collection.submissions:
         assert s.sha256 == hashlib.sha256(s.data).hexdigest()
-        assert s.lms in ("canvas", "moodle", "gradescope", "plain")
+        assert s.lms in ("canvas", "moodle", "gradescope", "blackboard", "plain")
     sources = [s.source for s in collection.submissions]
     assert sources == sorted(sources)
     assert [p.source for p in collection.problems] == sorted(p.source for p in collection.problems)
@@ -190,6 +192,20 @@ def test_canvas_export_normal_late_and_two_notebooks(tmp_path: Path) -> None:
         assert s.source.startswith(f"{archive}!")
     smith = by_source(result)[f"{archive}!smithjohn_12345_67890_simple_nn.ipynb"]
     assert smith.data == nb("smith") and smith.note == ""
+    # Who each one is in Canvas: the user id the gradebook import matches on, the submission id, lateness.
+    assert {s.id: s.identity for s in result.submissions if s.lms == "canvas"} == {
+        "canvas-12345": Identity("12345", "67890", (Person("smithjohn"),), late=False),
+        "canvas-23456": Identity("23456", "78901", (Person("doejane"),), late=True),
+        "canvas-34567": Identity("34567", "11111", (Person("leeann"),), late=False),
+        "canvas-45678": Identity("45678", "", (Person("kimbo"),), late=False),
+    }
+    assert all(s.identity == Identity() for s in result.submissions if s.lms == "plain")
+    # The readme is not graded, and said so; the second notebook of leeann is not graded, and said so.
+    assert result.skipped == [
+        Skipped(f"{archive}!leeann_34567_11112_part2.ipynb",
+                "another notebook of the same submission, leeann_34567_11111_part1.ipynb, was graded"),
+        Skipped(f"{archive}!smithjohn_12345_67891_readme.txt", "not a notebook (.txt): only .ipynb files are graded"),
+    ]
     lee = by_source(result)[f"{archive}!leeann_34567_11111_part1.ipynb"]
     assert lee.note == ("This submission holds 2 notebooks: leeann_34567_11111_part1.ipynb was graded because it "
                         "defines the most of activation, d_activation, forward and backward "
@@ -226,6 +242,11 @@ def test_moodle_export_folders_and_flat_names(tmp_path: Path) -> None:
         "Bo Chan_345678_assignsubmission_onlinetext_/nn.ipynb": ("moodle-345678", "Bo Chan", "moodle"),
         "Cy Dee_456789_assignsubmission_file_hw.ipynb": ("moodle-456789", "Cy Dee", "moodle"),
     }
+    # The participant number is what Moodle's grading worksheet calls "Participant 234567".
+    jose = next(s for s in result.submissions if s.id == "moodle-234567")
+    assert jose.identity == Identity(user_id="234567", people=(Person("José Núñez"),))
+    assert result.skipped == [Skipped(f"{archive}!Bo Chan_345678_assignsubmission_onlinetext_/onlinetext.html",
+                                      "not a notebook (.html): only .ipynb files are graded")]
 
 
 def test_moodle_unpacked_folder_with_two_notebooks(tmp_path: Path) -> None:
@@ -293,6 +314,13 @@ def test_gradescope_export_with_metadata_as_zip_and_as_folder(tmp_path: Path) ->
         assert result.problems == []
         assert {s.id: s.student for s in result.submissions} == expected
         assert {s.lms for s in result.submissions} == {"gradescope"}
+        # :sid: and :email: are kept, each submitter of a group on their own.
+        identities = {s.id: s.identity for s in result.submissions}
+        assert identities["gs-987"] == Identity(submission_id="987",
+                                                people=(Person("Ann Lee", "ann@example.edu", "100"),))
+        assert identities["gs-988"].people == (Person("Pat O'Brien", "pat@example.edu"),
+                                               Person('Zoë "Z" Day', "zoe@example.edu"))
+        assert identities["gs-990"] == Identity(submission_id="990")
 
 
 def test_gradescope_export_without_metadata(tmp_path: Path) -> None:
@@ -311,6 +339,156 @@ def test_gradescope_metadata_parser_ignores_what_it_does_not_know() -> None:
     }
     assert parse_gradescope_metadata("") == {}
     assert parse_gradescope_metadata("::: not yaml [\n\t- x") == {}
+
+
+# --- Blackboard -----------------------------------------------------------------------------
+
+
+def receipt(name: str, username: str, assignment: str = "Lab_2 Neural net") -> bytes:
+    """The receipt Blackboard writes beside every attempt, as its "Assignment File Download" does."""
+    return (f"Name: {name} ({username})\nAssignment: {assignment}\nDate Submitted: Friday, 1 March 2024 "
+            "12:00:00 o'clock GMT\nCurrent Grade: Needs Grading\n\nSubmission Field:\nThere is no student "
+            "submission text data for this assignment.\n\nComments:\nThere are no student comments for this "
+            "assignment.\n").encode()
+
+
+def blackboard_export() -> dict[str, bytes]:
+    """A gradebook download: two attempts by José (a username with "_"), Bob's pdf and .py but no notebook,
+    Cy's empty attempt, Dee's own zip, and Eve without a receipt."""
+    a = "Lab_2 Neural net"
+    first, second = "2024-03-01-12-00-00", "2024-03-02-09-30-15"
+    return {
+        f"{a}_j_nunez_attempt_{first}.txt": receipt("José Núñez García", "j_nunez"),
+        f"{a}_j_nunez_attempt_{first}_simple_nn.ipynb": nb("jose-1", ALL_FOUR),
+        f"{a}_j_nunez_attempt_{first}_notes.md": b"# first try",
+        f"{a}_j_nunez_attempt_{second}.txt": receipt("José Núñez García", "j_nunez"),
+        f"{a}_j_nunez_attempt_{second}_simple_nn (2).ipynb": nb("jose-2", ALL_FOUR),
+        f"{a}_bob_attempt_{first}.txt": receipt("Bob Roe", "bob"),
+        f"{a}_bob_attempt_{first}_report.pdf": b"%PDF-1.4",
+        f"{a}_bob_attempt_{first}_nn.py": b"def forward(): pass\n",
+        f"{a}_cy_attempt_{first}.txt": receipt("Cy Dee", "cy"),
+        f"{a}_dee_attempt_{first}.txt": receipt("Dee Lo", "dee"),
+        f"{a}_dee_attempt_{first}_work.zip": zip_bytes({"work/nn.ipynb": nb("dee", ALL_FOUR),
+                                                        "work/data.csv": b"1,2"}),
+        f"{a}_eve_attempt_{first}_nn.ipynb": nb("eve", ALL_FOUR),
+    }
+
+
+def test_blackboard_export_latest_attempt_receipts_and_students_without_a_notebook(tmp_path: Path) -> None:
+    archive = write(tmp_path / "gradebook_CS101_Lab_2 Neural net_2024-03-03-08-00-00.zip",
+                    zip_bytes(blackboard_export()))
+    result = collect([archive], names=ALL_FOUR)
+    assert_well_formed(result)
+    a = f"{archive}!Lab_2 Neural net"
+    got = {s.id: (s.student, s.source, s.lms) for s in result.submissions}
+    assert got == {
+        "bb-j_nunez": ("José Núñez García", f"{a}_j_nunez_attempt_2024-03-02-09-30-15_simple_nn (2).ipynb",
+                       "blackboard"),
+        "bb-dee": ("Dee Lo", f"{a}_dee_attempt_2024-03-01-12-00-00_work.zip!work/nn.ipynb", "blackboard"),
+        "bb-eve": ("eve", f"{a}_eve_attempt_2024-03-01-12-00-00_nn.ipynb", "blackboard"),
+    }
+    jose = next(s for s in result.submissions if s.id == "bb-j_nunez")
+    # The receipt settles where the assignment's name ends and the username ("j_nunez") begins.
+    assert jose.identity == Identity(user_id="j_nunez", submission_id="2024-03-02-09-30-15",
+                                     people=(Person("José Núñez García"),), assignment="Lab_2 Neural net")
+    assert jose.data == nb("jose-2", ALL_FOUR)  # the latest attempt, as Blackboard grades it
+    assert next(s for s in result.submissions if s.id == "bb-eve").identity.user_id == "eve"
+    problems = {p.id: (p.student, p.lms, p.message) for p in result.problems}
+    assert problems == {
+        "bb-bob": ("Bob Roe", "blackboard",
+                   "Bob Roe submitted nn.py and report.pdf, no .ipynb notebook; ask the student to upload the notebook."),
+        "bb-cy": ("Cy Dee", "blackboard",
+                  "Cy Dee submitted no file (Blackboard's receipt Lab_2 Neural net_cy_attempt_2024-03-01-12-00-00.txt "
+                  "lists none); ask the student to upload the notebook."),
+    }
+    assert next(p for p in result.problems if p.id == "bb-bob").identity.user_id == "bob"
+    assert [(k.source.split("!", 1)[1], k.reason) for k in result.skipped] == [
+        ("Lab_2 Neural net_bob_attempt_2024-03-01-12-00-00_nn.py", "not a notebook (.py): only .ipynb files are graded"),
+        ("Lab_2 Neural net_bob_attempt_2024-03-01-12-00-00_report.pdf",
+         "not a notebook (.pdf): only .ipynb files are graded"),
+        ("Lab_2 Neural net_dee_attempt_2024-03-01-12-00-00_work.zip!work/data.csv",
+         "not a notebook (.csv): only .ipynb files are graded"),
+        ("Lab_2 Neural net_j_nunez_attempt_2024-03-01-12-00-00_notes.md",
+         "an earlier Blackboard attempt (2024-03-01 12:00:00); the latest attempt (2024-03-02 09:30:15) was graded"),
+        ("Lab_2 Neural net_j_nunez_attempt_2024-03-01-12-00-00_simple_nn.ipynb",
+         "an earlier Blackboard attempt (2024-03-01 12:00:00); the latest attempt (2024-03-02 09:30:15) was graded"),
+    ]
+
+
+def test_blackboard_export_unpacked_in_a_folder_reads_the_same(tmp_path: Path) -> None:
+    folder = tmp_path / "Lab 2"
+    for name, data in blackboard_export().items():
+        write(folder / name, data)
+    result = collect([folder], names=ALL_FOUR)
+    assert {s.id: s.student for s in result.submissions} == {"bb-j_nunez": "José Núñez García", "bb-dee": "Dee Lo",
+                                                             "bb-eve": "eve"}
+    assert sorted(p.id for p in result.problems) == ["bb-bob", "bb-cy"]
+
+
+# --- what is not graded ---------------------------------------------------------------------
+
+
+def test_an_lms_student_without_a_notebook_is_one_error_row(tmp_path: Path) -> None:
+    archive = write(tmp_path / "canvas.zip", zip_bytes({
+        "doejane_LATE_12345_67890_report.pdf": b"%PDF",
+        "doejane_LATE_12345_67891_nn.py": b"x = 1\n",
+        "smithjohn_23456_78901_simple_nn.ipynb": nb("smith", ALL_FOUR),
+    }))
+    moodle = write(tmp_path / "moodle.zip", zip_bytes({
+        "Ann Lee_123456_assignsubmission_file_/Lab report.docx": b"PK..",
+        "Ann Lee_123456_assignsubmission_onlinetext_/onlinetext.html": b"<p>see attached</p>",
+    }))
+    gradescope = write(tmp_path / "gs.zip", zip_bytes({
+        "assignment_1_export/submission_987/nn.py": b"x = 1\n",
+        "assignment_1_export/submission_metadata.yml": (
+            "submission_987:\n  :submitters:\n  - :name: Zoë Day\n    :sid: '7'\n    :email: zoe@example.edu\n"
+        ).encode(),
+    }))
+    result = collect([archive, moodle, gradescope], names=ALL_FOUR)
+    assert [s.id for s in result.submissions] == ["canvas-23456"]
+    rows = {p.id: p for p in result.problems}
+    assert set(rows) == {"canvas-12345", "moodle-123456", "gs-987"}
+    assert rows["canvas-12345"].message == ("doejane submitted report.pdf and nn.py, no .ipynb notebook; "
+                                           "ask the student to upload the notebook.")
+    assert rows["canvas-12345"].identity.late is True and rows["canvas-12345"].lms == "canvas"
+    assert rows["moodle-123456"].message == ("Ann Lee submitted Lab report.docx and onlinetext.html, no .ipynb "
+                                            "notebook; ask the student to upload the notebook.")
+    assert rows["gs-987"].message.startswith("Zoë Day submitted nn.py, no .ipynb notebook")
+    assert rows["gs-987"].identity.people == (Person("Zoë Day", "zoe@example.edu", "7"),)
+    assert len(result.skipped) == 5  # each of those files, listed with its reason too
+
+
+def test_files_that_are_not_graded_are_listed_with_their_reason(tmp_path: Path) -> None:
+    root = tmp_path / "subs"
+    write(root / "alice" / "simple_nn.ipynb", nb("alice", ALL_FOUR))
+    write(root / "alice" / "draft.ipynb", nb("draft", ("activation",)))
+    write(root / "alice" / "notes.txt", b"notes")
+    write(root / "bob.ipynb", nb("bob"))
+    write(root / "README", b"class notes")
+    write(root / "carol.zip", zip_bytes({"hw/nn.ipynb": nb("carol", ALL_FOUR), "hw/broken.ipynb": b"x",
+                                         "hw/plot.png": b"\x89PNG"}))
+    write(root / "dan.zip", patch_member(zip_bytes({"nn.ipynb": nb("dan", ALL_FOUR), "old.ipynb": nb("old")}),
+                                         "old.ipynb", set_flags=0x1))
+    # litter: skipped on purpose, never listed
+    write(root / "alice" / ".ipynb_checkpoints" / "simple_nn-checkpoint.ipynb", nb("ckpt"))
+    write(root / "__MACOSX" / "._bob.ipynb", b"\x00\x05")
+    write(root / ".DS_Store", b"\x00")
+    result = collect([root], names=ALL_FOUR)
+    assert_well_formed(result)
+    assert result.problems == []
+    assert [(k.source[len(str(root)) + 1:], k.reason) for k in result.skipped] == [
+        ("README", "not a notebook (no suffix): only .ipynb files are graded"),
+        ("alice/notes.txt", "not a notebook (.txt): only .ipynb files are graded"),
+        ("carol.zip!hw/broken.ipynb", "another notebook of the same submission, nn.ipynb, was graded"),
+        ("carol.zip!hw/plot.png", "not a notebook (.png): only .ipynb files are graded"),
+        ("dan.zip!old.ipynb", "it is password-protected; another notebook of the same submission was graded"),
+    ]
+    # Alice's two notebooks are two submissions (a folder of notebooks is a class), Carol's zip is one:
+    # its broken.ipynb is not chosen.
+    assert sorted(s.source[len(str(root)) + 1:] for s in result.submissions) == [
+        "alice/draft.ipynb", "alice/simple_nn.ipynb", "bob.ipynb", "carol.zip!hw/nn.ipynb", "dan.zip!nn.ipynb"]
+    carol = next(s for s in result.submissions if s.source.endswith("carol.zip!hw/nn.ipynb"))
+    assert "not graded: broken.ipynb" in carol.note
 
 
 # --- nested archives ------------------------------------------------------------------------

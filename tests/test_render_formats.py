@@ -18,6 +18,7 @@ import pytest
 
 from grader.model import CellRun, CheckResult, Diagnosis, FunctionInfo, GradedWith, Report, Training
 from grader.render import RENDERERS, classroom, gradescope, html, junit, loss_chart, plot, render
+from grader.render.visibility import student_view, withheld_points
 
 from conftest import embedded_pngs, parse_html, png_size
 
@@ -288,11 +289,16 @@ def test_gradescope_extra_data_names_the_helper_pair_and_the_assignment() -> Non
 
 
 def test_gradescope_error_report() -> None:
-    doc = _strict_json(gradescope.render(error_report(score=float("nan"))))
+    doc = _strict_json(gradescope.render(error_report(score=float("nan"), max_score=100.0)))
     assert set(doc) == GRADESCOPE_TOP
-    assert doc["score"] == 0.0 and doc["tests"] == []
+    assert doc["score"] == 0.0
     assert ERROR_SENTENCE in doc["output"]
     assert doc["extra_data"]["status"] == "error"
+    (grading,) = doc["tests"]  # never an empty list of tests: one failed "grading" test, as JUnit and Classroom
+    assert set(grading) == GRADESCOPE_TEST
+    assert grading["name"] == "grading" and grading["status"] == "failed"
+    assert grading["score"] == 0.0 and grading["max_score"] == 100.0 and grading["visibility"] == "visible"
+    assert ERROR_SENTENCE in grading["output"]
 
 
 def test_gradescope_escapes_markup_and_controls() -> None:
@@ -307,6 +313,133 @@ def test_gradescope_non_finite_scores_become_zero() -> None:
     report.checks[0].score = float("inf")
     doc = _strict_json(gradescope.render(report))
     assert doc["score"] == 0.0 and doc["tests"][0]["score"] == 0.0
+
+
+# ----------------------------------------------------------------------------- visibility
+
+REQUIRES_HIDDEN = "loss fell; it earns no points until backward.gradient passes"
+
+
+def visibility_report(**overrides) -> Report:
+    """graded_report with backward.gradient hidden (failed, 30 points) and training after the due date, which
+    earns nothing until backward.gradient passes; the backward hint explains only the hidden failure."""
+    report = graded_report(**overrides)
+    by_id = {c.id: c for c in report.checks}
+    by_id["backward.gradient"].visibility = "hidden"
+    training = by_id["training.converges"]
+    training.visibility, training.passed, training.score, training.message = "after_due_date", False, 0.0, REQUIRES_HIDDEN
+    report.score = 52.5
+    report.diagnoses = [Diagnosis("d_activation_on_w2_partials", "backward", HINT),
+                        Diagnosis("integrity_grader_import", "notebook", "Cell 2 imports the grader.")]
+    return report
+
+
+def test_gradescope_tests_carry_their_visibility_and_the_score_stays_full() -> None:
+    doc = _strict_json(gradescope.render(visibility_report()))
+    tests = {t["name"]: t for t in doc["tests"]}
+    assert tests["backward.gradient"]["visibility"] == "hidden"
+    assert tests["training.converges"]["visibility"] == "after_due_date"
+    assert {t["visibility"] for n, t in tests.items() if n not in ("backward.gradient", "training.converges")
+            } == {"visible"}
+    assert doc["score"] == 52.5 and doc["visibility"] == "visible"
+    assert HINT in tests["backward.gradient"]["output"]  # instructors see everything
+
+
+def test_gradescope_page_text_is_the_students_view() -> None:
+    output = gradescope.to_dict(visibility_report())["output"]
+    assert output.startswith("**Score on the checks shown here: 52.5 / 60 (88%)**")
+    assert "40 more points come from further checks that your instructor grades" in output
+    assert "backward.gradient" not in output and "training" not in output
+    assert HINT not in output  # backward fails only a hidden check: its hint would tell
+    assert "Warning: 40 more" not in output  # the line is said once, not as a warning
+    assert "- Warning: cell 3 printed too much output" in output
+
+
+def test_gradescope_page_with_every_check_held_back_shows_no_score_line() -> None:
+    report = visibility_report()
+    for check in report.checks:
+        check.visibility = "after_published"
+    output = gradescope.to_dict(report)["output"]
+    assert output.startswith("100 more points come from further checks that your instructor grades")
+    assert "Score" not in output and HINT not in output
+
+
+def test_gradescope_visibility_survives_hostile_text() -> None:
+    report = visibility_report()
+    report.checks[3].message = HOSTILE  # backward.gradient, hidden
+    doc = gradescope.to_dict(report)
+    hidden = next(t for t in doc["tests"] if t["name"] == "backward.gradient")
+    assert hidden["visibility"] == "hidden" and "<script>" not in hidden["output"]
+
+
+def test_student_view_removes_what_is_not_released() -> None:
+    report = visibility_report()
+    before = json.dumps(gradescope.to_dict(report))
+    view = student_view(report)
+    assert [c.id for c in view.checks] == ["activation.values", "d_activation.values", "forward.values"]
+    assert (view.score, view.max_score) == (52.5, 60.0)
+    assert view.warnings[0] == ("40 more points come from further checks that your instructor grades; "
+                                "they are not shown here.")
+    assert view.warnings[1:] == report.warnings
+    assert [d.id for d in view.diagnoses] == ["integrity_grader_import"]
+    assert view.training is None  # the curve shows whether training converged
+    assert withheld_points(report) == 40.0
+    # Pure: the report given is untouched.
+    assert len(report.checks) == 5 and report.score == 52.5 and report.training is not None
+    assert json.dumps(gradescope.to_dict(report)) == before
+
+
+def test_student_view_after_the_due_date_shows_those_checks_without_naming_hidden_ones() -> None:
+    view = student_view(visibility_report(), frozenset({"after_due_date"}))
+    assert [c.id for c in view.checks][-1] == "training.converges"
+    training = view.checks[-1]
+    assert training.message == "loss fell; it earns no points until further checks that your instructor grades pass"
+    assert (view.score, view.max_score) == (52.5, 70.0)
+    assert view.training is not None
+    assert view.warnings[0].startswith("30 more points")
+
+
+def test_student_view_keeps_a_hint_its_shown_checks_explain() -> None:
+    report = visibility_report()
+    report.checks.append(CheckResult("backward.values", "backward", False, "differs", 0.0, 0.0, 0.0))
+    assert [d.id for d in student_view(report).diagnoses] == ["d_activation_on_w2_partials",
+                                                              "integrity_grader_import"]
+
+
+def test_student_view_of_everything_released_or_nothing_held_is_the_report() -> None:
+    report = visibility_report()
+    assert student_view(report, {"hidden", "after_due_date", "after_published"}) is report
+    plain = graded_report()
+    assert student_view(plain) is plain and withheld_points(plain) == 0.0
+    error = error_report()
+    assert student_view(error) is error
+
+
+def test_student_view_rejects_an_unknown_visibility() -> None:
+    with pytest.raises(ValueError, match="unknown visibility 'after_due'"):
+        student_view(visibility_report(), {"after_due"})
+
+
+def test_json_report_carries_visibility_and_reads_it_back() -> None:
+    from grader.render import json_report
+
+    document = json_report.to_dict(visibility_report())
+    assert [c["visibility"] for c in document["checks"]] == ["visible", "visible", "visible", "hidden",
+                                                             "after_due_date"]
+    again = json_report.from_dict(document)
+    assert [c.visibility for c in again.checks] == [c["visibility"] for c in document["checks"]]
+    del document["checks"][0]["visibility"]  # written before visibility existed
+    document["checks"][1]["visibility"] = "secret"  # damaged: fail closed
+    assert [c.visibility for c in json_report.from_dict(document).checks][:2] == ["visible", "hidden"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "md", "html", "json", "junit", "classroom"])
+def test_a_student_view_rendered_in_any_format_tells_nothing_held_back(fmt: str) -> None:
+    rendered = render(student_view(visibility_report()), fmt)
+    assert "backward.gradient" not in rendered and "training.converges" not in rendered
+    assert "d_activation_on_w2_partials" not in rendered
+    if fmt != "classroom":  # Classroom's JSON has no place for warnings: its max_score is the checks shown
+        assert "40 more points" in rendered
 
 
 # ----------------------------------------------------------------------------- GitHub Classroom

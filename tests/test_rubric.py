@@ -308,6 +308,51 @@ def test_unknown_key_in_a_check_table(tmp_path: Path) -> None:
     assert "did you mean 'partial_credit'" in message
 
 
+# --------------------------------------------------------------------------- visibility
+
+
+@pytest.mark.parametrize("value", ["visible", "hidden", "after_due_date", "after_published"])
+def test_each_gradescope_visibility_is_accepted(tmp_path: Path, value: str) -> None:
+    text = VALID.replace("partial_credit = false", f'partial_credit = false\nvisibility = "{value}"')
+    rubric = load_rubric(str(write(tmp_path, text)))
+    assert rubric.checks["backward.gradient"] == CheckWeight(4.0, False, visibility=value)
+    assert rubric.checks["forward.values"].visibility == "visible"  # absent: shown
+
+
+def test_visibility_is_in_the_check_keys_suggested_for_a_typo(tmp_path: Path) -> None:
+    message = error_of(tmp_path, VALID.replace("partial_credit = false", 'visibilty = "hidden"'))
+    assert "line 17" in message and "'visibilty'" in message and "did you mean 'visibility'" in message
+
+
+def test_unknown_visibility_names_the_key_the_value_and_the_closest(tmp_path: Path) -> None:
+    message = error_of(tmp_path, VALID.replace("partial_credit = false", 'partial_credit = false\nvisibility = "hiden"'))
+    assert "line 18" in message
+    assert "[checks.\"backward.gradient\"] visibility = 'hiden' is not a visibility" in message
+    assert "expected one of: visible, hidden, after_due_date, after_published (did you mean 'hidden'?)" in message
+
+
+@pytest.mark.parametrize("value", ["true", "1", '["hidden"]'])
+def test_visibility_that_is_not_a_string(tmp_path: Path, value: str) -> None:
+    message = error_of(tmp_path, VALID.replace("partial_credit = true", f"partial_credit = true\nvisibility = {value}"))
+    assert "line 14" in message and "forward.values" in message and "is not a visibility" in message
+    assert "as a quoted string" in message
+
+
+def test_scoring_carries_each_checks_visibility_and_still_scores_hidden_ones(tmp_path: Path) -> None:
+    from grader.model import CheckResult
+    from grader.score import apply_rubric
+
+    text = VALID.replace("partial_credit = false", 'partial_credit = false\nvisibility = "hidden"')
+    rubric = load_rubric(str(write(tmp_path, text)))
+    results = [CheckResult("forward.values", "forward", True, "ok", 1.0),
+               CheckResult("backward.gradient", "backward", True, "ok", 1.0),
+               CheckResult("backward.gradient", "backward", True, "again", 1.0),
+               CheckResult("activation.values", "activation", True, "not in the rubric", 1.0)]
+    assert apply_rubric(results, rubric) == (10.0, 10.0)
+    assert [r.visibility for r in results] == ["visible", "hidden", "hidden", "visible"]
+    assert [r.score for r in results] == [6.0, 4.0, 0.0, 0.0]
+
+
 def test_check_that_is_not_a_table(tmp_path: Path) -> None:
     text = 'schema = "grader.rubric/1"\nname = "x"\nmax_score = 2\n[checks]\n"forward.values" = 2\n'
     message = error_of(tmp_path, text)

@@ -4,7 +4,10 @@ A PATH is a notebook, a folder (walked recursively) or a zip archive as an LMS
 exports it, possibly holding further zips (a student who zipped their notebook
 inside the Canvas export). Only ``*.ipynb`` files are submissions; editor and
 OS litter (``.ipynb_checkpoints/``, ``__MACOSX/``, hidden files, AppleDouble
-``._*``) is skipped.
+``._*``) is skipped silently. Every other file found is listed, with why it was
+not graded, in ``Collection.skipped`` (a ``.pdf`` or ``.py`` upload, the notebooks
+of a submission other than the one graded, an earlier Blackboard attempt), so
+nothing a student uploaded vanishes without a word.
 
 Nothing is kept in memory: each notebook is read once, in chunks, to hash it
 (the hash is what a re-run compares) and to see which graded functions it
@@ -36,18 +39,32 @@ raises :class:`CollectError`: that is the instructor's typo, and grading the
 rest would hide it.
 
 Who submitted what comes from the LMS's naming (the outermost path part that
-matches a pattern decides):
+matches a pattern decides), and so does who they are in that LMS
+(``Submission.identity``, ``grader.integrations.lms.Identity``: the ids its grade
+import matches on):
 
 * Moodle: ``Firstname Lastname_123456_assignsubmission_file_`` (a folder, or a
-  prefix of the file name in flat exports) -> ``moodle-123456``;
+  prefix of the file name in flat exports) -> ``moodle-123456``; 123456 is the
+  participant number of the grading worksheet's "Participant 123456";
 * Gradescope: ``submission_<id>/`` folders, named through the
-  ``submission_metadata.yml`` next to them when there is one -> ``gs-<id>``;
+  ``submission_metadata.yml`` next to them when there is one (each submitter's
+  ``:name:``, ``:sid:`` and ``:email:``) -> ``gs-<id>``;
+* Blackboard: ``<Assignment>_<username>_attempt_<YYYY-MM-DD-HH-MM-SS>_<file>`` on a
+  file or a zip, with the attempt's receipt ``…_attempt_<time>.txt`` beside it
+  naming the student (``Name: Jane Doe (jdoe)``) and settling where a username
+  with "_" begins -> ``bb-<username>``. Only a student's latest attempt is graded,
+  as Blackboard grades the last attempt;
 * Canvas: ``lastfirst_[LATE_]12345_67890_name.ipynb`` or
   ``lastfirst_12345_name.ipynb`` on a notebook or a zip, never a folder.
   To keep names like ``lab_2_nn.ipynb`` or ``project_2024_final.ipynb``
   plain, both numbers need 3 digits or more, and a student id without a
-  submission id after it needs 5 -> ``canvas-12345``;
+  submission id after it needs 5 -> ``canvas-12345`` (12345 is the Canvas user
+  id, 67890 the submission id, ``LATE_`` sets ``identity.late``);
 * otherwise "plain": the path relative to the PATH given.
+
+An LMS submission that holds files but no notebook at all is one error row whose
+sentence says what it holds ("Jane Doe submitted report.pdf and nn.py, no .ipynb
+notebook; ask the student to upload the notebook").
 
 One submission, one row. All the notebooks of one LMS submission (the same
 Canvas student id, Moodle submission or Gradescope submission in one PATH) and
@@ -79,8 +96,8 @@ systems do not tell ``Alice`` from ``alice``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
-import json
 import os
 import re
 import stat
@@ -88,11 +105,19 @@ import tempfile
 import unicodedata
 import zipfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import IO, BinaryIO, Literal
 
 from grader.errors import EXIT_CANNOT_GRADE, GraderError
+from grader.integrations.lms import (
+    BlackboardReceipt,
+    Identity,
+    Person,
+    parse_blackboard_receipt,
+    parse_gradescope_submitters,
+    safe_identity,
+)
 from grader.untrusted_text import safe_text
 
 #: Largest notebook read, from a zip member or from disk (declared and actual size).
@@ -125,6 +150,8 @@ SPOOL_IN_MEMORY = 8 * 1024 * 1024
 MAX_NAMES_SHOWN = 5
 
 GRADESCOPE_METADATA = "submission_metadata.yml"
+#: Largest Blackboard attempt receipt read (a few lines of text, and the student's comment).
+MAX_RECEIPT_BYTES = 256 * 1024
 
 # CollectError: the PATH itself is wrong (exit code 2).
 PATH_MISSING = "{path} does not exist; check the path given to grader grade."
@@ -177,6 +204,15 @@ UNREADABLE_ALL = (
     "{source} holds {count} notebooks ({names}) and none could be read (the first: {first}); "
     "ask the student to submit them again."
 )
+# An LMS submission with no notebook at all: one error row (status error, blank grade).
+NO_NOTEBOOK = "{who} submitted {files}, no .ipynb notebook; ask the student to upload the notebook."
+NO_FILES = ("{who} submitted no file (Blackboard's receipt {receipt} lists none); "
+            "ask the student to upload the notebook.")
+# Why a file found in the inputs was not graded (``Collection.skipped``): a phrase, no final period.
+SKIPPED_NOT_NOTEBOOK = "not a notebook ({kind}): only .ipynb files are graded"
+SKIPPED_NOT_CHOSEN = "another notebook of the same submission, {chosen}, was graded"
+SKIPPED_EARLIER_ATTEMPT = "an earlier Blackboard attempt ({when}); the latest attempt ({latest}) was graded"
+SKIPPED_UNREADABLE = "{why}; another notebook of the same submission was graded"
 # Reading a collected notebook again to grade it.
 CHANGED = "{source} changed or disappeared after it was collected ({reason}); run the same grader grade command again."
 
@@ -184,8 +220,12 @@ _SKIPPED_DIRS = frozenset({"__macosx", ".ipynb_checkpoints"})
 _MOODLE = re.compile(r"^(?P<student>.+?)_(?P<key>\d+)_assignsubmission_(?:file|onlinetext)_(?P<rest>.*)$", re.S)
 _GRADESCOPE = re.compile(r"^submission_(?P<key>\d+)$", re.I)
 _CANVAS = re.compile(
-    r"^(?P<student>[a-z][a-z0-9]*)_(?:late_)?(?P<key>\d{3,})_(?:(?P<sub>\d{3,})_)?(?P<rest>.+)$", re.I | re.S
+    r"^(?P<student>[a-z][a-z0-9]*)_(?P<late>late_)?(?P<key>\d{3,})_(?:(?P<sub>\d{3,})_)?(?P<rest>.+)$", re.I | re.S
 )
+#: Blackboard Learn's "Assignment File Download": ``<Assignment>_<username>_attempt_<YYYY-MM-DD-HH-MM-SS>``,
+#: then ``_<original file name>`` for a file, ``.txt`` for the attempt's receipt.
+_BLACKBOARD = re.compile(r"^(?P<prefix>.+)_attempt_(?P<when>\d{4}(?:-\d{2}){5})(?:_(?P<rest>.+)|\.txt)?$", re.S)
+_BLACKBOARD_RECEIPT = re.compile(r"^(?P<prefix>.+)_attempt_(?P<when>\d{4}(?:-\d{2}){5})\.txt$", re.S)
 #: Digits the student id needs when no submission id follows it, so ``project_2024_x`` is not Canvas.
 _CANVAS_MIN_LONE_ID = 5
 #: Notebook names that say nothing about the student (the assignment's own name, Jupyter's defaults).
@@ -327,6 +367,8 @@ class Submission:
     ref: NotebookRef
     #: When the submission held several notebooks: one sentence saying which was graded and why.
     note: str = ""
+    #: Who it is in the LMS (user id, submission id, email, SID, lateness), as the export's naming says.
+    identity: Identity = field(default_factory=Identity)
 
     @property
     def data(self) -> bytes:
@@ -345,14 +387,31 @@ class Problem:
     id: str = ""
     #: Whose it is, when known.
     student: str = ""
+    #: "canvas", "moodle", "blackboard", "gradescope", or "" when no LMS named it.
+    lms: str = ""
+    #: Who it is in the LMS, when the problem is one whole LMS submission.
+    identity: Identity = field(default_factory=Identity)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file found in the inputs that is not graded, and why: a non-notebook upload, a notebook of a
+    submission whose other notebook was graded, an earlier attempt. (Litter such as checkpoints and
+    ``__MACOSX`` is skipped silently; a submission that cannot be graded at all is a Problem.)"""
+
+    source: str
+    #: A phrase, e.g. "not a notebook (.pdf): only .ipynb files are graded".
+    reason: str
 
 
 @dataclass
 class Collection:
-    """Every submission found (sorted by source), and every input that could not be read."""
+    """Every submission found (sorted by source), every input that could not be read, and every other
+    file that is not graded (sorted by source)."""
 
     submissions: list[Submission]
     problems: list[Problem]
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 def collect(paths: Sequence[str | os.PathLike[str]], template: str | None = None,
@@ -401,6 +460,36 @@ class _Found:
     message: str = ""
     #: When a budget left it out: (why, fix) for NOT_COLLECTED.
     budget: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class _Other:
+    """A file that is not a notebook (nor an archive, nor LMS metadata), seen while walking: it is listed
+    as not graded, and it is what an LMS submission without a notebook is reported to hold."""
+
+    source: str
+    #: As ``_Found.parts``.
+    parts: tuple[str, ...]
+    input_index: int
+    upload: int = 0
+    #: A Blackboard attempt receipt: it belongs to a submission but is not something the student uploaded.
+    receipt: bool = False
+
+
+@dataclass(frozen=True)
+class _Name:
+    """Who a file belongs to, from the LMS's naming of its path (``_Collector._name``)."""
+
+    #: "canvas", "moodle", "blackboard", "gradescope" or "plain".
+    lms: str
+    student: str
+    #: What groups one LMS submission's files: a student or submission id, or the path for "plain".
+    key: str
+    #: The file's own name without the LMS's prefix (and without .ipynb), e.g. "simple_nn".
+    original: str
+    identity: Identity = field(default_factory=Identity)
+    #: Blackboard's attempt time (``2024-03-01-12-00-00``): only a submission's latest attempt is graded.
+    attempt: str = ""
 
 
 class _BudgetExceeded(Exception):
@@ -473,8 +562,12 @@ class _Collector:
         self._definitions = _definition_pattern(names)
         self.found: list[_Found] = []
         self.problems: list[Problem] = []
-        #: (input index, folder parts) -> {submission id: student}
-        self.metadata: dict[tuple[int, tuple[str, ...]], dict[str, str]] = {}
+        #: (input index, folder parts) -> {submission id: its submitters}
+        self.metadata: dict[tuple[int, tuple[str, ...]], dict[str, tuple[Person, ...]]] = {}
+        #: (input index, folder parts, "<assignment>_<username>", attempt time) -> that attempt's receipt
+        self.receipts: dict[tuple[int, tuple[str, ...], str, str], BlackboardReceipt] = {}
+        #: Files that are neither notebooks nor archives, for the listing of what was not graded.
+        self.others: list[_Other] = []
         self._seen_files: set[str] = set()
         self.run = _RunBudget()
         #: ``.py`` members by (archive path, archive members, folder inside it): companions of a notebook there.
@@ -515,57 +608,127 @@ class _Collector:
         override, an escape or an undecodable byte in a file name is shown as text in every report and
         never breaks one. (A NotebookRef keeps the real path: it is read, never shown.)"""
         self.found.sort(key=lambda f: f.source)  # stable: equal sources keep walk order
-        named = [self._name(f) for f in self.found]
-        #: (id item for _assign_ids or None, index of the notebook to grade or None, sentence, members)
-        rows: list[tuple[tuple[str, str, str, str] | None, int | None, str, list[int]]] = []
-        for members in _units(self.found, named):
-            entries = [self.found[i] for i in members]
-            readable = [i for i in members if self.found[i].ref is not None]
-            unreadable = [_leaf(f) for f in entries if f.ref is None]
-            lms, _, key, _ = named[members[0]]
-            first = entries[0]
-            label = _unit_label([f.source for f in entries])
-            if lms == "plain" and first.upload:  # a student's own archive: named after it
-                key = "/".join(first.parts[:first.upload])
-            standalone = lms == "plain" and not first.upload  # one notebook given or found on its own
-            cut = next((f.budget for f in entries if f.budget is not None), None)
-            if cut is not None or not readable:
-                if len(entries) == 1:
-                    sentence = first.message
-                elif cut is not None:  # part of it is missing: grading the rest could grade the wrong notebook
-                    sentence = NOT_COLLECTED.format(source=label, why=cut[0], fix=cut[1])
-                else:
-                    sentence = UNREADABLE_ALL.format(source=label, count=len(entries), names=_names(unreadable),
-                                                     first=_clause(first.message))
-                rows.append((None if standalone else (lms, key, "", label), None, _one_line(sentence), members))
-                continue
-            chosen, sentence = _choose([self.found[i] for i in readable], [named[i][3] for i in readable],
-                                       self.template, unreadable, label, self.names)
-            if chosen is None:
-                rows.append(((lms, key, "", label), None, sentence, members))
-            else:
-                graded = readable[chosen]
-                lms, _, key, original = named[graded]
-                rows.append(((lms, key, original, self.found[graded].source), graded, sentence, members))
-        ids = iter(_assign_ids([item for item, _, _, _ in rows if item is not None]))
+        self.others.sort(key=lambda o: o.source)
+        named = [self._name(f.parts, f.input_index) for f in self.found]
+        other_named = [self._name(o.parts, o.input_index) for o in self.others]
+        units = _units([(f.input_index, f.parts, f.upload) for f in self.found], named, "notebook")
+        other_units = _units([(o.input_index, o.parts, o.upload) for o in self.others], other_named, "other")
+        skipped = self._latest_attempts_only(units, other_units, named, other_named)
+        rows: list[_Row] = []
+        for members in units.values():
+            rows.append(self._unit_row(members, named, skipped))
+        for key, indexes in other_units.items():
+            files = [j for j in indexes if not self.others[j].receipt]
+            skipped += [Skipped(self.others[j].source, _not_notebook(self.others[j].parts[-1])) for j in files]
+            if key not in units and key[0] == "lms":  # an LMS submission without a single notebook
+                rows.append(self._no_notebook_row(indexes, files, other_named))
+        ids = iter(_assign_ids([row.item for row in rows if row.item is not None]))
         submissions = []
         problems = [Problem(safe_text(p.source), safe_text(p.message)) for p in self.problems]
-        for item, index, sentence, members in rows:
-            sid = next(ids) if item is not None else ""
-            student = safe_text(named[members[0] if index is None else index][1])
-            if index is None:
-                source = item[3] if item is not None else self.found[members[0]].source
-                problems.append(Problem(safe_text(source), safe_text(sentence), sid, student if sid else ""))
+        for row in rows:
+            sid = next(ids) if row.item is not None else ""
+            student = safe_text(row.name.student)
+            lms = "" if row.name.lms == "plain" else row.name.lms
+            if row.index is None:
+                problems.append(Problem(safe_text(row.source), safe_text(row.sentence), sid, student if sid else "",
+                                        lms if sid else "", safe_identity(row.name.identity) if sid else Identity()))
                 continue
-            found = self.found[index]
-            assert found.ref is not None and item is not None  # a row with a notebook to grade has an id
+            found = self.found[row.index]
+            assert found.ref is not None and row.item is not None  # a row with a notebook to grade has an id
             submissions.append(Submission(
                 id=sid, student=student, source=safe_text(found.source), sha256=found.ref.sha256,
-                lms=item[0], ref=self._with_companions(found.ref), note=safe_text(sentence),
+                lms=row.item[0], ref=self._with_companions(found.ref), note=safe_text(row.sentence),
+                identity=safe_identity(row.name.identity),
             ))
         submissions.sort(key=lambda s: s.source)
         problems.sort(key=lambda p: p.source)
-        return Collection(submissions=submissions, problems=problems)
+        skipped = sorted((Skipped(safe_text(k.source), safe_text(k.reason)) for k in skipped), key=lambda k: k.source)
+        return Collection(submissions=submissions, problems=problems, skipped=skipped)
+
+    def _unit_row(self, members: list[int], named: list[_Name], skipped: list[Skipped]) -> _Row:
+        """The row of one submission that holds notebooks: the one to grade, or an error row saying why
+        none is; the notebooks not graded are added to ``skipped``."""
+        entries = [self.found[i] for i in members]
+        readable = [i for i in members if self.found[i].ref is not None]
+        unreadable = [_leaf(f) for f in entries if f.ref is None]
+        name = named[members[0]]
+        lms, key = name.lms, name.key
+        first = entries[0]
+        label = _unit_label([f.source for f in entries])
+        if lms == "plain" and first.upload:  # a student's own archive: named after it
+            key = "/".join(first.parts[:first.upload])
+        standalone = lms == "plain" and not first.upload  # one notebook given or found on its own
+        cut = next((f.budget for f in entries if f.budget is not None), None)
+        if cut is not None or not readable:
+            if len(entries) == 1:
+                sentence = first.message
+            elif cut is not None:  # part of it is missing: grading the rest could grade the wrong notebook
+                sentence = NOT_COLLECTED.format(source=label, why=cut[0], fix=cut[1])
+            else:
+                sentence = UNREADABLE_ALL.format(source=label, count=len(entries), names=_names(unreadable),
+                                                 first=_clause(first.message))
+            item = None if standalone else (lms, key, "", label)
+            return _Row(item, None, _one_line(sentence), name, label if item is not None else first.source)
+        chosen, sentence = _choose([self.found[i] for i in readable], [named[i].original for i in readable],
+                                   self.template, unreadable, label, self.names)
+        if chosen is None:
+            return _Row((lms, key, "", label), None, sentence, name, label)
+        graded = readable[chosen]
+        for i in members:
+            if i != graded:
+                other = self.found[i]
+                why = (SKIPPED_NOT_CHOSEN.format(chosen=_leaf(self.found[graded])) if other.ref is not None
+                       else SKIPPED_UNREADABLE.format(why=_about_it(_clause(other.message), other.source)))
+                skipped.append(Skipped(other.source, why))
+        name = named[graded]
+        return _Row((name.lms, name.key, name.original, self.found[graded].source), graded, sentence, name,
+                    self.found[graded].source)
+
+    def _no_notebook_row(self, indexes: list[int], files: list[int], other_named: list[_Name]) -> _Row:
+        """The error row of an LMS submission that holds files but no notebook: it says what it holds."""
+        name = other_named[indexes[0]]
+        label = _unit_label([self.others[j].source for j in indexes])
+        who = name.identity.name or name.student or label
+        if files:
+            shown = [other_named[j].original or self.others[j].parts[-1] for j in files]
+            if len(shown) > MAX_NAMES_SHOWN:
+                listed = f"{', '.join(shown[:MAX_NAMES_SHOWN])} and {len(shown) - MAX_NAMES_SHOWN} more files"
+            else:
+                listed = _listed(shown, "and")
+            sentence = NO_NOTEBOOK.format(who=who, files=listed)
+        else:
+            sentence = NO_FILES.format(who=who, receipt=self.others[indexes[0]].parts[-1])
+        return _Row((name.lms, name.key, "", label), None, _one_line(sentence), name, label)
+
+    def _latest_attempts_only(self, units: dict[tuple[object, ...], list[int]],
+                              other_units: dict[tuple[object, ...], list[int]],
+                              named: list[_Name], other_named: list[_Name]) -> list[Skipped]:
+        """Keep only the latest attempt of each Blackboard student (Blackboard grades the last attempt by
+        default); the files of earlier attempts are returned as skipped (their receipts are not: the
+        student did not upload them)."""
+        skipped: list[Skipped] = []
+        for key in dict.fromkeys([*units, *other_units]):
+            if key[0] != "lms" or key[2] != "blackboard":
+                continue
+            attempts = ({named[i].attempt for i in units.get(key, [])}
+                        | {other_named[j].attempt for j in other_units.get(key, [])})
+            if len(attempts) < 2:
+                continue
+            latest = max(attempts)
+            earlier = [(self.found[i].source, named[i].attempt) for i in units.get(key, [])]
+            earlier += [(self.others[j].source, other_named[j].attempt) for j in other_units.get(key, [])
+                        if not self.others[j].receipt]
+            skipped += [Skipped(source, SKIPPED_EARLIER_ATTEMPT.format(when=_attempt_time(attempt),
+                                                                       latest=_attempt_time(latest)))
+                        for source, attempt in earlier if attempt != latest]
+            for groups, names in ((units, named), (other_units, other_named)):
+                if key in groups:
+                    kept = [i for i in groups[key] if names[i].attempt == latest]
+                    if kept:
+                        groups[key] = kept
+                    else:
+                        del groups[key]
+        return skipped
 
     def _with_companions(self, ref: NotebookRef) -> NotebookRef:
         """``ref`` with the ``.py`` members of its archive folder, when no other notebook shares that folder."""
@@ -614,7 +777,24 @@ class _Collector:
                     except _MemberError as exc:
                         self.problems.append(Problem(path, exc.message))
                     else:
-                        self.metadata[(index, rel_parts)] = parse_gradescope_metadata(data.decode("utf-8", "replace"))
+                        self.metadata[(index, rel_parts)] = parse_gradescope_submitters(data.decode("utf-8", "replace"))
+                elif (receipt := _BLACKBOARD_RECEIPT.match(name)) is not None:
+                    self._receipt(index, rel_parts, receipt, functools.partial(_read_disk, path, MAX_RECEIPT_BYTES),
+                                  _Other(path, parts, index, receipt=True))
+                else:
+                    self.others.append(_Other(path, parts, index))
+
+    def _receipt(self, index: int, folder: tuple[str, ...], name: re.Match[str], read: Callable[[], bytes],
+                 other: _Other) -> None:
+        """A Blackboard attempt receipt: it names the student (``Name: Jane Doe (jdoe)``). One that cannot
+        be read or is not a receipt only costs the name; it still belongs to its attempt."""
+        self.others.append(other)
+        try:
+            receipt = parse_blackboard_receipt(read().decode("utf-8", "replace"))
+        except _MemberError:
+            return
+        if receipt is not None:
+            self.receipts[(index, folder, name["prefix"], name["when"])] = receipt
 
     def _first_visit(self, path: str) -> bool:
         """The same file passed twice (or a folder and a file inside it) is collected once."""
@@ -726,9 +906,6 @@ class _Collector:
                                      defines=scan.defines, input_index=index, upload=chain.upload))
         elif _is_zip_name(leaf):
             self._nested_archive(index, archive, position, info, member_source, chain, parts, depth + 1, budget)
-        elif _MODULE_FILE.fullmatch(leaf) and info.file_size <= MAX_COMPANION_BYTES:
-            self.modules.setdefault((chain.path, chain.members, tuple(parts[:-1])), []).append(
-                (position, info.filename))
         elif leaf == GRADESCOPE_METADATA:
             try:
                 data = _read_member(archive, info, member_source, MAX_NOTEBOOK_BYTES, budget)
@@ -736,7 +913,16 @@ class _Collector:
                 self.problems.append(Problem(member_source, exc.message))
                 return
             key = (index, (*chain.parts, *parts[:-1]))
-            self.metadata[key] = parse_gradescope_metadata(data.decode("utf-8", "replace"))
+            self.metadata[key] = parse_gradescope_submitters(data.decode("utf-8", "replace"))
+        elif (receipt := _BLACKBOARD_RECEIPT.match(leaf)) is not None:
+            self._receipt(index, (*chain.parts, *parts[:-1]), receipt,
+                          lambda: _read_member(archive, info, member_source, MAX_RECEIPT_BYTES, budget),
+                          _Other(member_source, (*chain.parts, *parts), index, chain.upload, receipt=True))
+        else:
+            if _MODULE_FILE.fullmatch(leaf) and info.file_size <= MAX_COMPANION_BYTES:
+                self.modules.setdefault((chain.path, chain.members, tuple(parts[:-1])), []).append(
+                    (position, info.filename))
+            self.others.append(_Other(member_source, (*chain.parts, *parts), index, chain.upload))
 
     def _nested_archive(
         self, index: int, archive: zipfile.ZipFile, position: int, info: zipfile.ZipInfo, source: str,
@@ -774,29 +960,55 @@ class _Collector:
 
     # -- naming
 
-    def _name(self, found: _Found) -> tuple[str, str, str, str]:
-        """(lms, student, key, original file name) from the LMS's naming of the path."""
-        parts = found.parts
+    def _name(self, parts: tuple[str, ...], input_index: int) -> _Name:
+        """Who the file at ``parts`` (relative to PATH number ``input_index``) belongs to, from the LMS's
+        naming: the outermost part that matches a pattern decides (see the module docstring)."""
         leaf_stem = _stem(parts[-1])
         for i, part in enumerate(parts):
             bare = _stem(part)
             is_leaf = i == len(parts) - 1
             if m := _MOODLE.match(bare):
                 original = _stem(m["rest"]) if is_leaf and m["rest"] else leaf_stem
-                return "moodle", m["student"].strip(), m["key"], original
+                student = m["student"].strip()
+                return _Name("moodle", student, m["key"], original,
+                             Identity(user_id=m["key"], people=(Person(student),)))
             if (m := _GRADESCOPE.match(bare)) and not is_leaf:
-                people = self.metadata.get((found.input_index, parts[:i]), {})
-                return "gradescope", people.get(m["key"], ""), m["key"], leaf_stem
-            # Canvas names files, never folders: only the notebook or an archive can carry it.
-            m = _CANVAS.match(bare) if is_leaf or _is_zip_name(part) else None
+                people = self.metadata.get((input_index, parts[:i]), {}).get(m["key"], ())
+                student = ", ".join(label for label in (p.name or p.email for p in people) if label)
+                return _Name("gradescope", student, m["key"], leaf_stem,
+                             Identity(submission_id=m["key"], people=people))
+            # Blackboard and Canvas name files, never folders: only the file or an archive can carry it.
+            if not (is_leaf or _is_zip_name(part)):
+                continue
+            if m := _BLACKBOARD.match(bare):
+                return self._blackboard_name(m, parts[:i], input_index, _stem(m["rest"]) if is_leaf and m["rest"]
+                                             else leaf_stem)
+            m = _CANVAS.match(bare)
             if m and (m["sub"] is not None or len(m["key"]) >= _CANVAS_MIN_LONE_ID):
                 original = _stem(m["rest"]) if is_leaf else leaf_stem
-                return "canvas", m["student"], m["key"], original
+                identity = Identity(user_id=m["key"], submission_id=m["sub"] or "", people=(Person(m["student"]),),
+                                    late=m["late"] is not None)
+                return _Name("canvas", m["student"], m["key"], original, identity)
         if _GENERIC_NAME.match(leaf_stem) and len(parts) > 1:
             student = _stem(parts[-2])
         else:
             student = leaf_stem
-        return "plain", student, "/".join(parts), leaf_stem
+        return _Name("plain", student, "/".join(parts), leaf_stem)
+
+    def _blackboard_name(self, m: re.Match[str], folder: tuple[str, ...], input_index: int, original: str) -> _Name:
+        """``<Assignment>_<username>_attempt_<time>``: the receipt of that attempt names the student and
+        settles where the assignment's name ends (both may contain "_"); without it, the username is
+        the last "_"-separated word."""
+        prefix, when = m["prefix"], m["when"]
+        receipt = self.receipts.get((input_index, folder, prefix, when))
+        if receipt is not None and receipt.username and prefix.endswith("_" + receipt.username):
+            username, assignment, student = receipt.username, prefix[: -len(receipt.username) - 1], receipt.name
+        else:
+            assignment, _, username = prefix.rpartition("_")
+            student = receipt.name if receipt is not None else ""
+        identity = Identity(user_id=username, submission_id=when, people=(Person(student or username),),
+                            assignment=assignment)
+        return _Name("blackboard", student or username, username, original, identity, attempt=when)
 
 
 @dataclass(frozen=True)
@@ -814,21 +1026,48 @@ class _Chain:
 # --- one submission, one notebook ------------------------------------------------------------
 
 
-def _units(found: list[_Found], named: list[tuple[str, str, str, str]]) -> Iterator[list[int]]:
-    """The indexes of ``found`` grouped into submissions, in order of their first notebook.
+def _units(items: list[tuple[int, tuple[str, ...], int]], named: list[_Name],
+           alone: str) -> dict[tuple[object, ...], list[int]]:
+    """The indexes of ``items`` (input index, path parts, upload) grouped into submissions, in order of
+    their first file, by a key that is the same for notebooks and other files of one submission.
 
     One LMS submission (the same lms and key in one PATH) is one unit; so is one archive found
-    inside a PATH (a student's own zip); any other notebook is a unit of its own."""
+    inside a PATH (a student's own zip); any other file is a unit of its own (``(alone, index)``)."""
     groups: dict[tuple[object, ...], list[int]] = {}
-    for i, (f, (lms, _, key, _)) in enumerate(zip(found, named, strict=True)):  # named: one per found
-        if lms != "plain":
-            unit: tuple[object, ...] = ("lms", f.input_index, lms, key)
-        elif f.upload:
-            unit = ("upload", f.input_index, f.parts[:f.upload])
+    for i, ((input_index, parts, upload), name) in enumerate(zip(items, named, strict=True)):  # one name per item
+        if name.lms != "plain":
+            unit: tuple[object, ...] = ("lms", input_index, name.lms, name.key)
+        elif upload:
+            unit = ("upload", input_index, parts[:upload])
         else:
-            unit = ("notebook", i)
+            unit = (alone, i)
         groups.setdefault(unit, []).append(i)
-    yield from groups.values()
+    return groups
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One gradebook row in the making: a notebook to grade (``index``) or an error row (``sentence``)."""
+
+    #: (lms, key, original name, source) for ``_assign_ids``; None for an input of its own that could not be read.
+    item: tuple[str, str, str, str] | None
+    #: The notebook to grade, in ``_Collector.found``; None for an error row.
+    index: int | None
+    #: The note for the report, or the error row's message.
+    sentence: str
+    name: _Name
+    source: str
+
+
+def _attempt_time(attempt: str) -> str:
+    """``2024-03-01-12-00-00`` -> ``2024-03-01 12:00:00``."""
+    return f"{attempt[:10]} {attempt[11:].replace('-', ':')}" if len(attempt) == 19 else attempt
+
+
+def _not_notebook(leaf: str) -> str:
+    """Why an uploaded file that is not a notebook was not graded."""
+    suffix = os.path.splitext(leaf)[1].lower()
+    return SKIPPED_NOT_NOTEBOOK.format(kind=suffix if suffix else "no suffix")
 
 
 def _choose(candidates: list[_Found], originals: list[str], template: str | None, unreadable: list[str],
@@ -878,6 +1117,13 @@ def _names(names: list[str]) -> str:
 def _clause(message: str) -> str:
     """A Problem's sentence cut to what is wrong, without what to do about it."""
     return message.split("; ")[0].rstrip(".")
+
+
+def _about_it(clause: str, source: str) -> str:
+    """A Problem's clause about ``source`` ("x.zip!a.ipynb is password-protected") said of "it", for a
+    list that already names the file ("it is password-protected")."""
+    shown = _one_line(source)
+    return "it" + clause[len(shown):] if clause.startswith(shown + " ") else clause
 
 
 def _unit_label(sources: list[str]) -> str:
@@ -1193,7 +1439,7 @@ def _base_id(lms: str, key: str) -> str:
     if lms == "plain":
         body = "-".join(s for s in (_safe(_stem(p)) for p in key.split("/")) if s)
     else:
-        body = {"canvas": "canvas", "moodle": "moodle", "gradescope": "gs"}[lms] + "-" + _safe(key)
+        body = {"canvas": "canvas", "moodle": "moodle", "gradescope": "gs", "blackboard": "bb"}[lms] + "-" + _safe(key)
     if not body:
         body = "nb-" + _digest(key)
     if body.split(".")[0].upper() in _WINDOWS_RESERVED:
@@ -1251,67 +1497,8 @@ def _assign_ids(items: list[tuple[str, str, str, str]]) -> list[str]:
 def parse_gradescope_metadata(text: str) -> dict[str, str]:
     """``submission_metadata.yml`` -> {submission id: submitters' names}, best effort, no YAML library.
 
-    Reads the shape Gradescope writes (Ruby symbols as keys)::
-
-        submission_987:
-          :submitters:
-          - :name: Ann Lee
-            :email: ann@example.edu
-          :created_at: ...
-
-    Several submitters (a group) are joined with ", "; a submitter without a
-    name is named by their email. Lines it does not understand are ignored.
+    Several submitters (a group) are joined with ", "; a submitter without a name is named by their
+    email. The whole of each submitter (name, email, SID) is ``parse_gradescope_submitters``'s.
     """
-    people: dict[str, list[dict[str, str]]] = {}
-    current: str | None = None
-    block_indent: int | None = None  # indent of ':submitters:' while inside that block
-    for raw in text.splitlines():
-        line = raw.rstrip().replace("\t", "  ")
-        body = line.strip()
-        if not body or body.startswith("#") or body in ("---", "..."):
-            continue
-        indent = len(line) - len(line.lstrip(" "))
-        if indent == 0:
-            m = re.match(r"""^:?["']?submission_(\d+)["']?\s*:\s*(?:\{\s*\})?$""", body)
-            current = m.group(1) if m else None
-            block_indent = None
-            if current is not None:
-                people.setdefault(current, [])
-            continue
-        if current is None:
-            continue
-        if re.match(r"^:?submitters\s*:", body):
-            block_indent = indent
-            continue
-        if block_indent is None:
-            continue
-        is_item = body.startswith("-")
-        if indent < block_indent or (indent == block_indent and not is_item):
-            block_indent = None
-            continue
-        if is_item:
-            people[current].append({})
-            body = body[1:].strip()
-        m = re.match(r"^:?(name|email)\s*:\s*(.*)$", body)
-        if m and people[current]:
-            people[current][-1][m.group(1)] = _yaml_scalar(m.group(2))
-    names = {}
-    for sub_id, submitters in people.items():
-        labels = [p.get("name") or p.get("email", "") for p in submitters]
-        names[sub_id] = ", ".join(label for label in labels if label)
-    return names
-
-
-def _yaml_scalar(value: str) -> str:
-    """A YAML scalar's text: quoted forms unquoted, a trailing comment and null dropped."""
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] == "'":
-        return value[1:-1].replace("''", "'")
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        try:
-            decoded = json.loads(value)
-        except ValueError:
-            return value[1:-1]
-        return decoded if isinstance(decoded, str) else value[1:-1]
-    value = re.split(r"\s+#", value, maxsplit=1)[0].strip()
-    return "" if value in ("~", "null", "Null", "NULL") else value
+    return {sub_id: ", ".join(label for label in (p.name or p.email for p in people) if label)
+            for sub_id, people in parse_gradescope_submitters(text).items()}

@@ -13,27 +13,35 @@ Nothing lost:
   regrades everything;
 * a submission that breaks the grader itself, or kills a pool process, becomes
   a row with status "error" and the batch goes on.
+
+What the class files say besides the grades: every file of the inputs that was not graded and why
+(``collect.Skipped``: printed as one line on stderr, listed in ``summary.json``/``summary.html``),
+the submissions an interrupted run did not reach (likewise), and, with ``--lms``, the import file of
+each LMS asked for (``grader.integrations.lms``), written with the other class files.
 """
 from __future__ import annotations
 
 import atexit
 import concurrent.futures as futures
 import dataclasses
+import datetime
 import hashlib
 import json
 import multiprocessing
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from grader.batch.collect import Collection, NotebookChanged, NotebookRef, Submission, collect
-from grader.batch.summary import GradebookRow, render_summary_html, summarize, write_gradebook
+from grader.batch.summary import GradebookRow, NotGraded, render_summary_html, summarize, write_gradebook
 from grader.files import write_atomic
 from grader.grade import Options, error_report, grade_notebook
+from grader.integrations.lms import IMPORT_FILES, LMS_NAMES, GradeRow, LmsAssignment, render_import
 from grader.model import Report
 from grader.render import RENDERERS, file_name, json_report, junit
 from grader.rubric import Rubric, load_rubric
@@ -63,6 +71,12 @@ CLASS_FILES = ("gradebook.csv", "summary.json", "summary.html", file_name("junit
 CLASS_STAMP_FILE = ".class-files-stamp"
 #: Submissions in flight per pool process: enough to keep it busy, few enough to bound memory.
 IN_FLIGHT_PER_JOB = 4
+#: The files not graded named on stderr before "and N more" (all are in summary.json and summary.html).
+MAX_NOT_GRADED_SHOWN = 3
+NOT_GRADED_LINE = ("grader: {count} found {were} not graded: {shown}{more}; "
+                   "summary.json and summary.html list each one with the reason.")
+UNGRADED_LINE = ("grader: {count} {are} still ungraded ({shown}{more}); "
+                 "summary.json and summary.html list them; run the same command again to grade them.")
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,12 @@ class BatchOptions:
     names: tuple[str, ...] = ()
     #: ``--assignment``: a bundled assignment's name or an assignment folder (None: the rubric's own).
     assignment: str | None = None
+    #: ``--lms``: the LMSs whose grade import file to write too (``grader.integrations.lms.LMS_NAMES``).
+    lms: tuple[str, ...] = ()
+    #: The LMS assignment's name in those files (default: the one the export names, else the rubric's title)
+    #: and its id (Canvas's assignment id, Blackboard's column id), which the LMS matches on when given.
+    lms_assignment: str = ""
+    lms_assignment_id: str = ""
 
 
 @dataclass
@@ -92,6 +112,10 @@ class BatchResult:
     interrupted: bool = False
     #: What the grading machine did not enforce (printed once on stderr, in summary.json/html), never in a report.
     notices: tuple[str, ...] = ()
+    #: Every file of the inputs that was not graded, and why.
+    not_graded: tuple[NotGraded, ...] = ()
+    #: The sources of the submissions an interrupted run did not reach.
+    ungraded: tuple[str, ...] = ()
 
 
 # --- in the pool processes -----------------------------------------------------------
@@ -296,13 +320,15 @@ class Output:
         write_atomic(self.report(sid), json.dumps(document, allow_nan=False, separators=(",", ":")) + "\n",
                      durable=False)
 
-    def class_files_current(self, class_stamp: str) -> bool:
-        """Whether the class-wide files exist and were made from exactly this class and setup."""
+    def class_files_current(self, class_stamp: str, lms: Iterable[str] = ()) -> bool:
+        """Whether the class-wide files (and the import files of the LMSs ``lms``) exist and were made from
+        exactly this class and setup."""
         try:
             made_from = (self.root / CLASS_STAMP_FILE).read_text(encoding="utf-8").strip()
         except OSError:
             return False
-        return made_from == class_stamp and all((self.root / name).is_file() for name in CLASS_FILES)
+        names = [*CLASS_FILES, *(IMPORT_FILES[name] for name in lms)]
+        return made_from == class_stamp and all((self.root / name).is_file() for name in names)
 
     def previous_notices(self) -> list[str]:
         """The operator notices of the last summary: they describe how the reports reused from it were graded."""
@@ -313,22 +339,47 @@ class Output:
         listed = document.get("operator_notices") if isinstance(document, dict) else None
         return [str(notice) for notice in listed] if isinstance(listed, list) else []
 
-    def finish(self, rows: list[GradebookRow], class_stamp: str = "", notices: Iterable[str] = ()) -> None:
+    def finish(self, rows: list[GradebookRow], class_stamp: str = "", notices: Iterable[str] = (),
+               not_graded: Iterable[NotGraded] = (), ungraded: Iterable[GradebookRow] = (),
+               imports: dict[str, LmsAssignment] | None = None) -> None:
         """The class-wide files; the stamp goes last, so an interrupted finish is redone next time.
 
-        ``notices``: the operator notices of the run, for ``summary.json`` and ``summary.html``."""
+        ``notices``: the operator notices of the run, ``not_graded``: the files not graded, ``ungraded``:
+        the submissions an interrupted run did not reach, for ``summary.json`` and ``summary.html``.
+        ``imports``: the LMSs whose import file to write, each with the assignment it grades; an import
+        file of an LMS not asked for this time is removed, so no file with grades older than the gradebook
+        is left to upload."""
         try:
             (self.root / CLASS_STAMP_FILE).unlink()
         except FileNotFoundError:
             pass
         write_gradebook(rows, self.root / "gradebook.csv")
-        summary = summarize(rows, notices)
+        summary = summarize(rows, notices, not_graded, ungraded)
         write_atomic(self.root / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
         write_atomic(self.root / "summary.html",
                       render_summary_html(summary, rows, link=lambda row: f"feedback/{file_name(row.id, 'html')}"))
         write_atomic(self.root / file_name("junit", "junit"), junit.render_many([row.report for row in rows]))
+        self.write_imports(rows, imports or {})
         if class_stamp:
             write_atomic(self.root / CLASS_STAMP_FILE, class_stamp + "\n")
+
+    def write_imports(self, rows: list[GradebookRow], imports: dict[str, LmsAssignment]) -> None:
+        """The grade import file of each LMS in ``imports`` (shared like the gradebook: 0644); the others
+        removed. An LMS's file holds its own submissions and the plain files (matched by name), never
+        another LMS's: their ids mean nothing to it."""
+        graded_at = datetime.datetime.now()  # local time: Moodle reads it back in its server's time zone
+        for name in LMS_NAMES:
+            target = self.root / IMPORT_FILES[name]
+            if name in imports:
+                grades = [GradeRow(row.student, row.identity,
+                                   row.report.score if row.report.status != "error" else None, row.report.max_score)
+                          for row in rows if row.lms in ("", name)]
+                write_atomic(target, render_import(name, grades, imports[name], graded_at), mode=0o644)
+            else:
+                try:
+                    target.unlink()
+                except FileNotFoundError:
+                    pass
 
 
 class Progress:
@@ -411,34 +462,81 @@ def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int],
     finally:
         meter.close()
 
-    rows = [GradebookRow(s.source, s.student, reports[s.id], s.id) for s in collection.submissions
+    rows = [_row(s, reports[s.id]) for s in collection.submissions
             if s.id in reports]  # one missing was interrupted before it was graded: the next run picks it up
-    class_stamp = _class_stamp(stamp, collection)
-    unchanged = not todo and not interrupted and out.class_files_current(class_stamp)
+    ungraded = [_row(s, error_report(s.source, rubric, "", started)) for s in collection.submissions
+                if s.id not in reports]
+    not_graded = tuple(NotGraded(skipped.source, skipped.reason) for skipped in collection.skipped)
+    imports = {name: _lms_assignment(name, options, rubric, collection) for name in options.lms}
+    class_stamp = _class_stamp(stamp, collection, imports)
+    unchanged = not todo and not interrupted and out.class_files_current(class_stamp, imports)
     for problem in collection.problems:
         report = error_report(problem.source, rubric, problem.message, time.perf_counter())
         # A whole submission that could not be graded (several notebooks, none chosen) keeps its id and student.
-        row = GradebookRow(problem.source, problem.student, report, problem.id or _problem_id(problem.source))
+        row = GradebookRow(problem.source, problem.student, report, problem.id or _problem_id(problem.source),
+                           problem.lms, problem.identity)
         if not unchanged:
             out.save(row.id, problem.student, problem.source, "", stamp, report)
         rows.append(row)
     notices.update(seen)
     if not unchanged:  # a re-run over an unchanged class rewrites nothing
-        out.finish(rows, class_stamp, notices)
+        out.finish(rows, class_stamp, notices, not_graded, ungraded, imports)
+    _tell_what_was_not_graded(meter.stream, not_graded, [row.submission for row in ungraded])
     errors = sum(row.report.status != "graded" for row in rows)
     return BatchResult(rows, len(rows) - reused - len(collection.problems), reused, errors,
-                       time.perf_counter() - started, interrupted, tuple(notices))
+                       time.perf_counter() - started, interrupted, tuple(notices), not_graded,
+                       tuple(row.submission for row in ungraded))
 
 
-def _class_stamp(stamp: str, collection: Collection) -> str:
+def _row(submission: Submission, report: Report) -> GradebookRow:
+    """A graded (or, for ``ungraded``, not yet graded) submission's gradebook row, with its LMS identity."""
+    lms = "" if submission.lms == "plain" else submission.lms
+    return GradebookRow(submission.source, submission.student, report, submission.id, lms, submission.identity)
+
+
+def _lms_assignment(lms: str, options: BatchOptions, rubric: Rubric, collection: Collection) -> LmsAssignment:
+    """The assignment ``lms``'s import file grades: the name given, else the one that LMS's export names
+    most (Blackboard's file names carry it), else the rubric's title; its points are the rubric's maximum."""
+    named = Counter(s.identity.assignment for s in collection.submissions if s.lms == lms and s.identity.assignment)
+    name = options.lms_assignment or (named.most_common(1)[0][0] if named else "") or rubric.title or rubric.name
+    return LmsAssignment(name, rubric.max_score, options.lms_assignment_id)
+
+
+def _counted(count: int, noun: str) -> str:
+    """``1 file``, ``3 files``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _tell_what_was_not_graded(stream: TextIO, not_graded: tuple[NotGraded, ...], ungraded: list[str]) -> None:
+    """One line each on stderr: the files found but not graded, and the submissions still ungraded."""
+    def more(count: int) -> str:
+        return f" and {count - MAX_NOT_GRADED_SHOWN} more" if count > MAX_NOT_GRADED_SHOWN else ""
+
+    if not_graded:
+        shown = "; ".join(f"{item.path} ({item.reason})" for item in not_graded[:MAX_NOT_GRADED_SHOWN])
+        count = len(not_graded)
+        print(NOT_GRADED_LINE.format(count=_counted(count, "file"), were="was" if count == 1 else "were", shown=shown,
+                                     more=more(count)),
+              file=stream, flush=True)
+    if ungraded:
+        print(UNGRADED_LINE.format(count=_counted(len(ungraded), "submission"), are="is" if len(ungraded) == 1 else "are",
+                                   shown=", ".join(ungraded[:MAX_NOT_GRADED_SHOWN]),
+                                   more=more(len(ungraded))), file=stream, flush=True)
+
+
+def _class_stamp(stamp: str, collection: Collection, imports: dict[str, LmsAssignment] | None = None) -> str:
     """What the class-wide files are made from: the grading fingerprint, and every submission's id,
-    student, source and content hash, and every input that could not be read."""
+    student, identity, source and content hash, every input that could not be read, every file not
+    graded, and the LMS files asked for."""
     digest = hashlib.sha256(stamp.encode())
     for submission in collection.submissions:
         digest.update(f"\0{submission.id}\0{submission.student}\0{submission.source}\0{submission.sha256}"
-                      .encode("utf-8", "surrogatepass"))
+                      f"\0{submission.identity!r}".encode("utf-8", "surrogatepass"))
     for problem in collection.problems:
-        digest.update(f"\1{problem.source}\0{problem.message}".encode("utf-8", "surrogatepass"))
+        digest.update(f"\1{problem.source}\0{problem.message}\0{problem.identity!r}".encode("utf-8", "surrogatepass"))
+    for skipped in collection.skipped:
+        digest.update(f"\2{skipped.source}\0{skipped.reason}".encode("utf-8", "surrogatepass"))
+    digest.update(f"\3{sorted((imports or {}).items())!r}".encode("utf-8", "surrogatepass"))
     return digest.hexdigest()[:32]
 
 

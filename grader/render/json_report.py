@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from grader.model import (
+    DEFAULT_VISIBILITY,
     SCHEMA,
+    VISIBILITIES,
     CellRun,
     CheckResult,
     Diagnosis,
@@ -27,6 +29,7 @@ from grader.model import (
     GradedWith,
     Report,
     Training,
+    Visibility,
 )
 from grader.render._common import FALLBACK_ERROR, graded_with_dict, graded_with_keys
 from grader.untrusted_text import safe_report
@@ -98,6 +101,7 @@ def _check_dict(check: CheckResult) -> dict[str, Any]:
         "max_score": float(check.max_score),
         "message": check.message,
         "fraction": float(check.fraction),
+        "visibility": check.visibility,
     }
     if check.details:
         entry["details"] = check.details
@@ -202,7 +206,14 @@ def _check(data: Mapping[str, Any]) -> CheckResult:
         score=_float(data["score"]),
         max_score=_float(data["max_score"]),
         details=dict(data.get("details", {})),
+        visibility=_visibility(data.get("visibility", DEFAULT_VISIBILITY)),
     )
+
+
+def _visibility(value: Any) -> Visibility:
+    """A check's visibility as stored: absent (a document written before it existed) is visible; a word that
+    is not one of Gradescope's four is hidden, so a damaged file never shows a student what was held back."""
+    return next((known for known in VISIBILITIES if known == value), "hidden")
 
 
 def _graded_with(document: Mapping[str, Any]) -> GradedWith | None:

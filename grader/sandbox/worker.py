@@ -796,6 +796,24 @@ def _stand_in(name: str, table: dict[bytes, Any]) -> Any:
     what a function that uses it sees when the notebook's own ``name`` is replaced by a working one.
     It holds values only, never code of the grader's."""
     points = [(numpy.frombuffer(key.split(b")", 1)[1], dtype=float), value) for key, value in table.items()]
+    # A helper is elementwise (an activation and its slope): a notebook that calls it element by element in a
+    # loop (``d_activation(h[i])``) asks for single numbers of the points, answered from their elements.
+    known = [(p, numpy.asarray(v, dtype=float).ravel()) for p, v in points if numpy.size(v) == p.size]
+    inputs = numpy.concatenate([p for p, _ in known]) if known else numpy.zeros(0)
+    outputs = numpy.concatenate([v for _, v in known]) if known else numpy.zeros(0)
+    order = numpy.argsort(inputs, kind="stable")
+    inputs, outputs = inputs[order], outputs[order]
+
+    def by_element(flat: Any) -> Any:
+        if inputs.size == 0:
+            return None
+        where = numpy.clip(numpy.searchsorted(inputs, flat), 1, inputs.size - 1) if inputs.size > 1 else \
+            numpy.zeros(flat.shape, dtype=int)
+        below = numpy.maximum(where - 1, 0)
+        nearer = numpy.where(numpy.abs(inputs[below] - flat) <= numpy.abs(inputs[where] - flat), below, where)
+        if not numpy.all(numpy.abs(inputs[nearer] - flat) <= 1e-12 + 1e-9 * numpy.abs(flat)):
+            return None
+        return outputs[nearer]
 
     def stand_in(z: Any) -> Any:
         array = numpy.asarray(z, dtype=float)
@@ -804,6 +822,10 @@ def _stand_in(name: str, table: dict[bytes, Any]) -> Any:
             flat = array.ravel()
             value = next((v for point, v in points if point.shape == flat.shape
                           and numpy.allclose(point, flat, rtol=1e-9, atol=1e-12)), None)
+            if value is None:
+                value = by_element(flat)
+                if value is not None and array.ndim == 0:
+                    return float(value[0])
         if value is None:
             raise LookupError(f"the grader's stand-in for {name} has no value for this input")
         return numpy.asarray(value).reshape(array.shape).copy() if numpy.size(value) == array.size else value.copy()
