@@ -803,3 +803,18 @@ def test_a_submission_holds_a_reference_not_the_bytes(tmp_path: Path) -> None:
     assert isinstance(s.ref, NotebookRef) and not any(isinstance(v, bytes) for v in vars(s).values())
     assert "yyyy" not in repr(s)
     assert s.data == path.read_bytes()
+
+
+def test_a_module_beside_its_notebook_is_listed_as_importable_not_as_a_wrong_upload(tmp_path: Path) -> None:
+    root = tmp_path / "subs"
+    write(root / "erin" / "nn.ipynb", nb("erin", ALL_FOUR))
+    write(root / "erin" / "helpers.py", b"def relu(z):\n    return z * (z > 0)\n")
+    write(root / "class" / "a.ipynb", nb("a", ALL_FOUR))  # a folder of several notebooks: a class, not one's modules
+    write(root / "class" / "b.ipynb", nb("b", ALL_FOUR))
+    write(root / "class" / "stray.py", b"x = 1\n")
+    result = collect([root], names=ALL_FOUR)
+    assert [(k.source[len(str(root)) + 1:], k.reason) for k in result.skipped] == [
+        ("class/stray.py", "not a notebook (.py): only .ipynb files are graded"),
+        ("erin/helpers.py", "a Python module beside a notebook: that notebook's cells may import it; not graded "
+                            "on its own"),
+    ]

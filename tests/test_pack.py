@@ -130,7 +130,7 @@ def test_the_codec_keeps_types_shapes_and_shared_objects() -> None:
 
 @pytest.mark.parametrize("field", [{"$type": "Popen", "$id": 0}, {"$a": ["|O", [1], 0]}])
 def test_the_codec_builds_nothing_but_the_declarations_types(field: dict[str, object]) -> None:
-    document = json.dumps({"format": codec.FORMAT, "fields": {}, "assignment": field, "tables": []}).encode()
+    document = json.dumps({"format": codec.FORMAT, "fields": {}, "assignment": field, "tables": []}).encode() + b"\n"
     with pytest.raises(AssignmentError, match="damaged"):
         codec.read(document, b"\0" * 64)
 
@@ -279,8 +279,8 @@ def test_the_packs_probes_are_not_the_grading_probes(pack: Path) -> None:
     """The pack holds expected values on its public probes only: none of its drawn probes is one the grader
     grades with (seed 0); the notebook's own data is public anyway (it is in the template)."""
     with zipfile.ZipFile(pack) as archive:
-        tabled = from_files(archive.read("grader/packed/simple_nn/assignment.json"),
-                            archive.read("grader/packed/simple_nn/arrays.bin"), "pack")
+        tabled = from_files(archive.read(f"grader/packed/simple_nn/{codec.DECLARATION}"),
+                            archive.read(f"grader/packed/simple_nn/{codec.ARRAYS}"), "pack")
     graded = probes_for_seed(load_rubric(None, None).assignment, 0)
 
     def drawn(probes: Probes) -> set[bytes]:

@@ -210,6 +210,7 @@ NO_FILES = ("{who} submitted no file (Blackboard's receipt {receipt} lists none)
             "ask the student to upload the notebook.")
 # Why a file found in the inputs was not graded (``Collection.skipped``): a phrase, no final period.
 SKIPPED_NOT_NOTEBOOK = "not a notebook ({kind}): only .ipynb files are graded"
+SKIPPED_COMPANION = "a Python module beside a notebook: that notebook's cells may import it; not graded on its own"
 SKIPPED_NOT_CHOSEN = "another notebook of the same submission, {chosen}, was graded"
 SKIPPED_EARLIER_ATTEMPT = "an earlier Blackboard attempt ({when}); the latest attempt ({latest}) was graded"
 SKIPPED_UNREADABLE = "{why}; another notebook of the same submission was graded"
@@ -617,9 +618,12 @@ class _Collector:
         rows: list[_Row] = []
         for members in units.values():
             rows.append(self._unit_row(members, named, skipped))
+        folders = Counter(f.source.rpartition("/")[0] for f in self.found)
+        notebook_folders = {folder for folder, count in folders.items() if count == 1}  # as grade.companion_files
         for key, indexes in other_units.items():
             files = [j for j in indexes if not self.others[j].receipt]
-            skipped += [Skipped(self.others[j].source, _not_notebook(self.others[j].parts[-1])) for j in files]
+            skipped += [Skipped(self.others[j].source, _not_notebook(self.others[j].parts[-1], self.others[j].source,
+                                                                    notebook_folders)) for j in files]
             if key not in units and key[0] == "lms":  # an LMS submission without a single notebook
                 rows.append(self._no_notebook_row(indexes, files, other_named))
         ids = iter(_assign_ids([row.item for row in rows if row.item is not None]))
@@ -1064,9 +1068,12 @@ def _attempt_time(attempt: str) -> str:
     return f"{attempt[:10]} {attempt[11:].replace('-', ':')}" if len(attempt) == 19 else attempt
 
 
-def _not_notebook(leaf: str) -> str:
-    """Why an uploaded file that is not a notebook was not graded."""
+def _not_notebook(leaf: str, source: str = "", notebook_folders: frozenset[str] | set[str] = frozenset()) -> str:
+    """Why an uploaded file that is not a notebook was not graded (a module beside a notebook is one its cells
+    may import: said so, not as if it were a wrong upload)."""
     suffix = os.path.splitext(leaf)[1].lower()
+    if suffix == ".py" and source.rpartition("/")[0] in notebook_folders:
+        return SKIPPED_COMPANION
     return SKIPPED_NOT_NOTEBOOK.format(kind=suffix if suffix else "no suffix")
 
 

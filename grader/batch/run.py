@@ -44,6 +44,7 @@ from grader.grade import Options, error_report, grade_notebook
 from grader.integrations.lms import IMPORT_FILES, LMS_NAMES, GradeRow, LmsAssignment, render_import
 from grader.model import Report
 from grader.render import RENDERERS, file_name, json_report, junit
+from grader.render.visibility import RELEASED_WHILE_OPEN, student_view
 from grader.rubric import Rubric, load_rubric
 from grader.sandbox import environment
 from grader.template import opening_cells
@@ -100,6 +101,9 @@ class BatchOptions:
     #: and its id (Canvas's assignment id, Blackboard's column id), which the LMS matches on when given.
     lms_assignment: str = ""
     lms_assignment_id: str = ""
+    #: ``--release``: the check visibilities the students' feedback pages show (``grader.render.visibility``);
+    #: the gradebook, the stored reports and Gradescope's results always hold every check.
+    release: frozenset[str] = RELEASED_WHILE_OPEN
 
 
 @dataclass
@@ -124,7 +128,8 @@ _worker_state: dict[str, Any] = {}
 
 
 def _init_worker(rubric_ref: str | None, seed: int, overrides: tuple[tuple[str, float], ...],
-                 backend: str = "subprocess", names: tuple[str, ...] = (), assignment: str | None = None) -> None:
+                 backend: str = "subprocess", names: tuple[str, ...] = (), assignment: str | None = None,
+                 release: frozenset[str] = RELEASED_WHILE_OPEN) -> None:
     """Load the rubric and start this process's fork server (or first kernel) once, not per submission.
 
     Never raises: an initializer that raises breaks the whole pool, and every
@@ -145,6 +150,7 @@ def _init_worker(rubric_ref: str | None, seed: int, overrides: tuple[tuple[str, 
         return
     _worker_state["rubric"] = rubric
     _worker_state["names"] = names
+    _worker_state["release"] = release
     _worker_state["options"] = Options(seed=seed, limits=limits, backend=backend)
     if backend == "kernel":
         _worker_state["server"] = None
@@ -236,7 +242,8 @@ def _grade_in_worker(source: str, data: bytes | NotebookRef, note: str = "") -> 
         report = error_report(source, rubric, exc.message, started)
     except Exception as exc:  # noqa: BLE001 - a grader bug must cost one row, never the batch
         report = error_report(source, rubric, GRADER_FAILED.format(reason=f"{type(exc).__name__}: {exc}"), started)
-    return {"report": json_report.to_dict(report), "files": feedback_files(report), "notices": _new_notices()}
+    return {"report": json_report.to_dict(report),
+            "files": feedback_files(report, _worker_state.get("release", RELEASED_WHILE_OPEN)), "notices": _new_notices()}
 
 
 def _new_notices() -> list[str]:
@@ -247,9 +254,13 @@ def _new_notices() -> list[str]:
     return fresh
 
 
-def feedback_files(report: Report) -> dict[str, str]:
-    """The per-student files besides the JSON report, by kind."""
-    return {fmt: RENDERERS[fmt].render(report) for fmt in ("md", "html", "gradescope")}
+def feedback_files(report: Report, release: Iterable[str] = RELEASED_WHILE_OPEN) -> dict[str, str]:
+    """The per-student files besides the JSON report, by kind: the feedback pages a student reads show the
+    released checks only (``student_view``); Gradescope's results carry every check with its visibility,
+    which Gradescope itself honours."""
+    shown = student_view(report, release)
+    return {"md": RENDERERS["md"].render(shown), "html": RENDERERS["html"].render(shown),
+            "gradescope": RENDERERS["gradescope"].render(report)}
 
 
 # --- in the main process ------------------------------------------------------------------
@@ -265,26 +276,29 @@ def _assignment_digest(rubric: Rubric) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(rubric: Rubric, seed: int, overrides: Iterable[tuple[str, float]], backend: str = "subprocess") -> str:
-    """What a stored report depends on besides the notebook: rubric file, seed, limits, backend, grader version
-    and the assignment's code."""
+def fingerprint(rubric: Rubric, seed: int, overrides: Iterable[tuple[str, float]], backend: str = "subprocess",
+                release: Iterable[str] = RELEASED_WHILE_OPEN) -> str:
+    """What a stored report and its feedback depend on besides the notebook: rubric file, seed, limits, backend,
+    grader version, the assignment's code and the checks released to students."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        grader_version = version("grader")
+        grader_version = version("numpy-nn-grader")
     except PackageNotFoundError:
-        grader_version = "source"
+        from grader import __version__ as grader_version
     text = Path(rubric.path).read_bytes() if rubric.path and Path(rubric.path).is_file() else rubric.name.encode()
     parts = [hashlib.sha256(text).hexdigest(), str(seed), repr(sorted(overrides)), grader_version, backend,
-             _assignment_digest(rubric)]
+             _assignment_digest(rubric), *([] if set(release) == set(RELEASED_WHILE_OPEN) else sorted(release))]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
 class Output:
     """The layout of ``--out``; every file of one submission is named by its stable id."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, release: Iterable[str] = RELEASED_WHILE_OPEN) -> None:
         self.root = root
+        #: The check visibilities the feedback pages show (``BatchOptions.release``).
+        self.release = frozenset(release)
 
     def report(self, sid: str) -> Path:
         return self.root / "reports" / file_name(sid, "json")
@@ -309,7 +323,7 @@ class Output:
 
         ``document`` is the report as a dict when a pool process already made it."""
         document = dict(document) if document is not None else json_report.to_dict(report)
-        files = files or feedback_files(report)
+        files = files or feedback_files(report, self.release)
         write_atomic(self.root / "feedback" / file_name(sid, "md"), files["md"], durable=False)
         write_atomic(self.root / "feedback" / file_name(sid, "html"), files["html"], durable=False)
         write_atomic(self.root / "results" / sid / file_name("results", "gradescope"), files["gradescope"],
@@ -418,7 +432,7 @@ def _pool(options: BatchOptions) -> futures.ProcessPoolExecutor:
     context = multiprocessing.get_context("spawn")  # no copy of this process's threads or state
     return futures.ProcessPoolExecutor(max_workers=options.jobs, mp_context=context, initializer=_init_worker,
                                        initargs=(options.rubric, options.seed, options.limit_overrides,
-                                                 options.backend, options.names, options.assignment))
+                                                 options.backend, options.names, options.assignment, options.release))
 
 
 def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int], Progress] | None = None) -> BatchResult:
@@ -433,8 +447,8 @@ def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int],
     confinement().require()  # a root grader that cannot drop root stops here, before any student code
     # Holds references, not notebooks: each is read when it is graded (by the pool process grading it).
     collection: Collection = collect(paths, rubric.template, options.names)
-    stamp = fingerprint(rubric, options.seed, options.limit_overrides, options.backend)
-    out = Output(options.out)
+    stamp = fingerprint(rubric, options.seed, options.limit_overrides, options.backend, options.release)
+    out = Output(options.out, options.release)
     options.out.mkdir(parents=True, exist_ok=True)
 
     reports: dict[str, Report] = {}

@@ -161,6 +161,8 @@ def _as_float32(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 Case = tuple[str, dict[str, Callable[..., Any]]]
+#: How the name of a case whose student is the reference starts.
+REFERENCE_CASE = "reference"
 
 
 def _cases(original: Assignment, accepted: Sequence[str]) -> list[Case]:
@@ -176,9 +178,9 @@ def _cases(original: Assignment, accepted: Sequence[str]) -> list[Case]:
     for pair in _pairs(helpers):
         under = f" under {pair.name}" if pair is not None else ""
         reference = original.as_student(pair)
-        cases.append((f"reference{under}", reference))
+        cases.append((f"{REFERENCE_CASE}{under}", reference))
         for name in objectives:
-            cases.append((f"reference{under}, {name} in float32", {**reference, name: _as_float32(reference[name])}))
+            cases.append((f"{REFERENCE_CASE}{under}, {name} in float32", {**reference, name: _as_float32(reference[name])}))
         for mutant in original.mutants if pair in mutant_pairs else ():
             in_context = helpers is not None and mutant.function in helpers.dependents
             if pair is not (helpers.default if helpers else None) and not in_context:
@@ -212,7 +214,13 @@ def record(recorded: Recording, rubric: Rubric, seed: int) -> None:
     _touch_constants(assignment)
     factors = assignment.structure.factors.values()
     seen: set[Any] = set()
-    for _name, functions in _progress(_cases(rubric.assignment, rubric.accepted_families), "recording"):
+    # A training loss is kept for the reference's trainings only (a student on the reference's path gets the
+    # curve, and its audit passes on the first try); a mutant's 200 losses would triple the pack for a chart.
+    # The verdict is never the loss's (grader.training), and a loss not kept is NaN.
+    losses = [c.loop.loss for c in assignment.checks if isinstance(c, Converges) and isinstance(c.loop.loss, Recorder)]
+    for name, functions in _progress(_cases(rubric.assignment, rubric.accepted_families), "recording"):
+        for loss in losses:
+            loss.enabled = name.startswith(REFERENCE_CASE)
         run, _, _, _ = grade_functions(functions, exercised, seed, _LocalSandbox)
         _exercise_catalogue(assignment, run, seen)
         for evidence in (e for given in run.gradients.values() for e in given):

@@ -281,6 +281,8 @@ class Recorder:
         self.function = function
         #: Written to the pack with the table (see ``Table.elementwise``).
         self.elementwise = elementwise
+        #: False while calls are not worth keeping (``grader.pack.build``: a mutant's training losses).
+        self.enabled = True
         self.entries: list[Entry] = []
         self._seen: set[Hashable] = set()
 
@@ -288,7 +290,7 @@ class Recorder:
         return f"<recorder {self.name}>"
 
     def __call__(self, *args: Any) -> Any:
-        key = calls_key(args)
+        key = calls_key(args) if self.enabled else None
         if key is None or key in self._seen:
             return self.function(*args)
         before = tuple(_snapshot(a) for a in args)
