@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from grader.assignment import Assignment
 from grader.errors import GraderError, SandboxRefused
 from grader.model import FunctionInfo, GradedWith, Report
 from grader.rubric import Rubric
@@ -218,6 +219,14 @@ def _grade_loaded(notebook: Notebook, sandbox: ProcessSandbox, rubric: Rubric, o
         submission=notebook.path, rubric=rubric.name, status="graded", score=score, max_score=max_score,
         functions=functions, checks=run.results, diagnoses=diagnoses, warnings=warnings + run.warnings,
         cells=execution.cells, training=run.training, graded_with=graded_with,
-        seed=options.seed, backend=sandbox.name, duration_s=round(time.perf_counter() - started, 3),
+        seed=_probes_seed(assignment, options.seed), backend=sandbox.name, duration_s=round(time.perf_counter() - started, 3),
         output_excerpt=sandbox.output_excerpt(), assignment=assignment.name,
     )
+
+
+def _probes_seed(assignment: Assignment, seed: int) -> int:
+    """The seed the probes were drawn with: a student pack's public seed (its probes whatever was asked)."""
+    from grader.pack.installed import public_seed
+
+    drawn = public_seed(assignment)
+    return seed if drawn is None else drawn

@@ -38,6 +38,8 @@ FIXTURES = REPO / "tests" / "fixtures" / "notebooks"
 sys.path.insert(0, str(Path(__file__).parent))
 import student_pack  # noqa: E402
 
+from tests.unprivileged import Account, pack_environment, private_install, unprivileged_account  # noqa: E402, F401
+
 # ----------------------------------------------------------------------------- answer tables
 
 def _recorded(function, *calls):
@@ -234,6 +236,25 @@ def test_the_pack_grades_the_seed_as_the_grader_does(student_python: Path, tmp_p
     version = subprocess.run([str(student_python), "-m", "grader", "--version"], capture_output=True, text=True,
                              cwd=tmp_path).stdout
     assert "student pack of simple_nn" in version
+
+
+@pytest.mark.slow
+def test_a_student_without_privileges_installs_the_pack_and_checks(pack: Path, unprivileged_account: Account) -> None:
+    """What a student does on their own machine, as an ordinary user: pip install the wheel, grader check."""
+    python = pack_environment(pack)
+    workspace = unprivileged_account.workspace()
+    notebook = workspace / "my_notebook.ipynb"
+    notebook.write_bytes(SEED_NOTEBOOK.read_bytes())
+    unprivileged_account.give(notebook)
+    result = unprivileged_account.run([str(python), "-m", "grader", "check", str(notebook), "--format", "json"],
+                                      cwd=workspace)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert (report["score"], report["max_score"]) == (50, 100) and report["status"] == "graded"
+    assert "d_activation_on_w2_partials" in [d["id"] for d in report["diagnoses"]]
+    where = unprivileged_account.run([str(python), "-c", "import grader, os; print(os.path.dirname(grader.__file__))"],
+                                     cwd=workspace).stdout.strip()
+    assert where.startswith(str(python.parent.parent)) and not Path(where, "reference").exists()
 
 
 @pytest.mark.slow

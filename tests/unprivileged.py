@@ -462,3 +462,16 @@ def libc() -> ctypes.CDLL:
     library = ctypes.CDLL(None, use_errno=True)
     library.shmctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
     return library
+
+
+def pack_environment(wheel: Path) -> Path:
+    """A world-readable environment on the system interpreter holding a student pack and its dependencies,
+    and nothing else of the grader (a student's machine); its interpreter. Removed with ``ENV_ROOT``'s pruning."""
+    _ensure_env_root()
+    base = _base_venv(_source_tree())
+    root = Path(tempfile.mkdtemp(prefix="pack-", dir=ENV_ROOT))
+    _run_quiet(["cp", "-al", str(base), str(root / "venv")], "cloning the base venv")
+    python = root / "venv" / "bin" / "python"
+    _run_quiet([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], "installing the student pack")
+    _run_quiet(["chmod", "-R", "a+rX,go-w", str(root)], "making the pack's environment world-readable")
+    return python

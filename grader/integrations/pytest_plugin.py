@@ -361,7 +361,11 @@ class _GraderSession:
         count = len(self.notebooks)
         which = f"{count} notebook{'s' if count != 1 else ''}" if count else "notebooks given as arguments"
         mark = f", pass mark {self.fail_under:g}%" if self.fail_under is not None else ""
-        lines = [f"grader: {which}, rubric {self.rubric.name} ({self.rubric.path}), seed {self.seed}{mark}"]
+        from grader.pack.installed import public_seed
+
+        drawn = public_seed(self.rubric.assignment)
+        seed = f"seed {self.seed}" if drawn is None else f"a student pack's public probes (seed {drawn})"
+        lines = [f"grader: {which}, rubric {self.rubric.name} ({self.rubric.path}), {seed}{mark}"]
         if self.left_out:
             lines.append(f"grader: not run, as the command line names its own paths: "
                          f"{', '.join(path.name for path in self.left_out)} (grader_notebooks)")
