@@ -1,30 +1,98 @@
-"""Command line: ``grader check`` (one notebook), ``grader grade`` (a class), ``grader calibrate`` and
-``grader doctor`` (what this machine enforces; exit 0 all of it, 1 not all, 2 cannot grade here).
+"""Command line: ``grader check`` (one notebook), ``grader grade`` (a class), ``grader calibrate``,
+``grader doctor`` (what this machine enforces), ``grader pack`` (the students' wheel) and
+``grader gradescope`` (an autograder zip).
 
 ``main(argv) -> int`` in the manner of pypa/build: every domain error is one
-sentence on stderr and a documented exit code, never a traceback.
+sentence on stderr and a documented exit code, never a traceback. What each
+command's exit codes mean, and the files it writes, are said once, here
+(:data:`EXIT_CODES`, :func:`output_files`), and shown at the end of its ``--help``:
   0  graded (and at or above --fail-under)
   1  graded, but under --fail-under
   2  cannot grade (the report, with status "error", is still printed)
+  130  interrupted
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from grader.errors import EXIT_CANNOT_GRADE, EXIT_GRADED, EXIT_UNDER_THRESHOLD, GraderError, SettingError
+from grader.integrations.lms import LMS_NAMES
 from grader.sandbox import environment
 from grader.sandbox.limits import Limits, Setting, settings
 
 if TYPE_CHECKING:
+    from grader.model import Report
     from grader.rubric import Rubric
 
 N = TypeVar("N", int, float)
 
 FORMATS = ("text", "json", "md", "html", "junit", "gradescope", "classroom")
+#: What ``grader check`` prints when no ``--format`` is given, and on stdout when several are.
+DEFAULT_FORMAT = "text"
+
+#: Ctrl-C: every command stops; ``grader grade`` keeps every report finished so far.
+EXIT_INTERRUPTED = 130
+_INTERRUPTED = (EXIT_INTERRUPTED, "interrupted (Ctrl-C)")
+#: What each exit code means, per command (``grader`` itself: the codes all commands share), in the order
+#: ``--help`` lists them.
+EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
+    "grader": (
+        (EXIT_GRADED, "done: graded, written, or everything enforced"),
+        (EXIT_UNDER_THRESHOLD, "check: under --fail-under; calibrate: a rubric gap; doctor: something not "
+                               "enforced"),
+        (EXIT_CANNOT_GRADE, "cannot do it: one sentence on stderr says what is wrong and what to do (a usage "
+                            "error too)"),
+        _INTERRUPTED,
+    ),
+    "check": (
+        (EXIT_GRADED, "graded, at or above --fail-under"),
+        (EXIT_UNDER_THRESHOLD, "graded, but the score is under --fail-under percent of the maximum"),
+        (EXIT_CANNOT_GRADE, "cannot grade: not a notebook, unreadable, a bad option, assignment, rubric or "
+                            "setting, or a sandbox that cannot start; when the notebook was the problem, the "
+                            "report (status \"error\") is still printed and written"),
+        _INTERRUPTED,
+    ),
+    "grade": (
+        (EXIT_GRADED, "the run finished: the gradebook is written, error rows included"),
+        (EXIT_CANNOT_GRADE, "nothing graded: a bad option, assignment, rubric or setting, an --out that cannot "
+                            "be written, or a machine that may not run student code"),
+        (EXIT_INTERRUPTED, "interrupted: every report finished so far is kept; the same command grades the rest"),
+    ),
+    "calibrate": (
+        (EXIT_GRADED, "the reference scores full marks and every mutant is penalised and named"),
+        (EXIT_UNDER_THRESHOLD, "a rubric gap (the matrix says which)"),
+        (EXIT_CANNOT_GRADE, "a bad option, assignment, rubric or setting"),
+        _INTERRUPTED,
+    ),
+    "doctor": (
+        (EXIT_GRADED, "everything is enforced"),
+        (EXIT_UNDER_THRESHOLD, "grading works, but something is not enforced (the lines marked NO)"),
+        (EXIT_CANNOT_GRADE, "student code cannot run here (the sentence says why), or a bad option"),
+        _INTERRUPTED,
+    ),
+    "pack": (
+        (EXIT_GRADED, "the wheel is written (its path on stdout)"),
+        (EXIT_CANNOT_GRADE, "no pack: a bad option, assignment or rubric, --public-seed equal to --seed, no "
+                            "check released, or an --out that cannot be written"),
+        _INTERRUPTED,
+    ),
+    "gradescope": (
+        (EXIT_GRADED, "the zip is written"),
+        (EXIT_CANNOT_GRADE, "no zip: a bad option, assignment or rubric, a grader that cannot be packed, or an "
+                            "--out that cannot be written"),
+        _INTERRUPTED,
+    ),
+}
+#: What ``--release`` may add to the checks students see (``visible`` always are; ``hidden`` never, for them).
+RELEASABLE = ("after_due_date", "after_published")
+#: The commands, in the order ``grader --help`` lists them.
+COMMANDS = ("check", "grade", "calibrate", "pack", "doctor", "gradescope")
 
 
 def _bounded(convert: Callable[[str], N], low: float, high: float, expected: str) -> Callable[[str], N]:
@@ -42,6 +110,19 @@ def _bounded(convert: Callable[[str], N], low: float, high: float, expected: str
 
 _jobs = _bounded(int, 1, 256, "a whole number of processes from 1 to 256")
 _percentage = _bounded(float, 0, 100, "a number from 0 to 100")
+_SEED = _bounded(int, 0, 2**63 - 1, "a whole number >= 0")
+
+#: ``--format`` naming a format that does not exist (argparse puts "argument --format: " before it).
+UNKNOWN_FORMAT = "unknown format {value!r} in {given!r}; use one or more of {choices}, separated by commas"
+
+
+def _format_list(text: str) -> tuple[str, ...]:
+    """An argparse type: ``json,html`` as ``("json", "html")``, each one of :data:`FORMATS`."""
+    names = tuple(part.strip() for part in text.split(","))
+    for name in names:
+        if name not in FORMATS:
+            raise argparse.ArgumentTypeError(UNKNOWN_FORMAT.format(value=name, given=text, choices=", ".join(FORMATS)))
+    return names
 
 
 #: Where a limit given as a flag came from, in a SettingError (``Limits.merged``, ``Setting.check``).
@@ -73,11 +154,10 @@ def _add_grading_options(parser: argparse.ArgumentParser) -> None:
                              "rubric names, else simple_nn)")
     parser.add_argument("--rubric", default=None, metavar="NAME|PATH",
                         help="bundled rubric name or path to a rubric .toml (default: the assignment's own)")
-    parser.add_argument("--seed", type=_bounded(int, 0, 2**63 - 1, "a whole number >= 0"), default=0,
-                        help="seed for the random probes (default: 0)")
+    parser.add_argument("--seed", type=_SEED, default=0, metavar="N", help="seed for the random probes (default: %(default)s)")
     parser.add_argument("--backend", choices=("subprocess", "kernel"), default="subprocess",
-                        help="run the notebook in a confined Python (default) or, as Jupyter's 'Restart & Run All' "
-                             "does, in an ipykernel driven by nbclient")
+                        help="run the notebook in a confined Python (subprocess) or, as Jupyter's 'Restart & Run "
+                             "All' does, in an ipykernel driven by nbclient (kernel) (default: %(default)s)")
     add_limit_options(parser)
 
 
@@ -104,58 +184,205 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+#: Where ``grader check --out DIR`` writes a report, shown in its --help (``<stem>`` of ``hw.ipynb`` is ``hw``).
+REPORT_STEM = "<notebook stem>"
+#: A submission's stable id in ``grader grade``'s file names, as its --help shows it.
+SUBMISSION_ID = "<id>"
+
+
+def output_files(command: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    """What ``command`` writes, for the end of its --help: a heading and (file, what) rows, each file named
+    by the constants the code that writes it uses; None for a command that writes no file.
+
+    Worked out only when help is shown (``grader grade``'s names live in the batch module, slow to import)."""
+    from grader.render import file_name
+
+    if command == "check":
+        def what(fmt: str) -> str:
+            sharing = [other for other in FORMATS if file_name(REPORT_STEM, other) == file_name(REPORT_STEM, fmt)]
+            return f"--format {fmt}" + (f" (one of {', '.join(sharing)} per run)" if len(sharing) > 1 else "")
+
+        rows = tuple((f"DIR/{file_name(REPORT_STEM, fmt)}", what(fmt)) for fmt in FORMATS)
+        return (f"files written with --out DIR, one per --format ({REPORT_STEM} of hw.ipynb is hw; stdout still "
+                "gets the report):", rows)
+    if command == "grade":
+        from pathlib import Path
+
+        from grader.batch.run import CLASS_FILES, CLASS_STAMP_FILE, Output
+        from grader.integrations.lms import IMPORT_FILES
+
+        sid = SUBMISSION_ID
+        class_files = {"gradebook.csv": "one row per submission, one column per check",
+                       "summary.json": "the class: scores, pass rates, named mistakes, files not graded",
+                       "summary.html": "the same for people, linking every feedback page",
+                       file_name("junit", "junit"): "JUnit: one test case per check per submission"}
+        rows = (
+            (Output(Path()).report(sid).as_posix(), "each submission's grader.report/1 report (written last)"),
+            (f"feedback/{file_name(sid, 'md')}", "its feedback for the student, Markdown"),
+            (f"feedback/{file_name(sid, 'html')}", "the same as a self-contained page"),
+            (f"results/{sid}/{file_name('results', 'gradescope')}", "Gradescope's results.json"),
+            *((name, class_files.get(name, "a class file")) for name in CLASS_FILES),
+            (CLASS_STAMP_FILE, "what the class files were made from (a re-run compares it)"),
+            *((IMPORT_FILES[lms], f"with --lms {lms}: its grade import file") for lms in LMS_NAMES),
+        )
+        return "files written into DIR (--out):", rows
+    if command == "pack":
+        from grader.pack.wheel import TAG, wheel_prefix
+
+        wheel = f"DIR/{wheel_prefix()}-<version>-{TAG}.whl"
+        return "file written (its path is printed on stdout):", (
+            (wheel, "the student pack; an older pack in DIR is replaced"),)
+    if command == "gradescope":
+        from grader.integrations.gradescope_autograder import (
+            BUNDLE,
+            CONFIG_NAME,
+            CONSTRAINTS,
+            FALLBACK,
+            RUN,
+            SETUP,
+            WHEELS,
+        )
+
+        return "file written: ZIP (--out), to upload on Configure Autograder, holding:", (
+            (SETUP, "run once while Gradescope builds the image"),
+            (RUN, "run for each submission; writes results.json"),
+            (CONFIG_NAME, "the rubric, assignment, seed and time limit"),
+            (f"{WHEELS}/<grader wheel>", "this grader, packed"),
+            (CONSTRAINTS, "its dependencies, pinned"),
+            (f"{BUNDLE}/...", "a rubric or assignment given by path"),
+            (f"{FALLBACK}/...", "the pages shown when the grader writes none"),
+        )
+    return None
+
+
+def _section(heading: str, rows: Sequence[tuple[str, str]]) -> str:
+    """A heading and two aligned columns, wrapped to the terminal as argparse wraps the options (a long first
+    column puts the second on the lines below it)."""
+    import shutil
+
+    total = max(60, shutil.get_terminal_size().columns - 2)
+    width = max(len(left) for left, _ in rows)
+    lines = textwrap.wrap(heading, width=total, subsequent_indent="  ")
+    for left, right in rows:
+        if width > 32:
+            lines.append(f"  {left}")
+            lines.extend(textwrap.wrap(right, width=total, initial_indent=" " * 6, subsequent_indent=" " * 6))
+            continue
+        wrapped = textwrap.wrap(right, width=max(30, total - width - 4)) or [""]
+        lines.append(f"  {left.ljust(width)}  {wrapped[0]}")
+        lines.extend(f"  {'':{width}}  {more}" for more in wrapped[1:])
+    return "\n".join(lines)
+
+
+def epilog(command: str) -> str:
+    """The end of ``command``'s --help: the files it writes, then its exit codes (``grader``: every command's)."""
+    sections = []
+    files = output_files(command)
+    if files is not None:
+        sections.append(_section(*files))
+    sections.append(_section("exit codes:", [(str(code), meaning) for code, meaning in EXIT_CODES[command]]))
+    if command == "grader":
+        sections.append("grader COMMAND --help says what each command writes and what its exit codes mean.")
+    return "\n\n".join(sections)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help keeps its epilog's layout (file and exit-code tables) and works it out only
+    when the help is shown. ``add_subparsers`` makes the commands of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.epilog_of: str | None = None
+
+    def format_help(self) -> str:
+        if self.epilog_of is not None:
+            self.epilog = epilog(self.epilog_of)
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grader", description="Grade students' numpy notebooks against an "
-                                                                "assignment's reference (default: simple_nn).")
+    top = _Parser(prog="grader", description="Grade students' numpy notebooks against an assignment's "
+                                             "reference (default: simple_nn).")
+    top.epilog_of = "grader"
+    parser: argparse.ArgumentParser = top  # its commands are _Parsers too (argparse makes them of its class)
     parser.add_argument("--version", action=_Version, nargs=0, help="show the version (and the pack's assignment) and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    check = commands.add_parser("check", help="grade one notebook and print its report")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        """A command, its one-line summary also the top of its own --help."""
+        return commands.add_parser(name, help=summary, description=summary[:1].upper() + summary[1:] + ".")
+
+    check = command("check", "grade one notebook and print its report")
     check.add_argument("notebook", metavar="NOTEBOOK", help="path to the .ipynb file")
-    check.add_argument("--format", choices=FORMATS, default="text", help="report format (default: text)")
+    check.add_argument("--format", type=_format_list, action="append", metavar="FMT[,FMT...]",
+                       help=f"report format: {', '.join(FORMATS)}; several, comma-separated or the option "
+                            "repeated, need --out DIR and are graded once (default: text)")
+    check.add_argument("--out", default=None, metavar="DIR",
+                       help="also write the report into DIR, one file per --format, named after the notebook "
+                            "(default: none, stdout only)")
     check.add_argument("--fail-under", type=_percentage, metavar="N",
-                       help="exit 1 when the score is under N percent of the maximum")
-    check.add_argument("--no-color", action="store_true", help="never colour the text report")
+                       help="exit 1 when the score is under N percent of the maximum (default: none, the score "
+                            "does not change the exit code)")
+    check.add_argument("--no-color", action="store_true",
+                       help="never colour the text report (default: coloured on a terminal unless NO_COLOR is set)")
     _add_grading_options(check)
 
-    grade = commands.add_parser("grade", help="grade a whole class into an output folder (resumable)")
+    grade = command("grade", "grade a whole class into an output folder (resumable)")
     grade.add_argument("paths", nargs="+", metavar="PATH", help="notebooks, folders or LMS zip exports")
-    grade.add_argument("--out", required=True, metavar="DIR", help="output folder (re-runs reuse what is there)")
-    grade.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1,
-                       help="grading processes (default: the number of CPUs)")
-    grade.add_argument("--force", action="store_true", help="regrade even submissions whose stored report is current")
-    grade.add_argument("--lms", action="append", choices=("canvas", "moodle", "blackboard", "gradescope"),
-                       help="also write that LMS's grade import file into DIR (repeatable)")
+    grade.add_argument("--out", required=True, metavar="DIR", help="output folder (required; re-runs reuse what "
+                                                                   "is there)")
+    grade.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N",
+                       help="grading processes (default: the number of CPUs, here %(default)s)")
+    grade.add_argument("--force", action="store_true",
+                       help="regrade even submissions whose stored report is current (default: reuse them)")
+    grade.add_argument("--lms", action="append", choices=LMS_NAMES,
+                       help="also write that LMS's grade import file into DIR; repeatable (default: none)")
+    grade.add_argument("--lms-assignment", default=None, metavar='"NAME (ID)"',
+                       help="the LMS assignment the --lms files grade: its title and, in parentheses, its id "
+                            "(Canvas's assignment id, Blackboard's column id), as the LMS's gradebook export "
+                            "names the column, or the title alone (default: the name the export gives, else "
+                            "the rubric's title; no id)")
+    grade.add_argument("--release", action="append", default=[], metavar="VISIBILITY", choices=RELEASABLE,
+                       help="also show checks of this visibility on the students' feedback pages (after_due_date "
+                            "once the due date has passed, after_published once grades are published); "
+                            "repeatable; the gradebook and reports always hold every check (default: visible only)")
     _add_grading_options(grade)
 
-    calibrate = commands.add_parser("calibrate", help="grade the reference and every mutant; exit 1 on a rubric gap")
-    calibrate.add_argument("--format", choices=("text", "json"), default="text")
+    calibrate = command("calibrate", "grade the reference and every mutant; exit 1 on a rubric gap")
+    calibrate.add_argument("--format", choices=("text", "json"), default="text",
+                           help="the mutant x check matrix, or its rows as JSON (default: %(default)s)")
     _add_grading_options(calibrate)
 
-    pack = commands.add_parser("pack", help="write the student pack: a wheel students install to self-check, "
-                                            "with no reference or bug catalogue in it")
-    pack.add_argument("--out", required=True, metavar="DIR", help="folder the wheel is written to")
+    pack = command("pack", "write the student pack: a wheel students install to self-check, with no reference "
+                           "or bug catalogue in it")
+    pack.add_argument("--out", required=True, metavar="DIR", help="folder the wheel is written to (required)")
     pack.add_argument("--assignment", default=None, metavar="NAME|PATH",
-                      help="bundled assignment name or path to an assignment's folder (default: simple_nn)")
+                      help="bundled assignment name or path to an assignment's folder (default: the one the "
+                           "rubric names, else simple_nn)")
     pack.add_argument("--rubric", default=None, metavar="NAME|PATH",
                       help="bundled rubric name or path to a rubric .toml (default: the assignment's own)")
-    pack.add_argument("--public-seed", type=_bounded(int, 0, 2**63 - 1, "a whole number >= 0"), default=1,
-                      help="seed of the public probes the pack holds answers for (default: 1)")
-    pack.add_argument("--seed", type=_bounded(int, 0, 2**63 - 1, "a whole number >= 0"), default=0,
-                      help="the seed you grade with, which the public seed must differ from (default: 0)")
-    pack.add_argument("--release", action="append", default=[], metavar="VISIBILITY",
-                      choices=("after_due_date", "after_published"),
+    pack.add_argument("--public-seed", type=_SEED, default=1, metavar="N",
+                      help="seed of the public probes the pack holds answers for (default: %(default)s)")
+    pack.add_argument("--seed", type=_SEED, default=0, metavar="N",
+                      help="the seed you grade with, which the public seed must differ from (default: %(default)s)")
+    pack.add_argument("--release", action="append", default=[], metavar="VISIBILITY", choices=RELEASABLE,
                       help="also release checks of this visibility (after_due_date, after_published); "
-                           "visible checks are always in, hidden ones never")
+                           "repeatable; visible checks are always in, hidden ones never (default: visible only)")
 
-    doctor = commands.add_parser("doctor", help="say what this machine enforces for student code "
-                                                "(exit 0 all of it, 1 not all, 2 cannot grade here)")
-    doctor.add_argument("--format", choices=("text", "json"), default="text")
+    doctor = command("doctor", "say what this machine enforces for student code "
+                               "(exit 0 all of it, 1 not all, 2 cannot grade here)")
+    doctor.add_argument("--format", choices=("text", "json"), default="text",
+                        help="lines for people, or grader.doctor/1 JSON (default: %(default)s)")
     doctor.add_argument("--no-sandbox", action="store_true",
-                        help="only look at this process and the kernel; do not start a sandbox to look inside it")
+                        help="only look at this process and the kernel; do not start a sandbox to look inside it "
+                             "(default: start one)")
 
     from grader.integrations import gradescope_autograder
     gradescope_autograder.add_parser(commands)
+    for name, sub in commands.choices.items():
+        if isinstance(sub, _Parser):
+            sub.epilog_of = name
     return parser
 
 
@@ -189,6 +416,46 @@ NOT_ONE_NOTEBOOK = ("{path} is a {what}: grader check grades one notebook; to gr
                     "grader grade {path} --out DIR.")
 OUT_IS_A_FILE = "--out {path} is a file, not a folder: give a folder (it is created when missing)."
 OUT_NOT_WRITABLE = "--out {path} cannot be written ({reason}); choose a folder you can write to."
+#: ``grader check`` asked for several formats with nowhere to put them.
+SEVERAL_FORMATS_NEED_OUT = ("--format {formats} asks for {count} reports, which are written to files: add --out DIR "
+                            "(stdout still gets the text report), or give one format.")
+#: Two formats whose files would have the same name (``json``, ``gradescope`` and ``classroom`` are all .json).
+FORMATS_SHARE_A_FILE = ("--format {first} and {second} would both write {name}: ask for them in separate runs, "
+                        "each with its own --out folder.")
+#: What ``grader check --out`` wrote, on stderr after the report.
+WROTE_REPORTS = "grader: wrote {files}"
+#: ``--lms-assignment`` that is not "Name (id)" or a bare name.
+LMS_ASSIGNMENT_BAD = ('--lms-assignment {value!r} is not "Name (id)" ({reason}): give the LMS assignment\'s title '
+                      'and, in parentheses, its id in digits, as the LMS\'s gradebook export names the column '
+                      '("Lab 4 (12345)"), or the title alone.')
+LMS_ASSIGNMENT_WITHOUT_LMS = ("--lms-assignment names the assignment of the --lms import files, and no --lms was "
+                              "given: add --lms {choices}, or leave --lms-assignment out.")
+_ID_IN_PARENTHESES = re.compile(r"(?P<name>.*?)\s*\((?P<id>[^()]*)\)")
+
+
+def parse_lms_assignment(value: str) -> tuple[str, str]:
+    """``"Lab 4 (12345)"`` as ``("Lab 4", "12345")``, ``"Lab 4"`` as ``("Lab 4", "")``: the name and id of
+    ``BatchOptions.lms_assignment``/``lms_assignment_id``. The id is the last parenthesised group, in digits
+    (Canvas's ``Title (id)``, Blackboard's column id); GraderError naming what is wrong otherwise."""
+    def bad(reason: str) -> GraderError:
+        return GraderError(LMS_ASSIGNMENT_BAD.format(value=value, reason=reason))
+
+    text = value.strip()
+    if not text:
+        raise bad("it is empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise bad("it holds a line break or another control character")
+    if text.count("(") != text.count(")"):
+        raise bad("its parentheses do not pair up")
+    match = _ID_IN_PARENTHESES.fullmatch(text)
+    if match is None:
+        return text, ""
+    name, lms_id = match["name"].strip(), match["id"].strip()
+    if not name:
+        raise bad("there is no title before the id")
+    if not re.fullmatch(r"[0-9]+", lms_id):
+        raise bad(f"the id in parentheses, {lms_id!r}, is not a number")
+    return name, lms_id
 
 
 def _one_notebook(path: str) -> None:
@@ -228,22 +495,79 @@ def _writable_out(path: str) -> None:
         raise GraderError(OUT_NOT_WRITABLE.format(path=path, reason="Permission denied"))
 
 
+def _chosen_formats(given: list[tuple[str, ...]] | None) -> tuple[str, ...]:
+    """Every ``--format`` (comma lists and repeats), each once, in the order given; the default when none."""
+    chosen = tuple(dict.fromkeys(fmt for group in given or () for fmt in group))
+    return chosen or (DEFAULT_FORMAT,)
+
+
+def _report_files(notebook: str, formats: Sequence[str]) -> dict[str, str]:
+    """The file name of each format's report (``hw.ipynb`` in ``json``: ``hw.json``); GraderError when two
+    formats would write the same file."""
+    from pathlib import Path
+
+    from grader.render import file_name
+
+    stem = Path(notebook).stem
+    names: dict[str, str] = {}
+    for fmt in formats:
+        name = file_name(stem, fmt)
+        for other, taken in names.items():
+            if taken == name:
+                raise GraderError(FORMATS_SHARE_A_FILE.format(first=other, second=fmt, name=name))
+        names[fmt] = name
+    return names
+
+
+def _line_ended(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _write_report_files(report: Report, out: str, files: dict[str, str]) -> list[str]:
+    """Write ``report`` in each format of ``files`` (format: file name) into ``out``, each atomically; the paths
+    written. The text report in a file is never coloured."""
+    from pathlib import Path
+
+    from grader.files import write_atomic
+    from grader.render import RENDERERS
+
+    written = []
+    for fmt, name in files.items():
+        target = Path(out) / name
+        try:
+            write_atomic(target, _line_ended(RENDERERS[fmt](report)))
+        except OSError as exc:
+            raise GraderError(OUT_NOT_WRITABLE.format(path=out, reason=exc.strerror or type(exc).__name__)) from exc
+        written.append(str(target))
+    return written
+
+
 def _check(args: argparse.Namespace) -> int:
     from grader.grade import Options, grade_notebook
     from grader.rubric import load_rubric
 
+    formats = _chosen_formats(args.format)
+    if len(formats) > 1 and args.out is None:
+        raise GraderError(SEVERAL_FORMATS_NEED_OUT.format(formats=",".join(formats), count=len(formats)))
     _one_notebook(args.notebook)
+    files = _report_files(args.notebook, formats) if args.out is not None else {}
+    if args.out is not None:
+        _writable_out(args.out)
     rubric = load_rubric(args.rubric, args.assignment)
     report = grade_notebook(args.notebook, rubric,
                             Options(seed=args.seed, limits=_limits(args, rubric), backend=args.backend))
-    if args.format == "text":
+    written = _write_report_files(report, args.out, files) if files else []
+    shown = formats[0] if len(formats) == 1 else DEFAULT_FORMAT
+    if shown == "text":
         from grader.render import text
         output = text.render(report, colour=_colour(args))
     else:
         from grader.render import render
-        output = render(report, args.format)
-    _write_report(output if output.endswith("\n") else output + "\n")
+        output = render(report, shown)
+    _write_report(_line_ended(output))
     sys.stdout.flush()
+    if written:
+        print(WROTE_REPORTS.format(files=", ".join(written)), file=sys.stderr)
     for notice in environment.notices():  # the operator's, on stderr; the report is the student's
         print(environment.stderr_line(notice), file=sys.stderr)
     if report.status != "graded":
@@ -254,25 +578,37 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_GRADED
 
 
+def _alternatives(names: Sequence[str]) -> str:
+    """``canvas (or moodle, blackboard, gradescope)``."""
+    return f"{names[0]} (or {', '.join(names[1:])})" if len(names) > 1 else names[0]
+
+
 def _grade(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from grader.batch.run import BatchOptions, run_batch
+    from grader.render.visibility import released_set
 
+    lms_name, lms_id = "", ""
+    if args.lms_assignment is not None:
+        lms_name, lms_id = parse_lms_assignment(args.lms_assignment)
+        if not args.lms:
+            raise GraderError(LMS_ASSIGNMENT_WITHOUT_LMS.format(choices=_alternatives(LMS_NAMES)))
     _writable_out(args.out)
     options = BatchOptions(out=Path(args.out), jobs=args.jobs, force=args.force, seed=args.seed, rubric=args.rubric,
                            limit_overrides=tuple(_limit_overrides(args).items()), backend=args.backend,
-                           assignment=args.assignment, lms=tuple(dict.fromkeys(args.lms or ())))
+                           assignment=args.assignment, lms=tuple(dict.fromkeys(args.lms or ())),
+                           lms_assignment=lms_name, lms_assignment_id=lms_id, release=released_set(args.release))
     interrupted = (f"grader: interrupted; every report finished so far is in {args.out}. "
                    "Run the same command again to grade the rest.")
     try:
         result = run_batch(args.paths, options)
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     if result.interrupted:
         print(interrupted, file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     rate = (result.graded / result.seconds) if result.seconds > 0 else 0.0
     print(f"grader: {len(result.rows)} submissions in {args.out}: {result.graded} graded now "
           f"({rate:.1f}/s), {result.reused} unchanged and reused, {result.errors} with status error; "
@@ -339,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("grader: interrupted.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

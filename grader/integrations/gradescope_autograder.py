@@ -142,12 +142,16 @@ FAILURE_DETAIL_TEST = "grading failure (for instructors)"
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``gradescope`` subcommand (registered by ``grader.cli.build_parser``)."""
     parser = commands.add_parser("gradescope", help="build a ready Gradescope autograder zip (setup.sh, run_autograder, "
-                                                    "the grader's wheel and the rubric)")
-    parser.add_argument("--out", required=True, metavar="ZIP", help="the zip to write, such as autograder.zip")
+                                                    "the grader's wheel and the rubric)",
+                                 description="Build a Gradescope autograder: upload the zip as the assignment's "
+                                             "autograder; run_autograder always writes results.json.")
+    parser.add_argument("--out", required=True, metavar="ZIP", help="the zip to write, such as autograder.zip (required)")
     parser.add_argument("--assignment", default=None, metavar="NAME|PATH",
-                        help="bundled assignment name or path to an assignment's folder (copied into the zip)")
+                        help="bundled assignment name or path to an assignment's folder, copied into the zip "
+                             "(default: the one the rubric names, else simple_nn)")
     parser.add_argument("--rubric", default=None, metavar="NAME|PATH",
-                        help="bundled rubric name or path to a rubric .toml (copied into the zip with its template)")
+                        help="bundled rubric name or path to a rubric .toml, copied into the zip with its template "
+                             "(default: the assignment's own)")
     parser.add_argument("--seed", type=_whole(0, 2**63 - 1), default=0, help="seed for the random probes (default: 0)")
     parser.add_argument("--time-limit", type=_whole(MIN_TIME_LIMIT_S, MAX_TIME_LIMIT_S), default=DEFAULT_TIME_LIMIT_S,
                         metavar="S", help="seconds run_autograder lets one submission take before it writes a "
