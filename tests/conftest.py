@@ -104,3 +104,25 @@ def pytest_configure(config: pytest.Config) -> None:
     """``slow`` marks end-to-end tests (tests/test_sandbox_holds.py): they still run by default,
     the marker only lets a quick local run leave them out with ``-m 'not slow'``."""
     config.addinivalue_line("markers", "slow: slow end-to-end test (runs by default; -m 'not slow' skips it)")
+
+
+# ----------------------------------------------------------------------------- the student pack
+
+@pytest.fixture(scope="session")
+def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A student pack of the default assignment, built once per session with ``grader pack``."""
+    from grader.cli import main
+
+    out = tmp_path_factory.mktemp("pack")
+    assert main(["pack", "--out", str(out)]) == 0
+    (wheel,) = out.glob("numpy_nn_grader_pack-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="session")
+def student_python(pack: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The interpreter of an environment holding the pack and its dependencies, nothing else of the grader
+    (``tests/student_pack.py``)."""
+    from tests import student_pack
+
+    return student_pack.install(pack, tmp_path_factory.mktemp("student") / "venv")

@@ -33,10 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.cli import main
 from grader.pack.build import RELEASED_BY_DEFAULT, released_checks
 from grader.rubric import load_rubric
-from tests import student_pack
 from tests.conftest import REPO, SEED
 
 EXAMPLE = REPO / "examples" / "github-actions"
@@ -243,17 +241,9 @@ def test_readme_tells_where_the_files_go_and_explains_every_step(workflow):
 
 
 @pytest.fixture(scope="module")
-def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pack")
-    assert main(["pack", "--out", str(out)]) == 0
-    (wheel,) = out.glob("numpy_nn_grader_pack-*.whl")
-    return wheel
-
-
-@pytest.fixture(scope="module")
-def student_bin(pack: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def student_bin(student_python: Path) -> Path:
     """The bin folder of an environment holding the pack and its dependencies, nothing else of the grader."""
-    return student_pack.install(pack, tmp_path_factory.mktemp("student") / "venv").parent
+    return student_python.parent
 
 
 def _lay_out(repo: Path, notebook: bytes, pack: Path | None) -> None:

@@ -13,7 +13,6 @@ import ast
 import dataclasses
 import json
 import subprocess
-import sys
 import tomllib
 import zipfile
 from pathlib import Path
@@ -35,10 +34,7 @@ from grader.rubric import load_rubric
 REPO = Path(__file__).resolve().parents[1]
 SEED_NOTEBOOK = REPO / "examples" / "simple_nn_seed.ipynb"
 FIXTURES = REPO / "tests" / "fixtures" / "notebooks"
-sys.path.insert(0, str(Path(__file__).parent))
-import student_pack  # noqa: E402
-
-from tests.unprivileged import Account, pack_environment, private_install, unprivileged_account  # noqa: E402, F401
+from tests.unprivileged import Account, pack_environment, private_install, unprivileged_account  # noqa: F401
 
 # ----------------------------------------------------------------------------- answer tables
 
@@ -177,19 +173,6 @@ def test_a_pack_is_never_built_from_the_grading_seed(tmp_path: Path, capsys: pyt
 
 
 # ----------------------------------------------------------------------------- end to end
-
-@pytest.fixture(scope="module")
-def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pack")
-    assert main(["pack", "--out", str(out)]) == 0
-    (wheel,) = out.glob("*.whl")
-    return wheel
-
-
-@pytest.fixture(scope="module")
-def student_python(pack: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return student_pack.install(pack, tmp_path_factory.mktemp("student") / "venv")
-
 
 def _arithmetic(tree: ast.AST) -> set[str]:
     """Every assignment or return that computes something (the statements an answer is made of), as unparsed."""
