@@ -84,3 +84,13 @@ def test_the_top_level_reads_like_the_pipeline() -> None:
     assert stages <= {p.name for p in GRADER.glob("*.py")}
     assert packages <= {p.name for p in GRADER.iterdir() if (p / "__init__.py").is_file()}
     assert not (GRADER / "execute.py").exists() and not (GRADER / "sandbox_worker.py").exists()
+
+
+def test_every_package_of_the_grader_is_installed() -> None:
+    """pyproject lists its packages by hand (reference/ and rubrics/ install inside grader/): a new package
+    left out of the list works in a checkout and is missing from every real install."""
+    import tomllib
+
+    listed = set(tomllib.loads((GRADER.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {_module_name(p) for p in GRADER.rglob("__init__.py")}
+    assert found - listed == set()
