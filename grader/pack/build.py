@@ -5,15 +5,17 @@ The order of the steps is the guarantee:
 1. **Record.** Every callable of the assignment is wrapped in a :class:`~grader.pack.tables.Recorder`,
    and the whole grading pipeline runs, in-process, on the public probes (``public_seed``, never the
    grading seed) for every case a student can present: the reference under each helper family, each
-   mutant under each family, and an objective answering in float32 (which moves the finite-difference
-   step). Whatever the pipeline asks of the instructor's code there is recorded.
+   mutant under the default and the accepted families, and an objective answering in float32 (which moves
+   the finite-difference step); then every mutant and combination on the arguments each case's functions
+   were called with. Whatever the pipeline asks of the instructor's code there is recorded.
 2. **Filter.** Checks the rubric does not release to students (``visibility`` other than the released
    ones) are dropped from the declaration, and with them every table only they used: a hidden check
    leaves nothing in the pack.
 3. **Write** the declaration and tables (``grader.pack.codec``; JSON and raw array bytes, no pickle).
-4. **Prove.** The written pack is read back and calibrated (reference and every mutant) next to the
-   original on the same probes; any difference in a check's score or a diagnosis fails the build, so a
-   pack never tells a student something the instructor's grader would not.
+4. **Prove.** The written pack is read back and every case is graded with it and with the original on the
+   same probes; any difference in a check's score or a diagnosis fails the build, so a pack never tells a
+   student something the instructor's grader would not (on these cases; tests/test_pack.py compares the
+   two on every fixture notebook, through real sandboxes).
 """
 from __future__ import annotations
 
