@@ -688,10 +688,13 @@ class Grading:
             claimed = self._claimed_gradients(check, probe, call_args, outcome)
             ok = False
             if claimed is not None:
-                numeric = (_numerical_gradients(probe, parameters, check.parameters, objective.target, eps, loss_of)
-                           if own else _reference_gradients(
-                               (objective, self.assignment.references[objective.function].function), probe,
-                               parameters, check.parameters, objective.target, eps, pair, loss_of))
+                try:
+                    numeric = (_numerical_gradients(probe, parameters, check.parameters, objective.target, eps, loss_of)
+                               if own else _reference_gradients(
+                                   (objective, self.assignment.references[objective.function].function), probe,
+                                   parameters, check.parameters, objective.target, eps, pair, loss_of))
+                except LookupError:  # a student pack without this point: through the student's own function
+                    numeric = self._through_own_function(probe, parameters, check, eps, pair) if source.passed else None
                 if numeric is not None:
                     self.gradients.setdefault(function, []).append(GradientEvidence(
                         dict(zip(self._parameters(function), call_args, strict=False)), check.parameters, claimed,
@@ -725,6 +728,16 @@ class Grading:
                               f"{what[:-1]} wrong on {total - passed} of {total} probes ({why})",
                               passed / total, details={"probe": probe.name, **(
                                   {"max_relative_error": worst_error} if compared else {})}))
+
+    def _through_own_function(self, probe: Probe, parameters: tuple[str, ...], check: Gradient, eps: float,
+                              pair: Pair | None) -> tuple[np.ndarray, ...] | None:
+        """Central differences of the loss through the student's own (passing) function; None when even that
+        cannot be evaluated (a student pack holding no loss there)."""
+        try:
+            return _numerical_gradients(probe, parameters, check.parameters, check.objective.target, eps,
+                                        self._loss_function(check.objective, True, pair))
+        except LookupError:
+            return None
 
     def _claimed_gradients(self, check: Gradient, probe: Probe, args: tuple[Any, ...],
                            outcome: CallOutcome) -> tuple[np.ndarray, ...] | None:
