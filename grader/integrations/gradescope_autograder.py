@@ -466,6 +466,13 @@ def _distribution() -> tuple[Distribution, Path | None]:
                 return dist, root
         elif Path(str(dist.locate_file("grader/__init__.py"))).resolve().parent == running:
             return dist, None
+    # A checkout run beside an installed copy of itself (its tests, run from the checkout after pip install .):
+    # the running files are the checkout's, the metadata the installed copy's (the version is checked against it).
+    checkout = running.parent
+    if (checkout / "pyproject.toml").is_file():
+        for dist in distributions(name=DISTRIBUTION):
+            if dist.read_text("RECORD") is not None:
+                return dist, checkout
     raise GraderError(NOT_INSTALLED.format(dist=DISTRIBUTION, running=running))
 
 
