@@ -543,8 +543,7 @@ def _write_report_files(report: Report, out: str, files: dict[str, str]) -> list
 
 
 def _check(args: argparse.Namespace) -> int:
-    from grader.grade import Options, grade_notebook
-    from grader.rubric import load_rubric
+    from grader.sandbox.confine import prepare
 
     formats = _chosen_formats(args.format)
     if len(formats) > 1 and args.out is None:
@@ -553,6 +552,10 @@ def _check(args: argparse.Namespace) -> int:
     files = _report_files(args.notebook, formats) if args.out is not None else {}
     if args.out is not None:
         _writable_out(args.out)
+    prepare()  # how sandboxes are confined here is decided while the grader, the rubric and the notebook load
+    from grader.grade import Options, grade_notebook
+    from grader.rubric import load_rubric
+
     rubric = load_rubric(args.rubric, args.assignment)
     report = grade_notebook(args.notebook, rubric,
                             Options(seed=args.seed, limits=_limits(args, rubric), backend=args.backend))

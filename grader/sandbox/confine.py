@@ -33,6 +33,8 @@ import site
 import sys
 import sysconfig
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -425,7 +427,39 @@ def _matplotlib_cache(site_view: str, inside: str) -> tuple[tuple[str, bytes], .
     return tuple(fonts)
 
 
-@lru_cache(maxsize=1)
+#: Held while the decision is being made: a caller that comes while another thread decides (``prepare``)
+#: waits for that decision instead of making it a second time.
+_DECIDING = threading.RLock()
+
+
+def prepare() -> None:
+    """Start deciding how sandboxes are confined, in a background thread, and return at once.
+
+    The decision costs a process's first sandbox 0.2 s, and 1 s on a machine's first run (it builds the
+    site view and matplotlib's font list): ``grader check`` starts it before it loads the rubric and the
+    notebook, which then happen meanwhile. Nothing about the decision changes: the same function, once."""
+    def decide_quietly() -> None:
+        try:
+            confinement()
+        except Exception:  # noqa: BLE001 - not decided here: the grader's own call decides again, and says why
+            pass
+
+    threading.Thread(target=decide_quietly, name="grader-confinement", daemon=True).start()
+
+
+def _decided(function: Callable[[], Confinement]) -> Callable[[], Confinement]:
+    """``function`` cached once per process and made under ``_DECIDING`` (``cache_clear`` kept for tests)."""
+    cached = lru_cache(maxsize=1)(function)
+
+    def decide() -> Confinement:
+        with _DECIDING:
+            return cached()
+    decide.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    decide.__doc__ = function.__doc__
+    return decide
+
+
+@_decided
 def confinement() -> Confinement:
     """Decide, once per process, how sandboxes are confined here (trying it for real first)."""
     entries = _site_entries()
