@@ -334,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "is there)")
     grade.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N",
                        help="grading processes (default: the number of CPUs, here %(default)s)")
+    grade.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="grade on the workers of the Dask scheduler at ADDRESS (tcp://host:8786 or tls://host:8786; "
+                            "needs the [dask] extra; see docs/cluster.md) instead of --jobs local processes "
+                            "(default: none, grade on this machine)")
     grade.add_argument("--force", action="store_true",
                        help="regrade even submissions whose stored report is current (default: reuse them)")
     grade.add_argument("--lms", action="append", choices=LMS_NAMES,
@@ -601,7 +605,8 @@ def _grade(args: argparse.Namespace) -> int:
     options = BatchOptions(out=Path(args.out), jobs=args.jobs, force=args.force, seed=args.seed, rubric=args.rubric,
                            limit_overrides=tuple(_limit_overrides(args).items()), backend=args.backend,
                            assignment=args.assignment, lms=tuple(dict.fromkeys(args.lms or ())),
-                           lms_assignment=lms_name, lms_assignment_id=lms_id, release=released_set(args.release))
+                           lms_assignment=lms_name, lms_assignment_id=lms_id, release=released_set(args.release),
+                           scheduler=args.scheduler)
     interrupted = (f"grader: interrupted; every report finished so far is in {args.out}. "
                    "Run the same command again to grade the rest.")
     try:

@@ -267,11 +267,13 @@ def test_a_grader_failure_is_an_error_row_not_a_crash(monkeypatch):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(batch, "grade_notebook", broken)
-    monkeypatch.setitem(batch._worker_state, "rubric", load_rubric(None))
-    monkeypatch.setitem(batch._worker_state, "options", batch.Options())
-    monkeypatch.setitem(batch._worker_state, "server", None)
-    document = batch._grade_in_worker("x.ipynb", b"{}")["report"]
+    from grader.batch import grading  # the grading step itself, shared by the local pool and Dask workers
+
+    monkeypatch.setattr(grading, "grade_notebook", broken)
+    monkeypatch.setitem(grading._worker_state, "rubric", load_rubric(None))
+    monkeypatch.setitem(grading._worker_state, "options", grading.Options())
+    monkeypatch.setitem(grading._worker_state, "server", None)
+    document = grading._grade_in_worker("x.ipynb", b"{}")["report"]
     assert document["status"] == "error" and document["score"] == 0
     assert "grader itself failed" in document["error"] and "ZeroDivisionError: boom" in document["error"]
 

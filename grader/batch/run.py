@@ -14,6 +14,10 @@ Nothing lost:
 * a submission that breaks the grader itself, or kills a pool process, becomes
   a row with status "error" and the batch goes on.
 
+With ``--scheduler ADDRESS`` (``BatchOptions.scheduler``) the same submissions are graded on a Dask
+cluster's workers instead of a local pool (``grader.batch.cluster``), by the same ``setup_worker_state``
+and ``_grade_in_worker``, into the same ``Output``: the reports do not depend on where they were made.
+
 What the class files say besides the grades: every file of the inputs that was not graded and why
 (``collect.Skipped``: printed as one line on stderr, listed in ``summary.json``/``summary.html``),
 the submissions an interrupted run did not reach (likewise), and, with ``--lms``, the import file of
@@ -21,7 +25,6 @@ each LMS asked for (``grader.integrations.lms``), written with the other class f
 """
 from __future__ import annotations
 
-import atexit
 import concurrent.futures as futures
 import dataclasses
 import datetime
@@ -37,31 +40,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from grader.batch.collect import Collection, NotebookChanged, NotebookRef, Submission, collect
+from grader.batch.collect import Collection, Submission, collect
+from grader.batch.grading import (
+    GRADER_FAILED,
+    IN_FLIGHT_PER_JOB,
+    _grade_in_worker,
+    _init_worker,
+    _take_notices,
+    feedback_files,
+    report_of_result,
+)
+from grader.batch.grading import WORKER_FAILED as WORKER_FAILED  # the messages of a batch's rows, for its callers
+from grader.batch.grading import _worker_state as _worker_state  # a pool process's state (tests set it up)
 from grader.batch.summary import GradebookRow, NotGraded, render_summary_html, summarize, write_gradebook
 from grader.files import write_atomic
-from grader.grade import Options, error_report, grade_notebook
+from grader.grade import Options as Options  # what a pool process grades with (tests build its state)
+from grader.grade import error_report
 from grader.integrations.lms import IMPORT_FILES, LMS_NAMES, GradeRow, LmsAssignment, render_import
 from grader.model import Report
-from grader.render import RENDERERS, file_name, json_report, junit
-from grader.render.visibility import RELEASED_WHILE_OPEN, student_view
+from grader.render import file_name, json_report, junit
+from grader.render.visibility import RELEASED_WHILE_OPEN
 from grader.rubric import Rubric, load_rubric
-from grader.sandbox import environment
 from grader.template import opening_cells
 
 if TYPE_CHECKING:
-    from grader.sandbox.forkserver import ForkServer
-    from grader.sandbox.kernel import KernelSandbox
-    from grader.sandbox.limits import Limits
+    pass
 
-GRADER_FAILED = ("The grader itself failed on this submission ({reason}); the rest of the class was graded. "
-                 "Re-run with --force to retry it, and report it if it happens again.")
-WORKER_FAILED = ("This submission was not graded because its grading process could not start ({reason}); "
-                 "run `grader doctor`, fix what it reports and run the same command again.")
 POOL_LOST = ("This submission was not graded because the grading processes kept dying before they could grade "
              "anything; run `grader doctor`, fix what it reports and run the same command again.")
-NOTICE_NO_FORK_SERVER = ("A grading process could not start its fork server ({reason}), so its submissions were "
-                         "each run in a freshly started sandbox, which is slower.")
 NOTICE_POOL_LOST = ("{pools} pools of grading processes in a row died before grading anything ({reason}), so the "
                     "{count} submissions left were not graded; run `grader doctor` to see why.")
 #: Pools that may break in a row, with nothing graded in between, before the rest become error rows.
@@ -70,8 +76,6 @@ MAX_FRUITLESS_POOLS = 3
 #: The class-wide files of ``--out``, and the file naming what they were made from.
 CLASS_FILES = ("gradebook.csv", "summary.json", "summary.html", file_name("junit", "junit"))
 CLASS_STAMP_FILE = ".class-files-stamp"
-#: Submissions in flight per pool process: enough to keep it busy, few enough to bound memory.
-IN_FLIGHT_PER_JOB = 4
 #: The files not graded named on stderr before "and N more" (all are in summary.json and summary.html).
 MAX_NOT_GRADED_SHOWN = 3
 NOT_GRADED_LINE = ("grader: {count} found {were} not graded: {shown}{more}; "
@@ -104,6 +108,9 @@ class BatchOptions:
     #: ``--release``: the check visibilities the students' feedback pages show (``grader.render.visibility``);
     #: the gradebook, the stored reports and Gradescope's results always hold every check.
     release: frozenset[str] = RELEASED_WHILE_OPEN
+    #: ``--scheduler``: the address of a Dask scheduler whose workers grade (``grader.batch.cluster``);
+    #: None grades in a local pool of ``jobs`` processes.
+    scheduler: str | None = None
 
 
 @dataclass
@@ -120,147 +127,6 @@ class BatchResult:
     not_graded: tuple[NotGraded, ...] = ()
     #: The sources of the submissions an interrupted run did not reach.
     ungraded: tuple[str, ...] = ()
-
-
-# --- in the pool processes -----------------------------------------------------------
-
-_worker_state: dict[str, Any] = {}
-
-
-def _init_worker(rubric_ref: str | None, seed: int, overrides: tuple[tuple[str, float], ...],
-                 backend: str = "subprocess", names: tuple[str, ...] = (), assignment: str | None = None,
-                 release: frozenset[str] = RELEASED_WHILE_OPEN) -> None:
-    """Load the rubric and start this process's fork server (or first kernel) once, not per submission.
-
-    Never raises: an initializer that raises breaks the whole pool, and every
-    submission would then fail with nothing but "the pool broke". A failure is
-    kept instead, and each submission sent here comes back as that failure (an
-    error row naming it); a fork server that cannot start only costs speed.
-    """
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    atexit.register(_close_worker_state)  # a pool process ends normally when the pool shuts down
-    try:
-        rubric = load_rubric(rubric_ref, assignment)
-        limits = rubric.limits.merged(dict(overrides), "the command line")
-        names = names or rubric.assignment.names
-    except Exception as exc:  # noqa: BLE001 - an initializer that raises breaks the pool: kept, reported per row
-        _worker_state["failure"] = _reason(exc)
-        return
-    _worker_state["rubric"] = rubric
-    _worker_state["names"] = names
-    _worker_state["release"] = release
-    _worker_state["options"] = Options(seed=seed, limits=limits, backend=backend)
-    if backend == "kernel":
-        _worker_state["server"] = None
-        _worker_state["next_kernel"] = _prestart_kernel(limits)
-    else:
-        try:
-            _worker_state["server"] = _fork_server(rubric, limits, names)
-        except Exception as exc:  # noqa: BLE001 - each submission then starts its own sandbox, which reports its own trouble
-            _worker_state["server"] = None
-            environment.note(NOTICE_NO_FORK_SERVER.format(reason=_reason(exc).rstrip(".")))
-
-
-def _limits(options: Options) -> Limits:
-    """The limits ``_init_worker`` gave this process's options (always set there)."""
-    assert options.limits is not None
-    return options.limits
-
-
-def _reason(exc: BaseException) -> str:
-    """An exception in words: a grader error's own sentence, otherwise its type and message."""
-    from grader.errors import GraderError
-
-    return exc.message if isinstance(exc, GraderError) else f"{type(exc).__name__}: {exc}"
-
-
-def _fork_server(rubric: Rubric, limits: Limits, names: tuple[str, ...]) -> ForkServer:
-    """This process's fork server, primed with the template's opening cells (up to the first that defines
-    one of the graded functions ``names``) when the rubric names a template."""
-    from grader.sandbox.forkserver import ForkServer
-
-    return ForkServer(opening_cells(rubric, names), limits.cell_timeout_s)
-
-
-def _close_worker_state() -> None:
-    """Stop this process's fork server (and a kernel started ahead), removing their working directories."""
-    for key in ("server", "next_kernel"):
-        resource = _worker_state.pop(key, None)
-        if resource is not None:
-            try:
-                resource.close()
-            except Exception:  # noqa: BLE001 - already gone: nothing left to clean
-                pass
-
-
-def _prestart_kernel(limits: Limits | None) -> KernelSandbox | None:
-    """A kernel sandbox booting in the background while the current submission is graded."""
-    from grader.errors import GraderError
-    from grader.sandbox.kernel import KernelSandbox
-
-    try:
-        return KernelSandbox(limits)
-    except GraderError:
-        return None
-
-
-def _grade_in_worker(source: str, data: bytes | NotebookRef, note: str = "") -> dict[str, Any]:
-    """Grade one submission and render its feedback here, in parallel; plain data crosses back.
-
-    Besides the report: ``notices``, what this process learned about the machine
-    since its last answer (for the operator, never in the report), and instead of
-    a report ``failure`` when this process could not start (see ``_init_worker``).
-    """
-    if "failure" in _worker_state:
-        return {"failure": _worker_state["failure"], "notices": _new_notices()}
-    rubric: Rubric = _worker_state["rubric"]
-    options: Options = _worker_state["options"]
-    server = _worker_state.get("server")
-    started = time.perf_counter()
-    if server is not None and not server.alive:
-        try:
-            server = _worker_state["server"] = _fork_server(rubric, _limits(options), _worker_state["names"])
-        except Exception as exc:  # noqa: BLE001 - as in _init_worker: a fresh sandbox per submission instead
-            server = _worker_state["server"] = None
-            environment.note(NOTICE_NO_FORK_SERVER.format(reason=_reason(exc).rstrip(".")))
-    prestarted = None
-    if options.backend == "kernel":
-        prestarted = _worker_state.pop("next_kernel", None)
-        _worker_state["next_kernel"] = _prestart_kernel(options.limits)
-    try:
-        files = None
-        if isinstance(data, NotebookRef):  # a batch sends where the notebook is: read it here, now
-            files = data.read_companions() if data.members else None
-            data = data.read()
-        report = grade_notebook(source, rubric, dataclasses.replace(options, server=server, prestarted=prestarted),
-                                data=data, files=files)
-        if note:  # which of the submission's notebooks was graded, and why
-            report.warnings.append(note)
-    except NotebookChanged as exc:  # replaced or removed since it was collected: this row only
-        report = error_report(source, rubric, exc.message, started)
-    except Exception as exc:  # noqa: BLE001 - a grader bug must cost one row, never the batch
-        report = error_report(source, rubric, GRADER_FAILED.format(reason=f"{type(exc).__name__}: {exc}"), started)
-    return {"report": json_report.to_dict(report),
-            "files": feedback_files(report, _worker_state.get("release", RELEASED_WHILE_OPEN)), "notices": _new_notices()}
-
-
-def _new_notices() -> list[str]:
-    """The operator notices of this process not yet sent to the main process (each crosses once)."""
-    sent: set[str] = _worker_state.setdefault("notices_sent", set())
-    fresh = [notice for notice in environment.notices() if notice not in sent]
-    sent.update(fresh)
-    return fresh
-
-
-def feedback_files(report: Report, release: Iterable[str] = RELEASED_WHILE_OPEN) -> dict[str, str]:
-    """The per-student files besides the JSON report, by kind: the feedback pages a student reads show the
-    released checks only (``student_view``); Gradescope's results carry every check with its visibility,
-    which Gradescope itself honours."""
-    shown = student_view(report, release)
-    return {"md": RENDERERS["md"].render(shown), "html": RENDERERS["html"].render(shown),
-            "gradescope": RENDERERS["gradescope"].render(report)}
 
 
 # --- in the main process ------------------------------------------------------------------
@@ -435,22 +301,15 @@ def _pool(options: BatchOptions) -> futures.ProcessPoolExecutor:
                                                  options.backend, options.names, options.assignment, options.release))
 
 
-def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int], Progress] | None = None) -> BatchResult:
-    """Grade every submission under ``paths`` into ``options.out``; see the module docstring."""
-    started = time.perf_counter()
-    rubric = load_rubric(options.rubric, options.assignment)
-    if not options.names:
-        options = dataclasses.replace(options, names=rubric.assignment.names)
-    rubric.limits.merged(dict(options.limit_overrides), "the command line")  # fail before any work
-    opening_cells(rubric, options.names)  # a template that cannot be read is the course's mistake: say so before any work
-    from grader.sandbox.confine import confinement
-    confinement().require()  # a root grader that cannot drop root stops here, before any student code
-    # Holds references, not notebooks: each is read when it is graded (by the pool process grading it).
+def _plan(paths: list[str], options: BatchOptions, rubric: Rubric
+          ) -> tuple[Collection, Output, str, dict[str, Report], list[Submission]]:
+    """Collect the class and split it into the reports stored and current (reused) and the submissions to grade."""
+    # Holds references, not notebooks: each is read when it is graded (by the process grading it, or,
+    # with --scheduler, by this one just before it is sent).
     collection: Collection = collect(paths, rubric.template, options.names)
     stamp = fingerprint(rubric, options.seed, options.limit_overrides, options.backend, options.release)
     out = Output(options.out, options.release)
     options.out.mkdir(parents=True, exist_ok=True)
-
     reports: dict[str, Report] = {}
     todo: list[Submission] = []
     for submission in collection.submissions:
@@ -459,6 +318,30 @@ def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int],
             reports[submission.id] = stored
         else:
             todo.append(submission)
+    return collection, out, stamp, reports, todo
+
+
+def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int], Progress] | None = None) -> BatchResult:
+    """Grade every submission under ``paths`` into ``options.out``; see the module docstring."""
+    started = time.perf_counter()
+    rubric = load_rubric(options.rubric, options.assignment)
+    if not options.names:
+        options = dataclasses.replace(options, names=rubric.assignment.names)
+    rubric.limits.merged(dict(options.limit_overrides), "the command line")  # fail before any work
+    opening_cells(rubric, options.names)  # a template that cannot be read is the course's mistake: say so before any work
+    cluster = None
+    if options.scheduler is None:
+        from grader.sandbox.confine import confinement
+        confinement().require()  # a root grader that cannot drop root stops here, before any student code
+    else:  # student code runs on the workers (each checks its own confinement): reach the scheduler first
+        from grader.batch.cluster import Cluster
+        cluster = Cluster.connect(options.scheduler)
+    try:
+        collection, out, stamp, reports, todo = _plan(paths, options, rubric)
+    except BaseException:
+        if cluster is not None:
+            cluster.close()
+        raise
     reused = len(reports)
     if todo:
         # The class summary's charts need matplotlib, a few hundred ms to import: do it while the
@@ -470,11 +353,16 @@ def run_batch(paths: list[str], options: BatchOptions, progress: Callable[[int],
     notices: dict[str, None] = dict.fromkeys(out.previous_notices() if reused else [])
     seen: dict[str, None] = {}
     try:
-        _grade_all(todo, options, out, stamp, rubric, reports, meter, seen)
+        if cluster is None:
+            _grade_all(todo, options, out, stamp, rubric, reports, meter, seen)
+        else:
+            cluster.grade_all(todo, options, out, stamp, rubric, reports, meter, seen)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         meter.close()
+        if cluster is not None:
+            cluster.close()
 
     rows = [_row(s, reports[s.id]) for s in collection.submissions
             if s.id in reports]  # one missing was interrupted before it was graded: the next run picks it up
@@ -627,19 +515,9 @@ def _grade_all(todo: list[Submission], options: BatchOptions, out: Output, stamp
                     report = error_report(submission.source, rubric, GRADER_FAILED.format(
                         reason=f"{type(exc).__name__}: {exc}"), time.perf_counter())
                 else:
-                    _take_notices(result, notices, meter)
-                    if "failure" in result:
-                        report = error_report(submission.source, rubric, WORKER_FAILED.format(
-                            reason=str(result["failure"]).rstrip(".")), time.perf_counter())
-                    else:
+                    if "failure" not in result:
                         fruitless = 0
-                        try:
-                            document, files = result["report"], result["files"]
-                            report = json_report.from_dict(document)
-                        except Exception as exc:  # noqa: BLE001 - a malformed result costs this row only
-                            files = document = None
-                            report = error_report(submission.source, rubric, GRADER_FAILED.format(
-                                reason=f"{type(exc).__name__}: {exc}"), time.perf_counter())
+                    report, files, document = report_of_result(result, submission, rubric, notices, meter)
                 record(submission, report, files, document)
             if broken:
                 queue.extend(pending.values())
@@ -660,12 +538,3 @@ def _grade_all(todo: list[Submission], options: BatchOptions, out: Output, stamp
         raise
     finally:
         pool.shutdown(wait=not interrupted, cancel_futures=True)
-
-
-def _take_notices(result: dict[str, Any], notices: dict[str, None], meter: Progress) -> None:
-    """Add a pool result's operator notices to the run's; print each new one once, on stderr."""
-    for notice in result.get("notices") or ():
-        notice = str(notice)
-        if notice not in notices:
-            notices[notice] = None
-            meter.note(environment.stderr_line(notice))
