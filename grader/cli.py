@@ -332,8 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("paths", nargs="+", metavar="PATH", help="notebooks, folders or LMS zip exports")
     grade.add_argument("--out", required=True, metavar="DIR", help="output folder (required; re-runs reuse what "
                                                                    "is there)")
-    grade.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N",
-                       help="grading processes (default: the number of CPUs, here %(default)s)")
+    grade.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                       help=f"grading processes (default: the number of CPUs, here {os.cpu_count() or 1}; "
+                            "not with --scheduler, whose workers decide)")
     grade.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="grade on the workers of the Dask scheduler at ADDRESS (tcp://host:8786 or tls://host:8786; "
                             "needs the [dask] extra; see docs/cluster.md) instead of --jobs local processes "
@@ -418,6 +419,8 @@ def _write_report(text: str) -> None:
 #: ``grader check`` given what ``grader grade`` takes.
 NOT_ONE_NOTEBOOK = ("{path} is a {what}: grader check grades one notebook; to grade every notebook in it, run "
                     "grader grade {path} --out DIR.")
+JOBS_WITH_SCHEDULER = ("--jobs and --scheduler were both given: on a cluster its workers decide how many "
+                       "submissions run at once (dask worker --nworkers N); drop --jobs.")
 OUT_IS_A_FILE = "--out {path} is a file, not a folder: give a folder (it is created when missing)."
 OUT_NOT_WRITABLE = "--out {path} cannot be written ({reason}); choose a folder you can write to."
 #: ``grader check`` asked for several formats with nowhere to put them.
@@ -602,7 +605,9 @@ def _grade(args: argparse.Namespace) -> int:
         if not args.lms:
             raise GraderError(LMS_ASSIGNMENT_WITHOUT_LMS.format(choices=_alternatives(LMS_NAMES)))
     _writable_out(args.out)
-    options = BatchOptions(out=Path(args.out), jobs=args.jobs, force=args.force, seed=args.seed, rubric=args.rubric,
+    if args.jobs is not None and args.scheduler is not None:
+        raise GraderError(JOBS_WITH_SCHEDULER)
+    options = BatchOptions(out=Path(args.out), jobs=args.jobs or os.cpu_count() or 1, force=args.force, seed=args.seed, rubric=args.rubric,
                            limit_overrides=tuple(_limit_overrides(args).items()), backend=args.backend,
                            assignment=args.assignment, lms=tuple(dict.fromkeys(args.lms or ())),
                            lms_assignment=lms_name, lms_assignment_id=lms_id, release=released_set(args.release),

@@ -390,3 +390,10 @@ def test_docs_cli_md_names_exactly_the_options_of_the_parser():
     named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", before + after))
     assert named - options == set()
     assert options - named == set()
+
+
+def test_jobs_and_a_scheduler_together_are_one_usage_error(tmp_path, capsys) -> None:
+    code = main(["grade", str(tmp_path), "--out", str(tmp_path / "out"), "--jobs", "2",
+                 "--scheduler", "tcp://127.0.0.1:1"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and error.count("\n") == 0 and "drop --jobs" in error and not (tmp_path / "out").exists()
