@@ -464,8 +464,8 @@ try:
     rc, dg = [], []
     for i in range(runs + 1):
         calls.update(n=0, trips=0)
-        t = time.perf_counter(); run = grader.checks.run_checks(sb, found, rubric.accepted_families, 0); rc.append(time.perf_counter() - t)
-        t = time.perf_counter(); d = grader.diagnose.diagnose(run, found); dg.append(time.perf_counter() - t)
+        t = time.perf_counter(); run = grader.checks.run_checks(sb, found, rubric.assignment, rubric.accepted_families, 0); rc.append(time.perf_counter() - t)
+        t = time.perf_counter(); d = grader.diagnose.diagnose(rubric.assignment, run, found); dg.append(time.perf_counter() - t)
     out["run_checks (first)"] = rc[:1]
     out["run_checks (later)"] = rc[1:]
     out["  of which training check (later)"] = tt[1:]
@@ -474,13 +474,14 @@ try:
     out["diagnose (later)"] = dg[1:]
     # one round trip, for scale
     from grader.sandbox.process import CallRequest
-    from grader.probe import notebook_probe
-    p = notebook_probe()
+    from grader.probe import arguments, probes_for_seed
+    first = probes_for_seed(rubric.assignment, 0).sets["network"][0]  # the notebook's own data
+    args = arguments(first, rubric.assignment.function("forward").parameters)
     rt = []
     for _ in range(200):
-        t = time.perf_counter(); real([CallRequest("forward", (p.x, p.w1, p.w2))]); rt.append(time.perf_counter() - t)
+        t = time.perf_counter(); real([CallRequest("forward", args)]); rt.append(time.perf_counter() - t)
     out["one forward call round trip"] = rt
-    batch = [CallRequest("forward", (p.x, p.w1, p.w2))] * 200
+    batch = [CallRequest("forward", args)] * 200
     t = time.perf_counter(); real(batch); out["200 forward calls in ONE call_many"] = [time.perf_counter() - t]
 finally:
     t = time.perf_counter(); sb.close(); out["close sandbox"] = [time.perf_counter() - t]
