@@ -619,6 +619,7 @@ def _grade(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
+    _list_not_graded(result.not_graded)
     if result.interrupted:
         print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -627,6 +628,19 @@ def _grade(args: argparse.Namespace) -> int:
           f"({rate:.1f}/s), {result.reused} unchanged and reused, {result.errors} with status error; "
           f"gradebook: {Path(args.out) / 'gradebook.csv'}", file=sys.stderr)
     return EXIT_GRADED
+
+
+#: One line on stdout per file found but not graded (the run's result, beside summary.json's ``not_graded``).
+NOT_GRADED_ITEM = "not graded: {path}: {reason}"
+
+
+def _list_not_graded(items: Sequence[Any]) -> None:
+    """Every file ``grader grade`` found and did not grade, with its reason, on stdout (stderr says how many)."""
+    from grader.untrusted_text import safe_text
+
+    for item in items:
+        _write_report(NOT_GRADED_ITEM.format(path=safe_text(item.path), reason=safe_text(item.reason)) + "\n")
+    sys.stdout.flush()
 
 
 def _calibrate(args: argparse.Namespace) -> int:

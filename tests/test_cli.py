@@ -397,3 +397,16 @@ def test_jobs_and_a_scheduler_together_are_one_usage_error(tmp_path, capsys) -> 
                  "--scheduler", "tcp://127.0.0.1:1"])
     error = capsys.readouterr().err.strip()
     assert code == 2 and error.count("\n") == 0 and "drop --jobs" in error and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_grade_lists_every_file_it_did_not_grade_on_stdout(tmp_path, capsys) -> None:
+    folder = tmp_path / "class"
+    folder.mkdir()
+    (folder / "doejane_12345_67890_simple_nn.ipynb").write_bytes(SEED.read_bytes())
+    (folder / "roerichard_34567_89012_report.pdf").write_bytes(b"%PDF-1.4")
+    assert main(["grade", str(folder), "--out", str(tmp_path / "out"), "--jobs", "1"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        f"not graded: {folder / 'roerichard_34567_89012_report.pdf'}: not a notebook (.pdf): only .ipynb files are graded"]
+    assert "1 file found was not graded" in captured.err
