@@ -442,7 +442,7 @@ from grader.sandbox.process import SubprocessSandbox
 from grader.rubric import load_rubric
 out["import checks, diagnose, score, execute, rubric"] = [time.perf_counter() - t]
 rubric = load_rubric(None)
-t = time.perf_counter(); sb = SubprocessSandbox(); sb._await_ready(); out["SubprocessSandbox() + _await_ready (alone)"] = [time.perf_counter() - t]
+t = time.perf_counter(); sb = SubprocessSandbox(graded=rubric.assignment.names); sb._await_ready(); out["SubprocessSandbox() + _await_ready (alone)"] = [time.perf_counter() - t]
 try:
     t = time.perf_counter(); ex = sb.run_notebook(nb.code_cells); out["run_notebook (sandbox ready)"] = [time.perf_counter() - t]
     found = {n: i.found for n, i in ex.functions.items()}
