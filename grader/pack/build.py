@@ -55,17 +55,6 @@ class PackError(GraderError):
     """A pack cannot be built as asked (exit 2)."""
 
 
-@dataclass
-class Recording:
-    """The assignment with every callable a recorder, and the recorders by the callable they wrap."""
-
-    assignment: Assignment
-    recorders: dict[int, Recorder]
-
-    def table_names(self) -> dict[int, str]:
-        return {id(r): r.name for r in self.recorders.values()}
-
-
 class _Wrapper:
     """Rebuilds an assignment's declaration with each callable replaced by one recorder (shared when shared)."""
 
@@ -89,8 +78,8 @@ class _Wrapper:
                 return self._done[id(value)]
             label = getattr(value, "name", None) or getattr(value, "id", None) or type(value).__name__
             changes = {f.name: self.wrap(getattr(value, f.name), f"{label}.{f.name}")
-                       for f in dataclasses.fields(value) if f.name not in ("probes",) or not isinstance(
-                           value, Assignment)}
+                       for f in dataclasses.fields(value)
+                       if not (isinstance(value, Assignment) and f.name == "probes")}  # drawn, then stored
             made = dataclasses.replace(value, **changes)
             self._done[id(value)] = made
             self._kept.append(value)
@@ -116,7 +105,7 @@ def _combinations(assignment: Assignment, wrapper: _Wrapper) -> dict[str, Callab
     return listed
 
 
-def recording(assignment: Assignment) -> Recording:
+def recording(assignment: Assignment) -> Assignment:
     """``assignment`` with every callable recording its calls (fitted families dropped: they build a pair
     from the student's own values, which no table can answer)."""
     wrapper = _Wrapper()
@@ -130,7 +119,7 @@ def recording(assignment: Assignment) -> Recording:
             for function in (pair.f, pair.df):
                 if isinstance(function, Recorder):
                     function.elementwise = True
-    return Recording(wrapped, wrapper.recorders)
+    return wrapped
 
 
 class _LocalSandbox(TrustedSandbox):
@@ -209,9 +198,8 @@ def _touch_constants(assignment: Assignment) -> None:
         combinations()
 
 
-def record(recorded: Recording, rubric: Rubric, seed: int) -> None:
-    """Run the pipeline over every case on the public probes, filling the recorders."""
-    assignment = recorded.assignment
+def record(assignment: Assignment, rubric: Rubric, seed: int) -> None:
+    """Run the pipeline over every case on the public probes, filling ``assignment``'s recorders."""
     exercised = dataclasses.replace(rubric, assignment=assignment)
     _touch_constants(assignment)
     factors = assignment.structure.factors.values()
@@ -312,7 +300,7 @@ def build_data(rubric: Rubric, folder: Path, public_seed: int, grading_seed: int
     recorded = recording(original)
     record(recorded, rubric, public_seed)
     probes = original.probes(np.random.default_rng(public_seed))
-    declaration = dataclasses.replace(filtered(recorded.assignment, kept), probes=None, path="")  # type: ignore[arg-type]
+    declaration = dataclasses.replace(filtered(recorded, kept), probes=None, path="")  # type: ignore[arg-type]
     numbered: list[Recorder] = []
     index: dict[int, int] = {}
 
