@@ -19,8 +19,9 @@ import re
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from grader.arguments import bounded
 from grader.errors import EXIT_CANNOT_GRADE, EXIT_GRADED, EXIT_UNDER_THRESHOLD, GraderError, SettingError
 from grader.integrations.lms import LMS_NAMES
 from grader.sandbox import environment
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from grader.model import Report
     from grader.rubric import Rubric
 
-N = TypeVar("N", int, float)
 
 FORMATS = ("text", "json", "md", "html", "junit", "gradescope", "classroom")
 #: What ``grader check`` prints when no ``--format`` is given, and on stdout when several are.
@@ -95,22 +95,9 @@ RELEASABLE = ("after_due_date", "after_published")
 COMMANDS = ("check", "grade", "calibrate", "pack", "doctor", "gradescope")
 
 
-def _bounded(convert: Callable[[str], N], low: float, high: float, expected: str) -> Callable[[str], N]:
-    """An argparse type: ``convert(text)`` within [low, high], else an error naming the value and what was expected."""
-    def parse(text: str) -> N:
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-    return parse
-
-
-_jobs = _bounded(int, 1, 256, "a whole number of processes from 1 to 256")
-_percentage = _bounded(float, 0, 100, "a number from 0 to 100")
-_SEED = _bounded(int, 0, 2**63 - 1, "a whole number >= 0")
+_jobs = bounded(int, 1, 256, "a whole number of processes from 1 to 256")
+_percentage = bounded(float, 0, 100, "a number from 0 to 100")
+_SEED = bounded(int, 0, 2**63 - 1, "a whole number >= 0")
 
 #: ``--format`` naming a format that does not exist (argparse puts "argument --format: " before it).
 UNKNOWN_FORMAT = "unknown format {value!r} in {given!r}; use one or more of {choices}, separated by commas"

@@ -49,6 +49,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from grader.arguments import bounded
 from grader.errors import EXIT_CANNOT_GRADE, EXIT_GRADED, GraderError
 
 if TYPE_CHECKING:
@@ -139,6 +140,11 @@ FAILURE_DETAIL_TEST = "grading failure (for instructors)"
 # ----------------------------------------------------------------------------- the command
 
 
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """A whole number within [low, high] (``grader.arguments.bounded``), the range said in the error."""
+    return bounded(int, low, high, f"a whole number from {low} to {high}")
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``gradescope`` subcommand (registered by ``grader.cli.build_parser``)."""
     parser = commands.add_parser("gradescope", help="build a ready Gradescope autograder zip (setup.sh, run_autograder, "
@@ -157,19 +163,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         metavar="S", help="seconds run_autograder lets one submission take before it writes a "
                                           "timeout result; keep it under the assignment's Gradescope timeout "
                                           f"(default: {DEFAULT_TIME_LIMIT_S}, for Gradescope's 10 minutes)")
-
-
-def _whole(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number within [low, high], else an error naming the value and the range."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {text!r}")
-        return value
-    return parse
 
 
 def main(args: argparse.Namespace) -> int:
