@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +87,45 @@ def test_console_entry_point_and_python_dash_m(tmp_path):
     result = subprocess.run([sys.executable, "-m", "grader", "check", str(SEED), "--format", "json"],
                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0 and json.loads(result.stdout)["diagnoses"][0]["id"] == "d_activation_on_w2_partials"
+
+
+@pytest.mark.slow
+def test_the_exit_code_and_the_whole_report_survive_the_quick_exit(tmp_path):
+    """``grader`` ends with os._exit once its streams are flushed: the code is main's, the report whole."""
+    result = subprocess.run([sys.executable, "-m", "grader", "check", str(SEED), "--format", "json", "--fail-under", "90"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 1 and json.loads(result.stdout)["score"] == 50
+
+
+WRITES_3_MB = "with open('big.bin', 'wb') as handle:\n    handle.write(bytes(3 << 20))\nprint('wrote it')"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", ["rubric", "flag", "neither"])
+def test_a_limit_of_the_rubric_or_a_flag_holds_in_the_sandbox_check_starts_early(capsys, tmp_path, given,
+                                                                                 write_notebook):
+    """``grader check`` starts its sandbox before the rubric loads, with the default limits and the flags; a
+    rubric that sets limits of its own gets a sandbox with those. The file size limit is one the sandbox
+    gets when it starts (its rlimit, and the size of its working directory)."""
+    notebook = write_notebook(CORRECT_CELLS + [WRITES_3_MB])
+    options: list[str] = []
+    if given == "rubric":
+        bundled = (Path(__file__).parents[1] / "rubrics" / "simple_nn.toml").read_text()
+        assert "[limits]\n" in bundled
+        rubric = tmp_path / "strict.toml"
+        rubric.write_text(bundled.replace("[limits]\n", "[limits]\nfile_size_mb = 1\n").replace(
+            'template = "simple_nn_seed.ipynb"\n', ""))
+        options = ["--rubric", str(rubric)]
+    elif given == "flag":
+        options = ["--file-size-mb", "1"]
+    code, out, _ = run_cli(capsys, "check", str(notebook), "--format", "json", *options)
+    report = json.loads(out)
+    assert code == 0 and report["score"] == report["max_score"]
+    last = report["cells"][-1]
+    if given == "neither":
+        assert last["status"] == "ok" and "wrote it" in report["output_excerpt"]
+    else:
+        assert last["status"] == "error" and "wrote it" not in report["output_excerpt"], last
 
 
 # --- edges: one sentence and exit 2, never a traceback (issue 14) ---------------------------------------

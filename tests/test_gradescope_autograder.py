@@ -208,7 +208,7 @@ def test_the_wheel_is_complete_and_its_record_is_right(built: Path) -> None:
                        f"{info}/METADATA", f"{info}/WHEEL", f"{info}/entry_points.txt", f"{info}/RECORD"):
             assert needed in names, needed
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
-        assert "grader = grader.cli:main" in wheel.read(f"{info}/entry_points.txt").decode()
+        assert "grader = grader.cli:run" in wheel.read(f"{info}/entry_points.txt").decode()
         record = wheel.read(f"{info}/RECORD").decode().splitlines()
         listed = {}
         for line in record:

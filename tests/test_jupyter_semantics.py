@@ -143,3 +143,37 @@ def test_a_py_file_beside_a_notebook_in_a_zip_export_imports(tmp_path):
     bob = next(doc for name, doc in reports.items() if "bob" in doc["submission"])
     assert not any("ModuleNotFoundError" in w for w in alice["warnings"]), alice["warnings"]
     assert any("ModuleNotFoundError" in w for w in bob["warnings"])
+
+
+#: Plain-Python cells that use what IPython puts in a notebook's namespace and builtins, then a magic (which
+#: the shell runs), then a plain cell again: in a one-off sandbox the shell is made only when first needed.
+IPYTHON_NAMES = [
+    "import pickle, sys, __main__\nclass Point:\n    pass\n"
+    "print('main is the notebook:', __main__.Point is Point, sys.modules['__main__'].__dict__ is globals())\n"
+    "print('pickles:', type(pickle.loads(pickle.dumps(Point()))).__name__)\n"
+    "print('flag:', __IPYTHON__)",
+    "display('shown by display')\nprint('shell:', type(get_ipython()).__name__ != 'NoneType')",
+    "before_magic = 41",
+    "%time after_magic = before_magic + 1",
+    "print('kept:', after_magic, 'In' in globals(), callable(exit), get_ipython().user_ns is globals())",
+]
+
+
+@pytest.mark.parametrize("backend", ["subprocess", "fork server", "kernel"])
+def test_what_ipython_provides_is_there_before_and_after_the_shell_is_made(tmp_path, backend):
+    path = tmp_path / "ipython_names.ipynb"
+    path.write_text(notebook_json(CORRECT_CELLS + IPYTHON_NAMES))
+    rubric = load_rubric(None)
+    if backend == "fork server":
+        with ForkServer() as server:
+            report = grade_notebook(path, rubric, Options(server=server))
+    else:
+        report = grade_notebook(path, rubric, Options(backend=backend))
+    assert [cell.status for cell in report.cells] == ["ok"] * len(report.cells), report.warnings
+    excerpt = report.output_excerpt
+    for line in ("main is the notebook: True True", "pickles: Point", "flag: True", "shell: True",
+                 "kept: 42 True True True"):
+        assert line in excerpt, (line, excerpt)
+    if backend != "kernel":  # a kernel sends what display() shows as display data, not to stdout
+        assert "shown by display" in excerpt
+    assert report.score == report.max_score

@@ -76,7 +76,7 @@ def metadata(version: str, summary: str, requires: Sequence[str], description: s
 
 def entry_points(assignment: str) -> str:
     """The pack's command, its pytest plugin, and the assignment it offers (``grader.assignment.ENTRY_POINTS``)."""
-    return ("[console_scripts]\ngrader = grader.cli:main\n\n[pytest11]\ngrader = grader.integrations.pytest_plugin\n\n"
+    return ("[console_scripts]\ngrader = grader.cli:run\n\n[pytest11]\ngrader = grader.integrations.pytest_plugin\n\n"
             f"[grader.assignments]\n{assignment} = grader.pack.installed:load_packed\n")
 
 

@@ -83,9 +83,8 @@ def libc() -> ctypes.CDLL | None:
 def _load_libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
-    name = ctypes.util.find_library("c") or "libc.so.6"
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        libc = _c_library()
         libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
         libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
         libc.unshare.argtypes = [ctypes.c_int]
@@ -96,6 +95,16 @@ def _load_libc() -> ctypes.CDLL | None:
         return libc
     except (OSError, AttributeError):
         return None
+
+
+def _c_library() -> ctypes.CDLL:
+    """The C library this Python is linked with, as ``dlopen(NULL)`` finds it; ``find_library`` only when that
+    lacks ``unshare`` (a statically linked interpreter): it runs ``ldconfig -p`` in a forked child, a few ms
+    on the path of every ``grader check`` before its sandbox can start."""
+    own = ctypes.CDLL(None, use_errno=True)
+    if hasattr(own, "unshare"):
+        return own
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 # --- in the child, between fork and exec ------------------------------------------------
