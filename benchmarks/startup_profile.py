@@ -5,7 +5,9 @@
 
 Sections:
 
-1. Timeline of a real check. A fresh process runs ``grader.cli.main(["check", ...])``
+1. Timeline of a real check, in the order ``grader check`` works: the sandbox's modules, the
+   early sandbox (``cli._early_sandbox``), then the rest of the grader while it starts. A fresh
+   process runs ``grader.cli.main(["check", ...])``
    with timing wrappers monkeypatched around the pipeline stages (nothing on
    disk is changed). ``time.perf_counter`` is CLOCK_MONOTONIC on Linux, shared
    by all processes, so the parent's spawn/exit times and the child's marks
@@ -13,11 +15,10 @@ Sections:
    sandbox starts in the background and is only waited on in ``_await_ready``.
 2. The grader process's imports: ``python -X importtime -m grader check``,
    top imports by cumulative time, and which heavy packages it loads at all.
-3. The sandbox's own start-up: its program is built the way grader/execute.py
-   builds it (grader/wire.py + grader/sandbox_worker.py, run as
-   ``python -I -c``), timed to its "ready" message, as shipped and in
-   variants (no matplotlib preload, no IPython shell), with phase marks and
-   ``-X importtime``.
+3. The sandbox's own start-up: its program as ``launch.worker_program`` builds it, run as
+   ``python -I -S -c`` (unconfined), timed to its "ready" message, as shipped and in variants
+   (no matplotlib preload; the IPython shell made up front, as before issue 15), with phase marks
+   and ``-X importtime``.
 4. In-process costs: ``import nbformat`` in a fresh process, ``load_notebook``
    on the seed, ``run_checks`` (and the 200-iteration training check's 400
    sequential calls within it) and ``diagnose`` against one live sandbox.
@@ -31,6 +32,7 @@ import re
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -65,12 +67,10 @@ def timed(name, fn):
     return wrapper
 
 t = time.perf_counter(); import grader.cli; span("import grader.cli", t)
-t = time.perf_counter(); import grader.grade, grader.rubric; span("import grader.grade (+execute, wire, numpy, rubric)", t)
-t = time.perf_counter(); import grader.load; span("import grader.load", t)
-grader.rubric.load_rubric = timed("load_rubric", grader.rubric.load_rubric)
-grader.load.load_notebook = timed("load_notebook", grader.load.load_notebook)
-grader.grade.grade_notebook = timed("grade_notebook (total)", grader.grade.grade_notebook)
-SB = grader.grade.SubprocessSandbox
+# `grader check` starts its sandbox first (cli._early_sandbox: the sandbox modules and numpy), then imports
+# the rest of the grader and loads the rubric while it starts: the marks follow that order.
+t = time.perf_counter(); import grader.sandbox.process; span("import the sandbox's modules (+numpy)", t)
+SB = grader.sandbox.process.SubprocessSandbox
 SB._spawn = timed("spawn sandbox (fork+exec)", SB._spawn)
 SB._await_ready = timed("wait for sandbox ready", SB._await_ready)
 SB.run_notebook = timed("run_notebook (incl. wait for ready)", SB.run_notebook)
@@ -85,30 +85,51 @@ def call_many(self, requests):
         counters["calls"] += len(requests)
         counters["call_many_s"] += time.perf_counter() - t
 SB.call_many = call_many
+_early = grader.cli._early_sandbox
 
-_grade_loaded = grader.grade._grade_loaded
-def grade_loaded(*a, **k):
-    # the same imports, at the same point, as _grade_loaded's own first lines
+
+def early_sandbox(args):
     t = time.perf_counter()
-    import grader.checks, grader.diagnose, grader.score
-    span("import checks, diagnose, score (+reference, mutants)", t)
-    grader.checks.run_checks = timed("run_checks", grader.checks.run_checks)
-    training = getattr(getattr(grader.checks, "Grading", None), "_training_check", None)
-    if training is not None:
-        def training_check(self, *a2, **k2):
-            before = dict(counters)
-            t2 = time.perf_counter()
-            try:
-                return training(self, *a2, **k2)
-            finally:
-                span("training check (sequential calls)", t2)
-                counters["training_calls"] = counters["calls"] - before["calls"]
-                counters["training_round_trips"] = counters["call_many"] - before["call_many"]
-        grader.checks.Grading._training_check = training_check
-    grader.diagnose.diagnose = timed("diagnose", grader.diagnose.diagnose)
-    grader.score.apply_rubric = timed("apply_rubric", grader.score.apply_rubric)
-    return _grade_loaded(*a, **k)
-grader.grade._grade_loaded = grade_loaded
+    try:
+        return _early(args)
+    finally:
+        span("early sandbox (confinement decided, spawn)", t)
+        instrument_grading()
+
+
+def instrument_grading():
+    t = time.perf_counter(); import grader.grade, grader.rubric, grader.render; span("import grader.grade, render (+rubric)", t)
+    t = time.perf_counter(); import grader.load; span("import grader.load", t)
+    grader.rubric.load_rubric = timed("load_rubric", grader.rubric.load_rubric)
+    grader.load.load_notebook = timed("load_notebook", grader.load.load_notebook)
+    grader.grade.grade_notebook = timed("grade_notebook (total)", grader.grade.grade_notebook)
+    _grade_loaded = grader.grade._grade_loaded
+
+    def grade_loaded(*a, **k):
+        # the same imports, at the same point, as _grade_loaded's own first lines
+        t = time.perf_counter()
+        import grader.checks, grader.diagnose, grader.score
+        span("import checks, diagnose, score (+reference, mutants)", t)
+        grader.checks.run_checks = timed("run_checks", grader.checks.run_checks)
+        training = getattr(getattr(grader.checks, "Grading", None), "_training_check", None)
+        if training is not None:
+            def training_check(self, *a2, **k2):
+                before = dict(counters)
+                t2 = time.perf_counter()
+                try:
+                    return training(self, *a2, **k2)
+                finally:
+                    span("training check (sequential calls)", t2)
+                    counters["training_calls"] = counters["calls"] - before["calls"]
+                    counters["training_round_trips"] = counters["call_many"] - before["call_many"]
+            grader.checks.Grading._training_check = training_check
+        grader.diagnose.diagnose = timed("diagnose", grader.diagnose.diagnose)
+        grader.score.apply_rubric = timed("apply_rubric", grader.score.apply_rubric)
+        return _grade_loaded(*a, **k)
+    grader.grade._grade_loaded = grade_loaded
+
+
+grader.cli._early_sandbox = early_sandbox
 
 devnull = open(os.devnull, "w")
 real_stdout, sys.stdout = sys.stdout, devnull
@@ -274,26 +295,34 @@ def run_grader_imports(notebook: str) -> None:
 # --------------------------------------------------------------------------------------
 # 3. the sandbox process's own start
 # --------------------------------------------------------------------------------------
-PRELOAD_LINES = "\nshell = _make_shell()\n_preload()\n"
-MARKED_LINES = ("\nimport time as _t\n_w = lambda m: sys.stderr.write('MARK %s %r\\n' % m)"
-                "\n_w(('wire+numpy', _t.perf_counter()))"
-                "\nshell = _make_shell()\n_w(('IPython shell', _t.perf_counter()))"
-                "\n_preload()\n_w(('matplotlib preload', _t.perf_counter()))\n")
+#: Where the one-off sandbox's start-up lines are in worker.py (the shell is made lazily, then the preload).
+PRELOAD_LINES = "        _lazy_shell_names()\n    _preload()\n"
+MARKED_LINES = ("        _lazy_shell_names()\n    import time as _t\n"
+                "    _w = lambda m: sys.stderr.write('MARK %s %r\\n' % m)\n"
+                "    _w(('interpreter, wire + numpy', _t.perf_counter()))\n"
+                "    _preload()\n    _w(('matplotlib preload', _t.perf_counter()))\n")
 
 
 def sandbox_program(variant: str) -> str | None:
-    grader_dir = TREE / "grader"
-    program = (grader_dir / "sandbox" / "protocol.py").read_text() + "\n" + (grader_dir / "sandbox" / "worker.py").read_text()
+    """The sandbox program as ``launch.worker_program`` builds it (bootstrap, jail source, protocol, worker),
+    from the tree under test, or a variant of it; None when the worker changed shape."""
+    sys.path.insert(0, str(TREE))
+    try:
+        from grader.sandbox import launch
+    finally:
+        sys.path.pop(0)
+    launch.worker_program.cache_clear()
+    launch.worker_body.cache_clear()
+    program = launch.worker_program()
     if variant == "as shipped":
         return program
     if PRELOAD_LINES not in program:
-        return None  # the worker changed shape; the variant cannot be built
+        return None
     if variant == "no matplotlib preload":
-        return program.replace(PRELOAD_LINES, "\nshell = _make_shell()\n")
-    if variant == "no shell, no preload (wire+numpy only)":
-        return program.replace(PRELOAD_LINES, "\nshell = None\n")
+        return program.replace(PRELOAD_LINES, "        _lazy_shell_names()\n")
+    if variant == "IPython shell made up front (as before issue 15)":
+        return program.replace(PRELOAD_LINES, "        _shell()\n    _preload()\n")
     if variant == "phase marks":
-        # (nothing may go before wire.py's `from __future__` line, so the marks start after the imports)
         return program.replace(PRELOAD_LINES, MARKED_LINES)
     raise ValueError(variant)
 
@@ -318,7 +347,8 @@ def start_sandbox(program: str, extra_flags: list[str]) -> tuple[float | None, s
     from_r, from_w = os.pipe()
     with tempfile.TemporaryDirectory(prefix="grader-profile-") as workdir:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-I", *extra_flags, "-c", program, str(to_r), str(from_w)],
+        site = sysconfig.get_paths()["purelib"]
+        proc = subprocess.Popen([sys.executable, "-I", "-S", *extra_flags, "-c", program, str(to_r), str(from_w), site],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 cwd=workdir, env=sandbox_env(workdir), pass_fds=(to_r, from_w))
         os.close(to_r)
@@ -368,7 +398,7 @@ def run_sandbox(runs: int) -> None:
     for label, values in (("python -I -c pass (process exits)", bare),
                           ('python -I -c "import numpy" (process exits)', np_times)):
         print(f"  {label:<48} {statistics.median(values):>7.3f} s")
-    for variant in ("as shipped", "no matplotlib preload", "no shell, no preload (wire+numpy only)"):
+    for variant in ("as shipped", "no matplotlib preload", "IPython shell made up front (as before issue 15)"):
         program = sandbox_program(variant)
         if program is None:
             print(f"  {variant:<48} (cannot build: sandbox_worker.py changed)")

@@ -101,6 +101,8 @@ def is_self_check(source: str) -> bool:
     """Whether a cell is only the student's self-check (``import grader; grader.check()``, perhaps with a
     ``%pip install`` line): skipped when the instructor grades, so an honest student is neither flagged
     for importing the grader nor warned that the cell failed (the grader is not installed in the sandbox)."""
+    if "grader" not in source:  # every self-check line names it: most cells are settled without parsing
+        return False
     lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
     try:
         tree = ast.parse("\n".join(lines))
