@@ -25,16 +25,20 @@ USES_HELPERS = ("from nn_helpers import relu, relu_slope\n\n\ndef activation(z):
 MAIN_GUARD = "if __name__ == '__main__':\n    print('ran as __main__')\n"
 
 
+def grade_on(backend: str, path: Path):
+    """The notebook at ``path`` graded by the default rubric on ``backend`` ("subprocess", "kernel"), or
+    forked from a fork server ("fork server")."""
+    if backend == "fork server":
+        with ForkServer() as server:
+            return grade_notebook(path, load_rubric(None), Options(server=server))
+    return grade_notebook(path, load_rubric(None), Options(backend=backend))
+
+
 @pytest.mark.parametrize("backend", ["subprocess", "fork server", "kernel"])
 def test_a_writefile_module_imports_and_the_notebook_is_main(tmp_path, backend):
     path = tmp_path / "student.ipynb"
     path.write_text(notebook_json([HELPER_MODULE] + CORRECT_CELLS + [USES_HELPERS, MAIN_GUARD]))
-    rubric = load_rubric(None)
-    if backend == "fork server":
-        with ForkServer() as server:
-            report = grade_notebook(path, rubric, Options(server=server))
-    else:
-        report = grade_notebook(path, rubric, Options(backend=backend))
+    report = grade_on(backend, path)
     assert [cell.status for cell in report.cells] == ["ok"] * len(report.cells)
     assert report.score == report.max_score
     assert "ran as __main__" in report.output_excerpt
@@ -99,12 +103,7 @@ def test_a_py_file_submitted_beside_the_notebook_imports(tmp_path, backend):
     (folder / "nn_helpers.py").write_text(HELPER_FILE)
     path = folder / "student.ipynb"
     path.write_text(notebook_json(CORRECT_CELLS + [USES_HELPERS]))
-    rubric = load_rubric(None)
-    if backend == "fork server":
-        with ForkServer() as server:
-            report = grade_notebook(path, rubric, Options(server=server))
-    else:
-        report = grade_notebook(path, rubric, Options(backend=backend))
+    report = grade_on(backend, path)
     assert not any("ModuleNotFoundError" in warning for warning in report.warnings), report.warnings
     assert [cell.status for cell in report.cells] == ["ok"] * len(report.cells)
     assert report.score == report.max_score
@@ -163,12 +162,7 @@ IPYTHON_NAMES = [
 def test_what_ipython_provides_is_there_before_and_after_the_shell_is_made(tmp_path, backend):
     path = tmp_path / "ipython_names.ipynb"
     path.write_text(notebook_json(CORRECT_CELLS + IPYTHON_NAMES))
-    rubric = load_rubric(None)
-    if backend == "fork server":
-        with ForkServer() as server:
-            report = grade_notebook(path, rubric, Options(server=server))
-    else:
-        report = grade_notebook(path, rubric, Options(backend=backend))
+    report = grade_on(backend, path)
     assert [cell.status for cell in report.cells] == ["ok"] * len(report.cells), report.warnings
     excerpt = report.output_excerpt
     for line in ("main is the notebook: True True", "pickles: Point", "flag: True", "shell: True",
