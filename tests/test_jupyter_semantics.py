@@ -159,6 +159,19 @@ IPYTHON_NAMES = [
 
 
 @pytest.mark.parametrize("backend", ["subprocess", "fork server", "kernel"])
+def test_ipythons_own_get_ipython_finds_the_shell_in_the_first_cell(tmp_path, backend):
+    """``from IPython import get_ipython`` (IPython's function, not the notebook's name) returns the shell
+    even when no cell before needed one: in a one-off sandbox the shell is made for the cell that names IPython."""
+    first = ("from IPython import get_ipython\nget_ipython().run_line_magic('matplotlib', 'inline')\n"
+             "print('shell found')")
+    path = tmp_path / "get_ipython_first.ipynb"
+    path.write_text(notebook_json([first] + CORRECT_CELLS))
+    report = grade_on(backend, path)
+    assert [cell.status for cell in report.cells] == ["ok"] * len(report.cells), report.warnings
+    assert "shell found" in report.output_excerpt and report.score == report.max_score
+
+
+@pytest.mark.parametrize("backend", ["subprocess", "fork server", "kernel"])
 def test_what_ipython_provides_is_there_before_and_after_the_shell_is_made(tmp_path, backend):
     path = tmp_path / "ipython_names.ipynb"
     path.write_text(notebook_json(CORRECT_CELLS + IPYTHON_NAMES))

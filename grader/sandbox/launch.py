@@ -278,10 +278,28 @@ class Worker:
         os.close(out_w)
         return cls(AttachedHandle(), (-1, -1), send_fd, recv_fd, OutputDrain(out_r, 0))
 
-    def send(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> None:
+    def send(self, header: dict[str, Any], blobs: list[bytes] | None, deadline: float) -> None:
+        """Write one message, waiting for room in the pipe until ``deadline`` at most: TimeoutError past it,
+        EOFError when the worker is gone. An honest worker reads every request and answer at once, so this
+        only ever waits for one that has stopped reading: a notebook that stops its worker's loop, or asks a
+        live stand-in's question and leaves the answer unread, would otherwise hang the grader in a blocking
+        write for good (red team, issue 15)."""
+        data = memoryview(protocol.pack(header, blobs or []))
         try:
-            protocol.write_message(self.send_fd, header, blobs)
-        except OSError:
+            os.set_blocking(self.send_fd, False)
+            try:
+                while data:
+                    try:
+                        data = data[os.write(self.send_fd, data):]
+                        continue
+                    except BlockingIOError:
+                        pass
+                    wait = deadline - time.monotonic()
+                    if wait <= 0 or not select.select([], [self.send_fd], [], wait)[1]:
+                        raise TimeoutError("the sandbox stopped reading its channel")
+            finally:
+                os.set_blocking(self.send_fd, True)
+        except OSError:  # the worker is gone (a broken pipe, or its end closed)
             raise EOFError("sandbox closed its channel") from None
 
     def receive(self, deadline: float) -> tuple[dict[str, Any], list[bytes]]:

@@ -349,14 +349,17 @@ class ProcessSandbox:
         """Send a request tagged with a fresh token that every reply to it must echo."""
         assert self._process is not None
         token = secrets.token_hex(8)
-        self._process.send({**header, "token": token}, blobs)
+        limit = max(self.limits.call_timeout_s, self.limits.cell_timeout_s)
+        # A worker that stopped reading must not hang the grader in this write: bounded as its reply is.
+        self._process.send({**header, "token": token}, blobs,
+                           min(time.monotonic() + limit + WATCHDOG_GRACE_S, self.total_deadline()))
         return token
 
     def _reply(self, token: str, deadline: float) -> tuple[dict[str, Any], list[bytes]]:
         assert self._process is not None
         header, blobs = self._process.receive(deadline)
         while header.get("op") == "helper" and self._live:  # a live stand-in asks for a value mid-call
-            self._answer_helper(header, blobs)
+            self._answer_helper(header, blobs, deadline)
             header, blobs = self._process.receive(deadline)
         if header.get("token") != token:
             raise protocol.WireError("a reply without the request's token")
@@ -704,8 +707,9 @@ class ProcessSandbox:
             self._live = {}
         return ok
 
-    def _answer_helper(self, header: dict[str, Any], blobs: list[bytes]) -> None:
-        """One value for a live stand-in: computed on the trusted side from a decoded (bounded) array."""
+    def _answer_helper(self, header: dict[str, Any], blobs: list[bytes], deadline: float) -> None:
+        """One value for a live stand-in: computed on the trusted side from a decoded (bounded) array, sent by
+        ``deadline`` (the reply's: a worker that asks and does not read the answer must not hang the grader)."""
         assert self._process is not None
         function = self._live.get(str(header.get("name")))
         value: Any = None
@@ -719,7 +723,7 @@ class ProcessSandbox:
                 except LookupError:  # a student pack holds no value there: the stand-in raises, as for any miss
                     value = None
         out: list[bytes] = []
-        self._process.send({"op": "helper_value", "value": protocol.encode_value(value, out)}, out)
+        self._process.send({"op": "helper_value", "value": protocol.encode_value(value, out)}, out, deadline)
 
     def restore(self) -> bool:
         """Put back the notebook's own functions that ``substitute`` replaced."""

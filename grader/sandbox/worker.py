@@ -401,6 +401,8 @@ def execute_cell(index: int, source: str, timeout: float) -> dict[str, Any]:
     try:
         watching[0] = True
         plain = None if KERNEL else _plain_python(index, source)
+        if not _SHELL and "IPython" in source:  # IPython's own get_ipython() finds only a shell that exists
+            _shell()
         if plain is not None:
             failure = _run_plain(plain)
         else:
