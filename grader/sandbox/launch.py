@@ -247,6 +247,8 @@ class Worker:
         #: Why a message it sent was refused, in the grader's words (for the report).
         self.wire_error: str | None = None
         self._buffer = bytearray()
+        #: ``send`` never blocks: the grader's end of the request pipe is set non-blocking once, on first use.
+        self._send_ready = False
 
     @classmethod
     def start(cls, start: StartProcess, drain_limit: int) -> Worker:
@@ -286,19 +288,18 @@ class Worker:
         write for good (red team, issue 15)."""
         data = memoryview(protocol.pack(header, blobs or []))
         try:
-            os.set_blocking(self.send_fd, False)
-            try:
-                while data:
-                    try:
-                        data = data[os.write(self.send_fd, data):]
-                        continue
-                    except BlockingIOError:
-                        pass
-                    wait = deadline - time.monotonic()
-                    if wait <= 0 or not select.select([], [self.send_fd], [], wait)[1]:
-                        raise TimeoutError("the sandbox stopped reading its channel")
-            finally:
-                os.set_blocking(self.send_fd, True)
+            if not self._send_ready:
+                os.set_blocking(self.send_fd, False)  # only the grader writes to it, only here
+                self._send_ready = True
+            while data:
+                try:
+                    data = data[os.write(self.send_fd, data):]
+                    continue
+                except BlockingIOError:
+                    pass
+                wait = deadline - time.monotonic()
+                if wait <= 0 or not select.select([], [self.send_fd], [], wait)[1]:
+                    raise TimeoutError("the sandbox stopped reading its channel")
         except OSError:  # the worker is gone (a broken pipe, or its end closed)
             raise EOFError("sandbox closed its channel") from None
 
