@@ -6,6 +6,13 @@ wall time, no process left behind, nothing written outside the sandbox. Nothing
 here can harm the machine if a limit failed: loops are bounded by the test's own
 limits, allocations stay at or under 6 GB of *address space* request, and
 children sleep for a bounded time and are killed by the test if still found.
+
+Each property is proven for both kinds of operator (``tests/unprivileged.py``): in this
+process, which CI runs as root (the sandbox drops to its own uid), with a freshly started
+sandbox and with a fork server; and as an unprivileged user (the sandbox lives in a user
+namespace of that user's), through ``grader check`` (a freshly started sandbox, or a kernel)
+and ``grader grade --jobs 1`` (forks of the batch's fork server) of a private installed copy.
+The few tests that stay in this process only say why.
 """
 from __future__ import annotations
 
@@ -18,14 +25,18 @@ from pathlib import Path
 
 import pytest
 
+from grader.batch.grading import NOTICE_NO_FORK_SERVER
+from grader.render import json_report
 from grader.sandbox import jail
 from grader.sandbox.confine import confinement
 from grader.sandbox.forkserver import ForkServer
 from grader.grade import Options, grade_notebook
-from grader.sandbox.limits import Limits
+from grader.sandbox.limits import Limits, settings
 from grader.rubric import load_rubric
 
 from conftest import CORRECT_CELLS, notebook_json
+from unprivileged import (Account, grade_as, private_install,  # noqa: F401 (fixtures)
+                          unprivileged_account)
 
 pytestmark = pytest.mark.slow
 
@@ -39,30 +50,125 @@ ACTIVATION, DERIVATIVE_AND_LOSS = CORRECT_CELLS[1], CORRECT_CELLS[2]
 IMPORTS, FORWARD, BACKWARD = CORRECT_CELLS[0], CORRECT_CELLS[3], CORRECT_CELLS[4]
 
 
-@pytest.fixture(scope="module", params=["fresh process", "fork server"])
-def server(request):
-    """Both ways a sandbox starts must contain the same things."""
-    if request.param == "fresh process":
-        yield None
-        return
-    with ForkServer() as forks:
-        yield forks
+# --- who grades, and how ------------------------------------------------------------------------
+
+
+def limit_arguments(limits: Limits) -> list[str]:
+    """``limits`` as ``grader``'s command-line options (every one, so the rubric's own never apply)."""
+    return [part for setting in settings() for part in (setting.flag, str(getattr(limits, setting.name)))]
+
+
+_NAMESPACES_OF: dict[int, bool] = {}
+
+
+def namespaces_of(account: Account) -> bool:
+    """Whether the grader confines its sandboxes with namespaces when ``account`` runs it (asked once)."""
+    if account.uid not in _NAMESPACES_OF:
+        asked = account.run([str(account.install.python), "-c",
+                             "from grader.sandbox.confine import confinement; print(confinement().namespaces)"])
+        assert asked.stdout.strip() in ("True", "False"), asked.stderr[-1500:]
+        _NAMESPACES_OF[account.uid] = asked.stdout.strip() == "True"
+    return _NAMESPACES_OF[account.uid]
+
+
+@dataclasses.dataclass
+class Grading:
+    """One way these tests grade a notebook (what the ``grade`` and ``kernel_grade`` fixtures give).
+
+    Without ``account``: in this process (as whoever runs pytest: root in CI), with a freshly started
+    sandbox, a fork of ``server``, or a kernel. With it: ``grader`` of the private installation run as that
+    account (``tests/unprivileged.py``): ``grader check`` (a freshly started sandbox or a kernel), or with
+    ``batch`` ``grader grade DIR --jobs 1`` (a fork of the batch's fork server); the JSON report is read back
+    into a Report, so a test reads the same fields either way. The wall time of a command-line run includes
+    the interpreter's start-up: compare it with a baseline measured the same way (``baseline_s``).
+    """
+
+    backend: str = "subprocess"
+    server: ForkServer | None = None
+    account: Account | None = None
+    batch: bool = False
+    #: Extra environment of a command-line run.
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: The last command-line run's stderr (where the operator's notes go).
+    stderr: str = ""
+
+    @property
+    def privileged(self) -> bool:
+        return os.geteuid() == 0 if self.account is None else self.account.privileged
+
+    @property
+    def namespaces(self) -> bool:
+        """Whether this grader's sandboxes have namespaces (an ordinary user may lack them where root has them)."""
+        return NAMESPACES if self.account is None else namespaces_of(self.account)
+
+    @property
+    def home(self) -> Path:
+        """The grading account's home: a place of its own a notebook would like to write to."""
+        return Path.home() if self.account is None else self.account.home
+
+    def place(self, tmp_path: Path) -> Path:
+        """A directory the grading account owns (for host files a notebook targets): else a write there
+        fails for want of permission, not because of the sandbox."""
+        return tmp_path if self.account is None else self.account.workspace("sbx-hostile-")
+
+    def operator_notices(self) -> list[str]:
+        """What the operator was told: this process's confinement notices, or the last run's stderr lines."""
+        return list(confinement().notices) if self.account is None else self.stderr.splitlines()
+
+    def __call__(self, tmp_path: Path, cells: list[str], limits: Limits = LIMITS):
+        """Grade ``cells`` (written into ``tmp_path`` in this process; into a workspace of the account's
+        otherwise): (report, wall seconds)."""
+        if self.account is None:
+            path = tmp_path / "hostile.ipynb"
+            path.write_text(notebook_json(cells))
+            started = time.monotonic()
+            report = grade_notebook(path, load_rubric(None), Options(limits=limits, server=self.server,
+                                                                     backend=self.backend))
+            return report, time.monotonic() - started
+        started = time.monotonic()
+        result, reports = grade_as(self.account, {"hostile": notebook_json(cells)}, *limit_arguments(limits),
+                                   "--backend", self.backend, batch=self.batch, env=self.env,
+                                   timeout=limits.total_timeout_s + 120)
+        wall = time.monotonic() - started
+        self.stderr = result.stderr
+        document = reports["hostile"]
+        assert document is not None, f"no report (exit {result.returncode}): {result.stderr[-1500:]}"
+        if self.batch:  # else the submission ran in a freshly started sandbox, not in a fork of the server
+            assert NOTICE_NO_FORK_SERVER.split("(")[0] not in result.stderr, result.stderr[-1500:]
+        return json_report.from_dict(document), wall
+
+
+def unprivileged_grading(request: pytest.FixtureRequest, **how) -> Grading:
+    """The unprivileged account's ``grader`` (skips where the account cannot be made; fails so in CI)."""
+    return Grading(account=request.getfixturevalue("unprivileged_account"), **how)
+
+
+#: In this process, with a freshly started sandbox or a fork server; as the unprivileged user through
+#: ``grader check`` (a freshly started sandbox) or ``grader grade`` (a fork of the batch's fork server).
+GRADINGS = ["fresh process", "fork server", "unprivileged check", "unprivileged grade"]
+
+
+@pytest.fixture(scope="module", params=GRADINGS)
+def grading(request):
+    """Every way a sandbox starts must contain the same things, when root and when an ordinary user grades."""
+    if request.param == "fork server":
+        with ForkServer() as forks:
+            yield Grading(server=forks)
+    elif request.param.startswith("unprivileged"):
+        yield unprivileged_grading(request, batch=request.param == "unprivileged grade")
+    else:
+        yield Grading()
 
 
 @pytest.fixture
-def grade(server):
-    def run(tmp_path: Path, cells: list[str], limits: Limits = LIMITS):
-        path = tmp_path / "hostile.ipynb"
-        path.write_text(notebook_json(cells))
-        started = time.monotonic()
-        report = grade_notebook(path, load_rubric(None), Options(limits=limits, server=server))
-        return report, time.monotonic() - started
-    return run
+def grade(grading) -> Grading:
+    """``grade(tmp_path, cells, limits=LIMITS)`` -> (report, wall seconds), one of the ``GRADINGS`` ways."""
+    return dataclasses.replace(grading)  # a copy: ``stderr`` is this test's own
 
 
 @pytest.fixture
 def baseline_s(grade, tmp_path_factory) -> float:
-    """Wall time to grade the correct notebook here, now: what a hung submission may add its limit to."""
+    """Wall time to grade the correct notebook here, now, the same way: what a hung submission may add its limit to."""
     _, wall = grade(tmp_path_factory.mktemp("baseline"), CORRECT_CELLS)
     return wall
 
@@ -227,6 +333,8 @@ def test_unbounded_recursion_with_the_limit_lifted_fails_only_that_function(tmp_
 
 
 def _sleepers(marker: str) -> list[int]:
+    """Processes whose command line holds ``marker``, whoever runs them: this test runs as root when the
+    unprivileged variants run, so it sees (and may kill) the unprivileged user's leftovers as well as its own."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -242,7 +350,7 @@ def _sleepers(marker: str) -> list[int]:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for leftover processes")
 def test_a_hundred_children_leave_no_process_behind(tmp_path, grade):
     marker = f"{os.getpid() % 1000}.{time.monotonic_ns() % 10**6}"
-    escape = "os.setsid()\n        " if NAMESPACES else ""  # setsid escapes a process group, not a PID namespace
+    escape = "os.setsid()\n        " if grade.namespaces else ""  # setsid escapes a process group, not a PID namespace
     fork = ("import os\nstarted = 0\n"
             "for _ in range(100):\n"
             "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
@@ -254,7 +362,7 @@ def test_a_hundred_children_leave_no_process_behind(tmp_path, grade):
         report, _ = grade(tmp_path, CORRECT_CELLS + [fork])
         assert report.score == report.max_score
         assert "started" in report.output_excerpt
-        if NAMESPACES and os.geteuid() != 0:  # the kernel exempts root from the process limit
+        if grade.namespaces and not grade.privileged:  # the kernel exempts root from the process limit
             started = int(report.output_excerpt.split("started ")[1].split()[0])
             assert started < LIMITS.max_processes
         time.sleep(0.2)
@@ -288,18 +396,40 @@ def test_the_grader_and_reference_are_out_of_reach(tmp_path, grade):
     assert {"integrity_grader_import", "integrity_introspection"} <= diagnosis_ids(report)
 
 
-@pytest.mark.skipif(not NAMESPACES, reason="the checkout is covered only inside a mount namespace")
 def test_the_checkout_is_unreadable_by_its_path_even_with_the_interpreter_inside_it(tmp_path, grade):
-    """Run from source, the checkout's folders are covered one by one (its .venv may hold the interpreter)."""
+    """Run from source, the checkout's folders are covered one by one (its .venv may hold the interpreter).
+
+    As the unprivileged user the grader runs from its private installation (its interpreter in a venv next
+    to the source copy it was built from): that installation, that copy and this checkout, all of which the
+    user can read on the host, are out of reach too."""
+    if not grade.namespaces:
+        pytest.skip("the checkout is covered only inside a mount namespace")
     import grader
     checkout = Path(grader.__file__).resolve().parents[1]
-    if not (checkout / "pyproject.toml").is_file():
+    targets = []
+    if (checkout / "pyproject.toml").is_file():
+        targets += [checkout / "reference" / "simple_nn" / "mutants.py", checkout / "grader" / "checks.py",
+                    checkout / "rubrics" / "simple_nn.toml", checkout / ".git" / "HEAD"]
+    elif grade.account is None:
         pytest.skip("the grader is installed, not run from a checkout")
-    targets = [checkout / "reference" / "simple_nn" / "mutants.py", checkout / "grader" / "checks.py",
-               checkout / "rubrics" / "simple_nn.toml", checkout / ".git" / "HEAD"]
+    installed = []
+    if grade.account is not None:
+        install = grade.account.install
+        installed = [str(t) for t in (install.package_dir / "checks.py", install.reference_dir / "simple_nn" / "mutants.py",
+                                      install.source / "grader" / "checks.py", install.source / "pyproject.toml",
+                                      install.source / "reference" / "simple_nn" / "mutants.py")]
+    targets = [str(t) for t in targets if t.exists()] + installed
+    if grade.account is not None:
+        # Only what the user can read on the host proves anything of the sandbox (a checkout in a private
+        # home is kept out by its permissions already); the installation is world-readable by construction.
+        host = grade.account.run([str(grade.account.install.python), "-c",
+                                  "import os, sys\nprint('\\n'.join(p for p in sys.argv[1:] if os.access(p, os.R_OK)))",
+                                  *targets])
+        targets = host.stdout.splitlines()
+        assert set(installed) <= set(targets), (host.stdout, host.stderr[-800:])
     probe = (
         "readable = []\n"
-        f"for path in {[str(t) for t in targets if t.exists()]!r}:\n"
+        f"for path in {targets!r}:\n"
         "    try:\n        open(path).read(1)\n        readable.append(path)\n"
         "    except OSError:\n        pass\n"
         "print('READABLE', readable)"
@@ -344,26 +474,31 @@ def test_forged_protocol_messages_and_printed_passes_earn_nothing(tmp_path, grad
 
 
 def test_nothing_is_written_outside_the_working_directory(tmp_path, grade):
-    outside = tmp_path / "outside.txt"
-    home = Path.home() / f".grader-hostile-{os.getpid()}"
-    write = (f"for target in ({str(outside)!r}, {str(home)!r}):\n"
+    # Places the grading account may write to on the host: only the sandbox stands in the way. (Inside the
+    # sandbox /tmp leads to its own working directory, so only /var/tmp, and /root when root grades, are
+    # paths that the sandbox's audit flags for review.)
+    outside = grade.place(tmp_path) / "outside.txt"
+    home = grade.home / f".grader-hostile-{os.getpid()}"
+    shared = Path("/var/tmp") / f".grader-hostile-{os.getpid()}-{time.monotonic_ns()}"
+    write = (f"for target in ({str(outside)!r}, {str(home)!r}, {str(shared)!r}):\n"
              "    try:\n        open(target, 'w').write('pwned')\n    except OSError as e:\n        print('denied', e)\n"
              "open('inside.txt', 'w').write('fine')\nimport os\nprint('cwd', os.getcwd())")
     try:
         report, _ = grade(tmp_path, CORRECT_CELLS + [write])
         workdir = report.output_excerpt.split("cwd ")[1].split()[0]
-        if NAMESPACES:  # a tmpfs of its own, at the same place in every sandbox; the host never sees it
+        if grade.namespaces:  # a tmpfs of its own, at the same place in every sandbox; the host never sees it
             assert workdir == jail.SANDBOX_WORKDIR
         else:
             assert not Path(workdir).exists()  # the throwaway working directory was removed
         assert "integrity_file_access" in diagnosis_ids(report)
-        if NAMESPACES:
-            assert not outside.exists() and not home.exists()
-            assert report.output_excerpt.count("denied") == 2
+        if grade.namespaces:
+            assert not outside.exists() and not home.exists() and not shared.exists()
+            assert report.output_excerpt.count("denied") == 3
         else:  # the operator is told (never the student's report)
-            assert any("namespaces were unavailable" in n for n in confinement().notices)
+            assert any("namespaces were unavailable" in n for n in grade.operator_notices())
     finally:
         home.unlink(missing_ok=True)
+        shared.unlink(missing_ok=True)
 
 
 def test_network_is_denied_or_the_report_says_it_was_not(tmp_path, grade):
@@ -378,11 +513,11 @@ def test_network_is_denied_or_the_report_says_it_was_not(tmp_path, grade):
         report, _ = grade(tmp_path, CORRECT_CELLS + [connect])
     finally:
         listener.close()
-    if NAMESPACES:
+    if grade.namespaces:
         assert "NET closed" in report.output_excerpt
         assert not any("namespaces were unavailable" in w for w in report.warnings)
     else:  # the operator is told (never the student's report)
-        assert any("namespaces were unavailable" in n for n in confinement().notices)
+        assert any("namespaces were unavailable" in n for n in grade.operator_notices())
 
 
 @pytest.mark.parametrize("use_server", [False, True], ids=["fresh process", "fork server"])
@@ -418,18 +553,30 @@ def test_without_namespaces_the_operator_is_told_what_is_not_enforced(tmp_path, 
     assert not Path(workdir).exists()
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["unprivileged check", "unprivileged grade"])
+def test_without_namespaces_an_unprivileged_grader_tells_the_operator_and_leaves_nothing(tmp_path, request, batch):
+    """The same as the unprivileged user, with ``GRADER_NO_NAMESPACES=1`` (the monkeypatch above cannot reach
+    another process): the notebook runs as that user (there is no root to drop from), the operator is told on
+    stderr what is not enforced, and the throwaway working directory is removed. That the note reaches no
+    student's file is ``test_operator_notices.py``'s concern."""
+    grade = unprivileged_grading(request, batch=batch, env={"GRADER_NO_NAMESPACES": "1"})
+    report, _ = grade(tmp_path, CORRECT_CELLS + ["import os\nprint('cwd', os.getcwd(), 'uid', os.getuid())"])
+    assert report.score == report.max_score
+    assert any("namespaces were unavailable" in n and "network" in n for n in grade.operator_notices())
+    workdir, uid = report.output_excerpt.split("cwd ")[1].split()[0], int(report.output_excerpt.split("uid ")[1].split()[0])
+    assert uid == grade.account.uid
+    assert not Path(workdir).exists()
+
+
 # --- the kernel backend has the same containment --------------------------------------------
 
 
-@pytest.fixture
-def kernel_grade():
-    def run(tmp_path: Path, cells: list[str], limits: Limits = LIMITS):
-        path = tmp_path / "hostile.ipynb"
-        path.write_text(notebook_json(cells))
-        started = time.monotonic()
-        report = grade_notebook(path, load_rubric(None), Options(limits=limits, backend="kernel"))
-        return report, time.monotonic() - started
-    return run
+@pytest.fixture(params=["this process", "unprivileged check"])
+def kernel_grade(request) -> Grading:
+    """A kernel per submission, in this process or through ``grader check --backend kernel`` as the unprivileged user."""
+    if request.param == "this process":
+        return Grading(backend="kernel")
+    return unprivileged_grading(request, backend="kernel")
 
 
 def test_kernel_a_cell_that_ignores_the_interrupt_is_killed_and_the_rest_replayed(tmp_path, kernel_grade):
@@ -451,7 +598,7 @@ def test_kernel_hung_function_and_memory_hog_fail_alone(tmp_path, kernel_grade):
 
 
 def test_kernel_cannot_reach_the_grader_the_network_or_the_disk(tmp_path, kernel_grade):
-    outside = tmp_path / "outside.txt"
+    outside = kernel_grade.place(tmp_path) / "outside.txt"
     probe = (
         "import sys, os, socket\nfound = []\n"
         "try:\n    import grader\n    found.append('grader')\nexcept ImportError:\n    pass\n"
@@ -462,17 +609,17 @@ def test_kernel_cannot_reach_the_grader_the_network_or_the_disk(tmp_path, kernel
     )
     report, _ = kernel_grade(tmp_path, CORRECT_CELLS + [probe])
     assert report.score == report.max_score
-    if NAMESPACES:
+    if kernel_grade.namespaces:
         assert "FOUND []" in report.output_excerpt and not outside.exists()
     else:
         assert "FOUND ['wrote'" in report.output_excerpt or "FOUND []" in report.output_excerpt
-        assert any("namespaces were unavailable" in n for n in confinement().notices)  # the operator's
+        assert any("namespaces were unavailable" in n for n in kernel_grade.operator_notices())  # the operator's
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for leftover processes")
 def test_kernel_children_do_not_outlive_grading(tmp_path, kernel_grade):
     marker = f"{os.getpid() % 1000}.{time.monotonic_ns() % 10**6 + 7}"
-    escape = "os.setsid()\n        " if NAMESPACES else ""
+    escape = "os.setsid()\n        " if kernel_grade.namespaces else ""
     fork = ("import os\nfor _ in range(20):\n    pid = os.fork()\n    if pid == 0:\n"
             f"        {escape}os.execv('/bin/sleep', ['sleep', '{marker}'])\n")
     try:
@@ -584,12 +731,13 @@ def _processes_named(prefix: str) -> list[int]:
     return found
 
 
+@pytest.mark.parametrize("who", ["this process", "unprivileged check"])
 @pytest.mark.parametrize("backend", ["subprocess", "kernel"])
-def test_no_sandbox_process_outlives_the_grading(tmp_path, backend):
-    marker = f"{os.getpid() % 10000}"
-    path = tmp_path / "outlive.ipynb"
-    path.write_text(notebook_json(CORRECT_CELLS + [OUTLIVE.replace("{marker}", marker)]))
-    report = grade_notebook(path, load_rubric(None), Options(limits=LIMITS, backend=backend))
+def test_no_sandbox_process_outlives_the_grading(tmp_path, request, backend, who):
+    """(``_processes_named`` reads every process of the machine: the unprivileged user's as well.)"""
+    grade = Grading(backend=backend) if who == "this process" else unprivileged_grading(request, backend=backend)
+    marker = f"{os.getpid() % 10000}{'u' if grade.account else ''}"
+    report, _ = grade(tmp_path, CORRECT_CELLS + [OUTLIVE.replace("{marker}", marker)])
     assert report.score == report.max_score
     assert "pdeathsig cleared False" in report.output_excerpt
     deadline = time.monotonic() + 3
@@ -598,13 +746,17 @@ def test_no_sandbox_process_outlives_the_grading(tmp_path, backend):
     assert _processes_named(f"outlive-{marker}") == []
 
 
-@pytest.mark.skipif(not NAMESPACES, reason="the kernel's sockets are only private inside namespaces")
 def test_kernel_restart_never_writes_through_a_link_the_notebook_planted(tmp_path, kernel_grade):
     """The kernel's socket directory is the sandbox's to write: a link planted there as the next
-    connection file must not make the grader (root, perhaps) write or chown the file it points to."""
-    canary = tmp_path / "canary"
+    connection file must not make the grader (root, perhaps) write or chown the file it points to.
+    (As the unprivileged user, the canary is that user's own file: one the grader could write.)"""
+    if not kernel_grade.namespaces:
+        pytest.skip("the kernel's sockets are only private inside namespaces")
+    canary = kernel_grade.place(tmp_path) / "canary"
     canary.write_text("untouched")
     canary.chmod(0o600)
+    if kernel_grade.account is not None:
+        kernel_grade.account.give(canary)
     before = canary.stat()
     plant = ("import os, glob\n"
              "sockets = [l.split()[4] for l in open('/proc/self/mountinfo') if 'nbkernel' in l]\n"
@@ -625,14 +777,16 @@ def test_kernel_restart_never_writes_through_a_link_the_notebook_planted(tmp_pat
         (before.st_uid, before.st_gid, before.st_mode, before.st_mtime_ns)
 
 
-def test_kernel_output_flood_is_not_held_by_the_grader(tmp_path):
+@pytest.mark.parametrize("who", ["this process", "unprivileged check"])
+def test_kernel_output_flood_is_not_held_by_the_grader(tmp_path, request, who):
     """nbclient keeps every output; a cell printing 4 MB at a time for seconds must not take the grader with it."""
     import subprocess
     import sys
 
     flood = ("import sys, time\nstarted = time.time()\n"
              "while time.time() - started < 3:\n    sys.stdout.write('x' * (4 << 20)); sys.stdout.flush()")
-    path = tmp_path / "flood.ipynb"
+    account = None if who == "this process" else request.getfixturevalue("unprivileged_account")
+    path = (tmp_path if account is None else account.workspace("sbx-hostile-")) / "flood.ipynb"
     path.write_text(notebook_json(CORRECT_CELLS + [flood]))
     # A wrapper of its own measures the largest process among the grader and everything it reaped
     # (this test process has reaped other tests' memory hogs).
@@ -640,15 +794,25 @@ def test_kernel_output_flood_is_not_held_by_the_grader(tmp_path):
                "done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=120)\n"
                "sys.stderr.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
                "sys.stdout.write(done.stdout)\n")
-    done = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "grader", "check", str(path),
-                           "--backend", "kernel", "--format", "json", "--cell-timeout", "5"],
-                          capture_output=True, text=True, timeout=180)
+    python = sys.executable if account is None else str(account.install.python)
+    command = [python, "-c", wrapper, python, "-m", "grader", "check", str(path),
+               "--backend", "kernel", "--format", "json", "--cell-timeout", "5"]
+    if account is None:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    else:
+        account.give(path)
+        done = account.run(command, cwd=path.parent, timeout=180)
     import json
 
     report = json.loads(done.stdout)
     assert report["score"] == report["max_score"]
     assert "more characters of output not kept" in report["output_excerpt"]
     assert int(done.stderr.strip()) < 500 * 1024  # kilobytes
+
+
+# In this process only: these make the confinement fail by patching the grader itself, which a ``grader``
+# run as another user (a process of its own) cannot be made to do from here. They test what the student
+# and the operator are told when no sandbox can be started, not a containment that could differ by account.
 
 
 def _unconfinable(monkeypatch, module):

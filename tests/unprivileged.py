@@ -475,3 +475,46 @@ def pack_environment(wheel: Path) -> Path:
     _run_quiet([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], "installing the student pack")
     _run_quiet(["chmod", "-R", "a+rX,go-w", str(root)], "making the pack's environment world-readable")
     return python
+
+
+def grade_as(account: Account, notebooks: Mapping[str, str], *args: str, batch: bool = False,
+             env: Mapping[str, str] | None = None, timeout: float = 600
+             ) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, Any] | None]]:
+    """Grade ``notebooks`` (label -> notebook JSON) as ``account`` and read each one's ``grader.report/1`` back.
+
+    The notebooks are written into a fresh workspace as the account's files, ``<label>.ipynb``. Without
+    ``batch``, the one notebook goes through ``grader check NOTEBOOK --format json ARGS`` (a freshly started
+    sandbox process); with it, their folder through ``grader grade DIR --out OUT --jobs 1 ARGS`` (one grading
+    process: each submission is a fork of its fork server). A label maps to None when no report was produced.
+    """
+    workspace = account.workspace()
+    inbox = workspace / "in"
+    inbox.mkdir()
+    account.give(inbox)
+    files: dict[str, Path] = {}
+    for label, text in notebooks.items():
+        files[label] = inbox / f"{label}.ipynb"
+        files[label].write_text(text)
+        account.give(files[label])
+    out = workspace / "out"
+    if batch:
+        command = ["grade", str(inbox), "--out", str(out), "--jobs", "1", *args]
+    else:
+        if len(files) != 1:
+            raise ValueError(f"grader check grades one notebook, not {len(files)}: pass batch=True")
+        command = ["check", str(*files.values()), "--format", "json", *args]
+    result = account.grader(*command, cwd=workspace, env=env, timeout=timeout)
+    reports: dict[str, dict[str, Any] | None] = dict.fromkeys(files)
+    if not batch:
+        try:
+            reports = dict.fromkeys(files, json.loads(result.stdout))
+        except ValueError:
+            pass
+        return result, reports
+    for report_file in sorted((out / "reports").glob("*.json")):
+        report = json.loads(report_file.read_text())
+        source = str((report.get("batch") or {}).get("source") or report.get("submission") or "")
+        for label, notebook in files.items():
+            if Path(source).name == notebook.name:
+                reports[label] = report
+    return result, reports
