@@ -279,6 +279,26 @@ def test_writing_a_file_past_the_size_limit_fails_in_the_cell(tmp_path, grade):
     assert any(("too large" in w or "No space" in w) for w in report.warnings)
 
 
+#: Memory files hold pages that neither the address-space limit nor /work's size counts (red team, issue 15:
+#: 1.5 GB held under a 256 MB limit); pipes and sockets pin buffers per descriptor.
+MEMORY_FILES = ("import os\nheld = 0\ntry:\n    for _ in range(192):\n        fd = os.memfd_create('m')\n"
+                "        os.write(fd, b'x' * (8 << 20))\n        held += 8\n    print('memory files held', held, 'MB')\n"
+                "except OSError as error:\n    print('memory file refused:', error.errno, 'after', held, 'MB')")
+MANY_DESCRIPTORS = ("import os\nopened = []\ntry:\n    for _ in range(5000):\n        opened += list(os.pipe())\n"
+                    "except OSError as error:\n    print('descriptors refused:', error.errno, 'after', len(opened))")
+
+
+def test_memory_outside_the_address_space_is_bounded_too(tmp_path, grade):
+    import errno
+
+    report, _ = grade(tmp_path, CORRECT_CELLS + [MEMORY_FILES, MANY_DESCRIPTORS])
+    assert report.score == report.max_score
+    assert f"memory file refused: {errno.EPERM} after 0 MB" in report.output_excerpt, report.output_excerpt
+    refused = [line for line in report.output_excerpt.splitlines() if line.startswith("descriptors refused:")]
+    assert refused and refused[0].startswith(f"descriptors refused: {errno.EMFILE} after "), report.output_excerpt
+    assert int(refused[0].rsplit(" ", 1)[1]) <= 256
+
+
 # --- crashes ----------------------------------------------------------------------------
 
 

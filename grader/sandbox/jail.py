@@ -127,10 +127,16 @@ def _check(result: int, what: str) -> None:
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
+#: Open files at once: far more than a notebook, numpy, matplotlib or a kernel's sockets use, and few enough
+#: that the kernel memory each can pin outside the address space (a pipe's or a socket's buffer) stays small.
+MAX_OPEN_FILES = 256
+
+
 def set_rlimits(limits: RLimits, processes: bool) -> None:
     mib = 1 << 20
     values = [(resource.RLIMIT_AS, limits.memory_mb * mib), (resource.RLIMIT_CPU, int(limits.cpu_time_s) + 1),
-              (resource.RLIMIT_FSIZE, limits.file_size_mb * mib), (resource.RLIMIT_CORE, 0)]
+              (resource.RLIMIT_FSIZE, limits.file_size_mb * mib), (resource.RLIMIT_CORE, 0),
+              (resource.RLIMIT_NOFILE, MAX_OPEN_FILES)]
     if processes:
         values.append((resource.RLIMIT_NPROC, limits.max_processes))
     for which, value in values:
