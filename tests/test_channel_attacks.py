@@ -436,7 +436,7 @@ def activation(z):
     _display(np.shape(z))
     try:
         _exit()
-    except Exception as error:     # noqa - IPython's exit needs a kernel's ask_exit
+    except BaseException as error:  # noqa - exit() ends a cell as sys.exit() does: SystemExit
         print('EXIT', type(error).__name__)
     print('NS', shell.user_ns is globals(), 'activation' in shell.user_ns, flush=True)
     return _identity(z)
@@ -460,6 +460,7 @@ def test_lazy_shell_names_and_main_cannot_change_a_verdict(tmp_path, grade):
     assert report.score == honest.score < report.max_score
     assert all(cell.status == "ok" for cell in report.cells)
     assert "NS True True" in report.output_excerpt and "NS False" not in report.output_excerpt
+    assert "EXIT SystemExit" in report.output_excerpt
 
 
 # --- another student's data ------------------------------------------------------------------------------

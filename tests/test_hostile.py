@@ -303,8 +303,11 @@ def test_memory_outside_the_address_space_is_bounded_too(tmp_path, grade):
 
 
 def test_sys_exit_after_the_definitions_does_not_stop_grading(tmp_path, grade):
-    report, _ = grade(tmp_path, CORRECT_CELLS + ["import sys\nsys.exit(0)", "exit()"])
+    report, _ = grade(tmp_path, CORRECT_CELLS + ["import sys\nsys.exit(0)", "exit()", "%time quit()", "print('ran on')"])
     assert report.status == "graded" and report.score == report.max_score
+    assert [cell.status for cell in report.cells[-4:]] == ["error", "error", "error", "ok"]
+    assert not any("AttributeError" in warning for warning in report.warnings), report.warnings
+    assert "ran on" in report.output_excerpt
 
 
 def test_os_exit_in_a_cell_is_survived(tmp_path, grade):

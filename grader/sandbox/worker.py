@@ -169,6 +169,11 @@ def _make_shell(main: types.ModuleType | None = None) -> "InteractiveShell":
         def enable_gui(self, gui: str | None = None) -> None:
             return None
 
+        def ask_exit(self) -> None:
+            # ``exit()`` and ``quit()``: the base shell has no ask_exit (a terminal's or a kernel's has), so they
+            # raised AttributeError; here they end the cell as ``sys.exit()`` does, and the next cells run.
+            raise SystemExit()
+
         def enable_matplotlib(self, gui: str | None = None) -> tuple[str, str]:
             import matplotlib
             matplotlib.use("Agg")
