@@ -8,9 +8,8 @@ What "bare" keeps of the grader's sandbox worker (``grader/sandbox/worker.py``),
 comparison is fair:
 
 * the same preloads, once, in a parent that forks a child per notebook: numpy, matplotlib with the
-  Agg backend and ``matplotlib.pyplot``, an IPython ``InteractiveShell`` configured as the worker's
-  (no history, no colours, plain tracebacks), the same warm-up cells (``WARM_UP_CELLS``, read from
-  worker.py) and the same empty current figure, then ``gc.freeze()``; the sandbox's environment
+  Agg backend and ``matplotlib.pyplot``, the worker's own IPython shell (``_make_shell``, executed
+  from worker.py: no history, no colours, plain tracebacks), the same warm-up cells (``WARM_UP_CELLS``) and the same empty current figure, then ``gc.freeze()``; the sandbox's environment
   variables (one BLAS thread, Agg, hash seed 0);
 * cells run as the worker runs them: plain Python compiled and ``exec``-ed in the shell's namespace
   (the worker's ``_IPYTHON_SYNTAX`` test, read from worker.py, sends the rest to ``shell.run_cell``),
@@ -51,36 +50,34 @@ SANDBOX_ENV = {"MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREAD
                "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
 
 
-def _worker_constants() -> tuple[tuple[str, ...], str]:
-    """``WARM_UP_CELLS`` and the pattern of ``_IPYTHON_SYNTAX``, read from worker.py so that the two stay in step."""
-    warm_up: tuple[str, ...] = ()
-    pattern = ""
-    for node in ast.parse(WORKER.read_text()).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            name = node.targets[0].id
-            if name == "WARM_UP_CELLS":
-                warm_up = tuple(ast.literal_eval(node.value))
-            elif name == "_IPYTHON_SYNTAX" and isinstance(node.value, ast.Call) and node.value.args:
-                pattern = ast.literal_eval(node.value.args[0])
-    if not pattern:
-        raise SystemExit("bench_floor: worker.py no longer defines _IPYTHON_SYNTAX; update this benchmark")
-    return warm_up, pattern
+#: What the floor takes from worker.py itself, so that its cells run in the sandbox's own shell: the
+#: warm-up cells, the test that sends a cell to IPython, the shell (``_make_shell``) and what it needs.
+WORKER_PARTS = ("WARM_UP_CELLS", "_IPYTHON_SYNTAX", "BLOCKED_CELL_MAGICS", "refused_commands", "_once", "_make_shell")
 
 
-def _worker_constants_named(*names: str) -> list[Any]:
-    """Literal constants of worker.py (``frozenset({...})`` read as a frozenset)."""
-    found: dict[str, Any] = {}
-    for node in ast.parse(WORKER.read_text()).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            value = node.value
-            if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "frozenset":
-                found[node.targets[0].id] = frozenset(ast.literal_eval(value.args[0]))
-            else:
-                try:
-                    found[node.targets[0].id] = ast.literal_eval(value)
-                except ValueError:
-                    continue
-    return [found[name] for name in names]
+def _defined_name(node: ast.stmt) -> str | None:
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return node.name
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        return node.targets[0].id
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return node.target.id
+    return None
+
+
+def worker_parts() -> dict[str, Any]:
+    """``WORKER_PARTS``, executed from worker.py's own top-level definitions (worker.py cannot be imported:
+    it runs as the sandbox program, after protocol.py and a bootstrap), so that the two stay in step."""
+    import re
+    import types
+
+    chosen = [node for node in ast.parse(WORKER.read_text()).body if _defined_name(node) in WORKER_PARTS]
+    missing = set(WORKER_PARTS) - {_defined_name(node) for node in chosen}
+    if missing:
+        raise SystemExit(f"bench_floor: worker.py no longer defines {', '.join(sorted(missing))}; update this benchmark")
+    namespace: dict[str, Any] = {"re": re, "sys": sys, "types": types, "Any": Any}
+    exec(compile(ast.Module(body=chosen, type_ignores=[]), str(WORKER), "exec"), namespace)
+    return namespace
 
 
 def _companions(notebook: Path) -> dict[str, bytes]:
@@ -97,7 +94,6 @@ def serve(folder: Path, jobs: int, cell_timeout: float, output_kb: int, warm: bo
     import builtins
     import gc
     import linecache
-    import re
     import selectors
     import shutil
     import signal
@@ -110,50 +106,10 @@ def serve(folder: Path, jobs: int, cell_timeout: float, output_kb: int, warm: bo
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
 
-    warm_up, pattern = _worker_constants()
-    ipython_syntax = re.compile(pattern)
-
-    blocked, = _worker_constants_named("BLOCKED_CELL_MAGICS")
-
-    class FloorShell(InteractiveShell):
-        """As the worker's SandboxShell: no shell escapes, Agg for %matplotlib, %timeit runs once."""
-
-        def system(self, cmd: str) -> None:
-            print(f"[floor] shell command not run: {cmd}", file=sys.stderr)
-
-        system_raw = system_piped = system
-
-        def getoutput(self, cmd: str, split: bool = True, depth: int = 0) -> list[str]:
-            self.system(cmd)
-            return []
-
-        def enable_gui(self, gui: str | None = None) -> None:
-            return None
-
-        def enable_matplotlib(self, gui: str | None = None) -> tuple[str, str]:
-            matplotlib.use("Agg")
-            return "agg", "agg"
-
-        def run_cell_magic(self, magic_name: str, line: str, cell: str) -> Any:
-            if magic_name in blocked:
-                return self.system(f"%%{magic_name} {line}".strip())
-            if magic_name == "timeit":
-                line = "-n1 -r1 " + line
-            return super().run_cell_magic(magic_name, line, cell)  # type: ignore[no-untyped-call]
-
-        def run_line_magic(self, magic_name: str, line: str, _stack_depth: int = 1) -> Any:
-            if magic_name == "timeit":
-                line = "-n1 -r1 " + line
-            return super().run_line_magic(magic_name, line, _stack_depth + 1)
-
-    config = Config()
-    config.HistoryManager.enabled = False
-    config.InteractiveShell.colors = "nocolor"
-    config.InteractiveShell.xmode = "Plain"
-    shell = FloorShell.instance(config=config)
+    parts = worker_parts()
+    warm_up, ipython_syntax = parts["WARM_UP_CELLS"], parts["_IPYTHON_SYNTAX"]
+    shell = parts["_make_shell"]()  # the worker's own: no shell escapes, Agg for %matplotlib, %timeit once
     if warm:
         import contextlib
         import io
