@@ -549,9 +549,8 @@ def _check(args: argparse.Namespace) -> int:
     files = _report_files(args.notebook, formats) if args.out is not None else {}
     if args.out is not None:
         _writable_out(args.out)
+    prepare()  # how sandboxes are confined here is decided while the grader, the rubric and the notebook load
     early = _early_sandbox(args)
-    if early is None:
-        prepare()  # how sandboxes are confined here is decided while the grader, the rubric and the notebook load
     try:
         from grader.grade import Options, grade_notebook
         from grader.render import render
@@ -599,9 +598,6 @@ def _early_sandbox(args: argparse.Namespace) -> SubprocessSandbox | None:
         return None
     try:
         limits = Limits().merged(_limit_overrides(args), COMMAND_LINE)
-        from grader.sandbox.confine import prepare
-
-        prepare()  # decided in the background while the sandbox's own module and numpy import
         from grader.sandbox.process import SubprocessSandbox
 
         return SubprocessSandbox(limits)
