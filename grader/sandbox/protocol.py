@@ -327,11 +327,12 @@ def _encode(value: Any, blobs: list[bytes], depth: int, room: list[int]) -> dict
         return {"t": "unsupported", "type": type(value).__name__}
     if array.dtype.kind not in NUMERIC_KINDS or array.dtype.hasobject:
         return {"t": "unsupported", "type": f"{type(value).__name__} of {array.dtype}"}
-    if frame(array.shape) > room[0]:
+    framed = frame(array.shape)
+    if framed > room[0]:
         what = f"{array.size} numbers" if array.size else f"shape {array.shape}"
         return {"t": "unsupported", "type": f"{type(value).__name__} of {what} "
                 f"(the grader reads at most {MAX_VALUE_ELEMENTS})"}
-    room[0] -= frame(array.shape)
+    room[0] -= framed
     try:
         blobs.append(array_to_npy(array))
     except ValueError:

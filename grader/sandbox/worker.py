@@ -723,6 +723,7 @@ def train(header: dict[str, Any], blobs: list[bytes]) -> tuple[dict[str, Any], l
     counts = [0] * len(steps)
     stop: dict[str, Any] | None = None
     out: list[bytes] = []
+    namespace = user_ns()  # one dict for the whole loop (a shell made meanwhile adopts this same one)
     started = time.monotonic()
     for iteration in range(header["iterations"]):
         if time.monotonic() - started > budget:
@@ -730,7 +731,7 @@ def train(header: dict[str, Any], blobs: list[bytes]) -> tuple[dict[str, Any], l
         for index, (function, parameters, read, names) in enumerate(plan):
             # Fresh copies for every call, as decoding gives the grader's calls: in-place updates stay local.
             args = tuple([value.copy() if type(value) is ndarray else value for value in [state[p] for p in parameters]])
-            status, value = invoke(user_ns().get(function), args, timeout)
+            status, value = invoke(namespace.get(function), args, timeout)
             try:
                 bound = read(value, args) if status == "ok" else None
             except BaseException:  # noqa: BLE001 - reading the value ran the notebook's code, which failed: the reply says how
@@ -783,8 +784,9 @@ def replay(header: dict[str, Any], blobs: list[bytes]) -> tuple[dict[str, Any], 
     iteration = 0
     try:
         watching[0] = True
+        namespace = user_ns()
         for iteration in range(header["count"]):
-            function = user_ns().get(step["function"])
+            function = namespace.get(step["function"])
             if function is None or not callable(function):
                 return {"status": "stopped", "iteration": iteration}, []
             args = tuple(_fresh(fixed[name]) if name in fixed else _row(stacked[name], iteration)
