@@ -11,8 +11,8 @@ comparison is fair:
   Agg backend and ``matplotlib.pyplot``, the worker's own IPython shell (``_make_shell``, executed
   from worker.py: no history, no colours, plain tracebacks), the same warm-up cells (``WARM_UP_CELLS``) and the same empty current figure, then ``gc.freeze()``; the sandbox's environment
   variables (one BLAS thread, Agg, hash seed 0);
-* cells run as the worker runs them: plain Python compiled and ``exec``-ed in the shell's namespace
-  (the worker's ``_IPYTHON_SYNTAX`` test, read from worker.py, sends the rest to ``shell.run_cell``),
+* cells run as the worker runs them, with its own code (``worker_parts``): plain Python by its
+  ``_plain_python`` and ``_run_plain`` in the shell's namespace, the rest by ``shell.run_cell``,
   each under a ``--cell-timeout`` alarm (10 s, the default limit), an error's traceback printed; every
   code cell, in order, the grader's self-check cell included (the grader skips it; rare);
 * output captured: the child's stdout and stderr are a pipe the parent drains (the worker's output
@@ -50,9 +50,11 @@ SANDBOX_ENV = {"MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREAD
                "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
 
 
-#: What the floor takes from worker.py itself, so that its cells run in the sandbox's own shell: the
-#: warm-up cells, the test that sends a cell to IPython, the shell (``_make_shell``) and what it needs.
-WORKER_PARTS = ("WARM_UP_CELLS", "_IPYTHON_SYNTAX", "BLOCKED_CELL_MAGICS", "refused_commands", "_once", "_make_shell")
+#: What the floor takes from worker.py itself, so that its cells run as the sandbox runs them: the warm-up
+#: cells, the shell (``_make_shell``) and what it needs, and the plain-Python path (``_plain_python``, the
+#: test that sends the rest to IPython, and ``_run_plain``, given ``user_ns`` and ``Deadline`` here).
+WORKER_PARTS = ("WARM_UP_CELLS", "_IPYTHON_SYNTAX", "BLOCKED_CELL_MAGICS", "refused_commands", "_once", "_make_shell",
+                "_plain_python", "_run_plain")
 
 
 def _defined_name(node: ast.stmt) -> str | None:
@@ -68,14 +70,17 @@ def _defined_name(node: ast.stmt) -> str | None:
 def worker_parts() -> dict[str, Any]:
     """``WORKER_PARTS``, executed from worker.py's own top-level definitions (worker.py cannot be imported:
     it runs as the sandbox program, after protocol.py and a bootstrap), so that the two stay in step."""
+    import linecache
     import re
+    import traceback
     import types
 
     chosen = [node for node in ast.parse(WORKER.read_text()).body if _defined_name(node) in WORKER_PARTS]
     missing = set(WORKER_PARTS) - {_defined_name(node) for node in chosen}
     if missing:
         raise SystemExit(f"bench_floor: worker.py no longer defines {', '.join(sorted(missing))}; update this benchmark")
-    namespace: dict[str, Any] = {"re": re, "sys": sys, "types": types, "Any": Any}
+    namespace: dict[str, Any] = {"ast": ast, "linecache": linecache, "re": re, "sys": sys, "traceback": traceback,
+                                 "types": types, "Any": Any}
     exec(compile(ast.Module(body=chosen, type_ignores=[]), str(WORKER), "exec"), namespace)
     return namespace
 
@@ -93,12 +98,10 @@ def _companions(notebook: Path) -> dict[str, bytes]:
 def serve(folder: Path, jobs: int, cell_timeout: float, output_kb: int, warm: bool) -> dict[str, Any]:
     import builtins
     import gc
-    import linecache
     import selectors
     import shutil
     import signal
     import tempfile
-    import traceback
     import types
 
     import matplotlib
@@ -108,7 +111,7 @@ def serve(folder: Path, jobs: int, cell_timeout: float, output_kb: int, warm: bo
     import matplotlib.pyplot as plt
 
     parts = worker_parts()
-    warm_up, ipython_syntax = parts["WARM_UP_CELLS"], parts["_IPYTHON_SYNTAX"]
+    warm_up, plain_python, run_plain = parts["WARM_UP_CELLS"], parts["_plain_python"], parts["_run_plain"]
     shell = parts["_make_shell"]()  # the worker's own: no shell escapes, Agg for %matplotlib, %timeit once
     if warm:
         import contextlib
@@ -149,33 +152,15 @@ def serve(folder: Path, jobs: int, cell_timeout: float, output_kb: int, warm: bo
             return None
         return real_print(*args, **kwargs)
 
+    parts.update(Deadline=Deadline, user_ns=lambda: shell.user_ns)
+
     def run_cell(index: int, source: str) -> bool:
         """One cell, as worker.execute_cell runs it; whether it succeeded."""
         signal.setitimer(signal.ITIMER_REAL, cell_timeout)
         try:
-            if not ipython_syntax.search(source):
-                name = f"<cell-{index + 1}>"
-                try:
-                    tree = ast.parse(source)
-                    last = None
-                    if tree.body and isinstance(tree.body[-1], ast.Expr):
-                        last = compile(ast.Interactive(body=[tree.body.pop()]), name, "single")
-                    body = compile(tree, name, "exec")
-                except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
-                    pass
-                else:
-                    linecache.cache[name] = (len(source), None, source.splitlines(True), name)
-                    try:
-                        exec(body, shell.user_ns)
-                        if last is not None:
-                            exec(last, shell.user_ns)
-                    except Deadline:
-                        return False
-                    except BaseException as error:  # noqa: BLE001 - as the worker
-                        traceback.print_exception(type(error), error, error.__traceback__.tb_next if error.__traceback__ else None,
-                                                  file=sys.stdout)
-                        return False
-                    return True
+            plain = plain_python(index, source)
+            if plain is not None:
+                return run_plain(plain) is None
             shell.execution_count = index + 1
             result = shell.run_cell(source, store_history=False, silent=False)  # type: ignore[no-untyped-call]
             return result.error_before_exec is None and result.error_in_exec is None
