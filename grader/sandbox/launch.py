@@ -183,12 +183,16 @@ class OutputDrain:
     def _run(self) -> None:
         while True:
             try:
-                chunk = os.read(self._fd, 1 << 16)
-            except OSError:
-                break
-            if not chunk:
+                select.select([self._fd], [], [])  # wait outside the lock; read and keep inside it, as one step,
+            except OSError:                        # so that ``settle`` never finds bytes read but not yet kept
                 break
             with self._lock:
+                try:
+                    chunk = os.read(self._fd, 1 << 16)
+                except OSError:
+                    break
+                if not chunk:
+                    break
                 room = self.limit - len(self.kept)
                 self.kept += chunk[:max(room, 0)]
                 self.dropped += max(len(chunk) - max(room, 0), 0)
@@ -209,7 +213,7 @@ class OutputDrain:
             except OSError:
                 return
             if pending == 0:
-                with self._lock:  # the thread may be between its read and keeping the bytes
+                with self._lock:  # a read in progress holds it until its bytes are kept
                     return
             time.sleep(0.002)
 
